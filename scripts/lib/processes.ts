@@ -1,0 +1,106 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+/** A service running as its own node process, as it would in its own container. */
+export interface ServiceProcess {
+  name: string;
+  url: string;
+  child: ChildProcess;
+  /** Resolves with the exit code (null when killed by a signal). */
+  exited: Promise<number | null>;
+  /** SIGTERM, then SIGKILL after graceMs; resolves once the process is gone. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+export type ServiceName = 'calling' | 'receiving' | 'metadata-emulator';
+
+/** The built entry point of a service (dist/services/NAME/main.js). */
+export function entryOf(name: ServiceName): string {
+  return fileURLToPath(new URL(`../../services/${name}/main.js`, import.meta.url));
+}
+
+/** A port that was free a moment ago on 127.0.0.1. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+export interface StartOptions {
+  env: Record<string, string | undefined>;
+  port: number;
+  /** Each output line of the child; none are shown when absent. */
+  onLine?: (name: string, line: string) => void;
+  /** How to tell it is ready: a path answering 200 and the headers to send. */
+  readyPath?: string;
+  readyHeaders?: Record<string, string>;
+  readyTimeoutMs?: number;
+}
+
+export async function startService(name: ServiceName, options: StartOptions): Promise<ServiceProcess> {
+  const child = spawn(process.execPath, [entryOf(name)], {
+    env: { ...cleanEnv(options.env), PORT: String(options.port), HOST: '127.0.0.1' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  for (const stream of [child.stdout, child.stderr]) {
+    const lines = createInterface({ input: stream });
+    lines.on('line', (line) => options.onLine?.(name, line));
+  }
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const url = `http://127.0.0.1:${options.port}`;
+  const service: ServiceProcess = {
+    name,
+    url,
+    child,
+    exited,
+    async stop(graceMs = 5000) {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+  try {
+    await waitUntilReady(service, options.readyPath ?? '/health', options.readyHeaders ?? {}, options.readyTimeoutMs ?? 15_000);
+  } catch (err) {
+    await service.stop();
+    throw err;
+  }
+  return service;
+}
+
+async function waitUntilReady(
+  service: ServiceProcess,
+  path: string,
+  headers: Record<string, string>,
+  timeoutMs: number,
+): Promise<void> {
+  let exitCode: number | null | undefined;
+  void service.exited.then((code) => (exitCode = code));
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (exitCode !== undefined) throw new Error(`${service.name} exited with code ${exitCode} before it was ready`);
+    try {
+      const response = await fetch(`${service.url}${path}`, { headers, signal: AbortSignal.timeout(1000) });
+      await response.arrayBuffer();
+      if (response.ok) return;
+    } catch {
+      // Not listening yet.
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`${service.name} was not ready at ${service.url}${path} within ${timeoutMs} ms`);
+}
+
+/** Drops undefined values (an explicit undefined removes an inherited variable). */
+function cleanEnv(env: Record<string, string | undefined>): Record<string, string> {
+  return Object.fromEntries(Object.entries(env).filter((entry): entry is [string, string] => entry[1] !== undefined));
+}

@@ -1,0 +1,34 @@
+import { EnvReader, type Env } from '../shared/env.js';
+
+export const AUTH_MODES = ['id-token', 'none'] as const;
+export type AuthMode = (typeof AUTH_MODES)[number];
+
+export interface CallingConfig {
+  host: string;
+  port: number;
+  /** The receiving service's URL, called on every request. */
+  url: URL;
+  /** The audience ID tokens are minted for: the receiving service's origin unless set. */
+  audience: string;
+  /** id-token: send an ID token; none: send nothing (the tutorial's first calling service). */
+  auth: AuthMode;
+  upstreamTimeoutMs: number;
+}
+
+export function loadCallingConfig(env: Env): CallingConfig {
+  const read = new EnvReader('calling', env);
+  const rawUrl = read.required(
+    'URL',
+    "the receiving service's URL, e.g. https://receiving-abc123-uc.a.run.app (locally http://127.0.0.1:8081)",
+  );
+  const url = rawUrl === '' ? undefined : read.httpUrl('URL', rawUrl);
+  const audience = read.raw('AUDIENCE') ?? url?.origin ?? '';
+  return read.done({
+    host: read.raw('HOST') ?? '0.0.0.0',
+    port: read.port('PORT', 8080),
+    url: url ?? new URL('http://invalid'),
+    audience,
+    auth: read.oneOf('AUTH', AUTH_MODES, 'id-token'),
+    upstreamTimeoutMs: read.integer('UPSTREAM_TIMEOUT_MS', 10_000, 1, 600_000),
+  });
+}

@@ -1,0 +1,33 @@
+import { createLogger } from '../shared/logger.js';
+import { loadConfigOrExit } from '../shared/main-support.js';
+import { exitOnSignals, listen, portOf } from '../shared/server.js';
+import { createCallingApp } from './app.js';
+import { loadCallingConfig } from './config.js';
+import { createGoogleIdTokenSource } from './id-token-source.js';
+import { createUpstreamClient } from './upstream-client.js';
+
+const logger = createLogger('calling');
+const config = loadConfigOrExit(() => loadCallingConfig(process.env));
+
+const app = createCallingApp({
+  url: config.url,
+  audience: config.audience,
+  auth: config.auth,
+  idTokens: createGoogleIdTokenSource(),
+  upstream: createUpstreamClient({ timeoutMs: config.upstreamTimeoutMs }),
+  logger,
+});
+const server = await listen(app, config.host, config.port);
+logger.info(
+  {
+    host: config.host,
+    port: portOf(server),
+    url: config.url.href,
+    audience: config.audience,
+    auth: config.auth,
+    upstreamTimeoutMs: config.upstreamTimeoutMs,
+  },
+  `calling listening on ${config.host}:${portOf(server)}`,
+);
+if (config.auth === 'none') logger.warn('AUTH=none: requests to the receiving service carry no token');
+exitOnSignals(server, logger);

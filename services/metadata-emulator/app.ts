@@ -1,0 +1,133 @@
+import { randomBytes } from 'node:crypto';
+import express, { type Express, type Request, type Response } from 'express';
+import type { Logger } from '../shared/logger.js';
+import type { EmulatorConfig } from './config.js';
+import { identityClaims } from './identity.js';
+import { buildMetadataTree, isDir, lookup, renderJson, renderText } from './metadata-tree.js';
+import type { SigningKey } from './signing-key.js';
+
+export interface EmulatorDeps {
+  config: EmulatorConfig;
+  key: SigningKey;
+  logger: Logger;
+  /** Seconds since the epoch; tests move it. */
+  now?: () => number;
+}
+
+/** What the emulator has served, for tests and the benchmark (also at GET /emulator/stats). */
+export interface EmulatorStats {
+  identityRequests: number;
+  accessTokenRequests: number;
+  rejectedRequests: number;
+}
+
+export interface MetadataEmulator {
+  app: Express;
+  stats: EmulatorStats;
+}
+
+const V1 = '/computeMetadata/v1';
+
+/**
+ * A stand-in for the GCE / Cloud Run metadata server that Google's own clients use unmodified:
+ * the paths they read, the header rules of the real server, and RS256 ID tokens whose keys are
+ * published like Google's at /oauth2/v3/certs (JWKS) and /oauth2/v1/certs (PEM map).
+ */
+export function createMetadataEmulator(deps: EmulatorDeps): MetadataEmulator {
+  const { config, key, logger } = deps;
+  const now = deps.now ?? (() => Math.floor(Date.now() / 1000));
+  const tree = buildMetadataTree(config);
+  const stats: EmulatorStats = { identityRequests: 0, accessTokenRequests: 0, rejectedRequests: 0 };
+  const app = express();
+  app.disable('x-powered-by');
+  app.disable('etag');
+
+  app.use((req, res, next) => {
+    res.set({ 'Metadata-Flavor': 'Google', Server: 'Metadata Server for VM' });
+    if (req.path === '/oauth2/v3/certs' || req.path === '/oauth2/v1/certs' || req.path === '/emulator/stats') {
+      next();
+      return;
+    }
+    if (req.headers['x-forwarded-for'] !== undefined) {
+      reject(res, 403, 'Request denied: the metadata server does not answer requests with X-Forwarded-For.\n');
+      return;
+    }
+    const flavored =
+      req.headers['metadata-flavor'] === 'Google' || req.headers['x-google-metadata-request'] === 'True';
+    if (!flavored && req.path !== '/') {
+      reject(res, 403, 'Missing required header "Metadata-Flavor": "Google"\n');
+      return;
+    }
+    next();
+  });
+
+  const reject = (res: Response, status: number, body: string) => {
+    stats.rejectedRequests += 1;
+    res.status(status).type('text/html').send(body);
+  };
+  const text = (res: Response, body: string) => res.type('application/text').send(body);
+
+  app.get('/oauth2/v3/certs', (_req, res) => {
+    res.set('Cache-Control', 'public, max-age=300').json(key.jwks);
+  });
+  app.get('/oauth2/v1/certs', (_req, res) => {
+    res.set('Cache-Control', 'public, max-age=300').json(key.pems);
+  });
+  app.get('/emulator/stats', (_req, res) => {
+    res.json(stats);
+  });
+
+  app.get('/', (_req, res) => text(res, 'computeMetadata/\n'));
+  app.get('/computeMetadata{/}', (_req, res) => text(res, 'v1/\n'));
+
+  app.get(`${V1}/instance/service-accounts/:account/identity`, async (req, res) => {
+    if (!knownAccount(req.params.account)) return reject(res, 404, notFoundBody);
+    const audience = single(req.query.audience);
+    if (!audience) return reject(res, 400, 'non-empty audience parameter required\n');
+    const format = single(req.query.format) ?? 'standard';
+    if (format !== 'standard' && format !== 'full') {
+      return reject(res, 400, 'format must be one of: standard, full\n');
+    }
+    stats.identityRequests += 1;
+    const licenses = (single(req.query.licenses) ?? 'FALSE').toUpperCase() === 'TRUE';
+    const token = await key.sign(identityClaims(config, { audience, format, licenses, now: now() }));
+    logger.debug({ audience, format }, 'minted an identity token');
+    text(res, token);
+  });
+
+  app.get(`${V1}/instance/service-accounts/:account/token`, (req, res) => {
+    if (!knownAccount(req.params.account)) return reject(res, 404, notFoundBody);
+    stats.accessTokenRequests += 1;
+    // Opaque, like Google's: good for nothing but shape-checking clients.
+    res.json({ access_token: `ya29.emulator-${randomBytes(32).toString('base64url')}`, expires_in: 3599, token_type: 'Bearer' });
+  });
+
+  app.get(`${V1}{/*path}`, (req: Request, res) => {
+    const segments = req.path.slice(V1.length).split('/').filter((s) => s !== '');
+    const node = lookup(tree, segments);
+    if (node === undefined) return reject(res, 404, notFoundBody);
+    const recursive = single(req.query.recursive)?.toLowerCase() === 'true';
+    const alt = single(req.query.alt) ?? (recursive && isDir(node) ? 'json' : 'text');
+    if (alt === 'json') {
+      res.json(recursive || !isDir(node) ? renderJson(node) : Object.keys(node).map((name) => (isDir(node[name]!) ? `${name}/` : name)));
+    } else {
+      text(res, renderText(node));
+    }
+  });
+
+  app.use((_req, res) => reject(res, 404, notFoundBody));
+
+  function knownAccount(account: string): boolean {
+    return account === 'default' || account === config.serviceAccount;
+  }
+
+  return { app, stats };
+}
+
+const notFoundBody = '<!DOCTYPE html>\n<title>404 Not Found</title>\n<p>The requested URL was not found on this server.</p>\n';
+
+function single(value: unknown): string | undefined {
+  if (typeof value === 'string') return value;
+  if (Array.isArray(value) && typeof value[0] === 'string') return value[0];
+  return undefined;
+}

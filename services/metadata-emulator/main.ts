@@ -1,0 +1,18 @@
+import { createLogger } from '../shared/logger.js';
+import { loadConfigOrExit } from '../shared/main-support.js';
+import { exitOnSignals, listen, portOf } from '../shared/server.js';
+import { createMetadataEmulator } from './app.js';
+import { loadEmulatorConfig } from './config.js';
+import { createSigningKey } from './signing-key.js';
+
+const logger = createLogger('metadata-emulator');
+const config = loadConfigOrExit(() => loadEmulatorConfig(process.env));
+const { app } = createMetadataEmulator({ config, key: await createSigningKey(), logger });
+const server = await listen(app, config.host, config.port);
+const where = `${config.host}:${portOf(server)}`;
+logger.info(
+  { host: config.host, port: portOf(server), serviceAccount: config.serviceAccount, projectId: config.projectId },
+  `metadata emulator listening on ${where} (a development tool: never expose it); ` +
+    `GCE_METADATA_HOST=${where}, JWKS at http://${where}/oauth2/v3/certs`,
+);
+exitOnSignals(server, logger);

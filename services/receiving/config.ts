@@ -1,0 +1,49 @@
+import { EnvReader, type Env } from '../shared/env.js';
+import { parseInvokers, type Invokers } from './invokers.js';
+
+export const TOKEN_CHECKS = ['verify', 'none'] as const;
+export type TokenCheck = (typeof TOKEN_CHECKS)[number];
+
+export const GOOGLE_JWKS_URL = 'https://www.googleapis.com/oauth2/v3/certs';
+export const GOOGLE_ISSUERS = ['https://accounts.google.com', 'accounts.google.com'];
+
+export interface ReceivingConfig {
+  host: string;
+  port: number;
+  /** verify: check every token here; none: trust Cloud Run IAM alone (the tutorial's service). */
+  tokenCheck: TokenCheck;
+  audiences: string[];
+  jwksUrl: URL;
+  issuers: string[];
+  /** null: any caller with a valid token. */
+  invokers: Invokers | null;
+}
+
+export function loadReceivingConfig(env: Env): ReceivingConfig {
+  const read = new EnvReader('receiving', env);
+  const tokenCheck = read.oneOf('TOKEN_CHECK', TOKEN_CHECKS, 'verify');
+  const audiences = read.list('AUDIENCES');
+  if (tokenCheck === 'verify' && audiences.length === 0) {
+    read.problem(
+      'AUDIENCES is required with TOKEN_CHECK=verify: the audiences tokens must be minted for, ' +
+        "comma-separated; usually this service's own URL, e.g. https://receiving-abc123-uc.a.run.app",
+    );
+  }
+  const jwksUrl = read.httpUrl('JWKS_URL', read.raw('JWKS_URL') ?? GOOGLE_JWKS_URL);
+  const issuers = read.list('ISSUERS', GOOGLE_ISSUERS);
+  if (issuers.length === 0) read.problem('ISSUERS must name at least one issuer');
+  const invokerList = read.list('INVOKERS');
+  const invokers = invokerList.length > 0 ? parseInvokers(invokerList, (p) => read.problem(p)) : null;
+  if (invokers !== null && tokenCheck !== 'verify') {
+    read.problem('INVOKERS needs TOKEN_CHECK=verify: without checking tokens there is no caller to match');
+  }
+  return read.done({
+    host: read.raw('HOST') ?? '0.0.0.0',
+    port: read.port('PORT', 8080),
+    tokenCheck,
+    audiences,
+    jwksUrl: jwksUrl ?? new URL(GOOGLE_JWKS_URL),
+    issuers,
+    invokers,
+  });
+}

@@ -1,0 +1,26 @@
+/**
+ * The local stand-in for roles/run.invoker bindings: IAM member strings whose callers may invoke
+ * the service. Emails compare case-insensitively, as IAM does.
+ */
+export type Invokers = ReadonlySet<string>;
+
+const MEMBER = /^(serviceAccount|user):([^\s@:]+@[^\s@:]+\.[^\s@:]+)$/;
+
+export function parseInvokers(members: readonly string[], problem: (message: string) => void): Invokers {
+  const emails = new Set<string>();
+  for (const member of members) {
+    const match = MEMBER.exec(member);
+    if (match === null) {
+      problem(
+        `INVOKERS entry "${member}" is not an IAM member: use serviceAccount:EMAIL or user:EMAIL`,
+      );
+      continue;
+    }
+    emails.add(match[2]!.toLowerCase());
+  }
+  return emails;
+}
+
+export function isInvoker(invokers: Invokers, email: string): boolean {
+  return invokers.has(email.toLowerCase());
+}

@@ -1,0 +1,137 @@
+/**
+ * Every error a service answers with. Each has a stable `code` (for logs and tests), the HTTP
+ * status it maps to, and a message written for the person who has to fix it. The message is sent
+ * to the client, so it never holds a token or anything read from one but the caller's email.
+ */
+import { iamMember } from './iam.js';
+
+export type ErrorCode =
+  | 'TOKEN_MISSING'
+  | 'TOKEN_INVALID'
+  | 'CALLER_NOT_INVOKER'
+  | 'SIGNING_KEYS_UNAVAILABLE'
+  | 'ID_TOKEN_UNAVAILABLE'
+  | 'UPSTREAM_REFUSED'
+  | 'UPSTREAM_UNREACHABLE'
+  | 'UPSTREAM_TIMEOUT'
+  | 'NOT_FOUND';
+
+export class ServiceError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    readonly status: number,
+    message: string,
+    options?: { cause?: unknown; headers?: Record<string, string> },
+  ) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'ServiceError';
+    this.headers = options?.headers ?? {};
+  }
+
+  readonly headers: Record<string, string>;
+}
+
+function bearerChallenge(reason: string): Record<string, string> {
+  // RFC 6750 quoted-string: the reasons are our own words, but keep the header well-formed anyway.
+  const description = reason.replace(/["\\\r\n]/g, ' ');
+  return { 'WWW-Authenticate': `Bearer error="invalid_token", error_description="${description}"` };
+}
+
+export class TokenMissingError extends ServiceError {
+  constructor() {
+    const reason = 'no bearer token: send Authorization: Bearer <ID token>';
+    super('TOKEN_MISSING', 401, reason, { headers: bearerChallenge(reason) });
+  }
+}
+
+export class TokenInvalidError extends ServiceError {
+  constructor(readonly reason: string, options?: { cause?: unknown }) {
+    super('TOKEN_INVALID', 401, `invalid token: ${reason}`, {
+      ...options,
+      headers: bearerChallenge(reason),
+    });
+  }
+}
+
+export class CallerNotInvokerError extends ServiceError {
+  /** caller: the token's verified email, or null when it has none (then subject names the caller). */
+  constructor(
+    readonly caller: string | null,
+    subject?: string,
+  ) {
+    super(
+      'CALLER_NOT_INVOKER',
+      403,
+      caller === null
+        ? `the caller (subject ${subject}) has no verified email in its token, so it cannot be matched against INVOKERS`
+        : `${caller} is not allowed to invoke this service: grant it roles/run.invoker ` +
+            `(locally: add ${iamMember(caller)} to INVOKERS)`,
+    );
+  }
+}
+
+export class SigningKeysUnavailableError extends ServiceError {
+  constructor(jwksUrl: string, options?: { cause?: unknown }) {
+    super(
+      'SIGNING_KEYS_UNAVAILABLE',
+      503,
+      `cannot check tokens right now: the signing keys at ${jwksUrl} could not be fetched`,
+      { ...options, headers: { 'Retry-After': '5' } },
+    );
+  }
+}
+
+export class IdTokenUnavailableError extends ServiceError {
+  constructor(audience: string, options?: { cause?: unknown }) {
+    super(
+      'ID_TOKEN_UNAVAILABLE',
+      503,
+      `could not get an identity token for audience ${audience}: is the metadata server reachable ` +
+        '(on Cloud Run it always is; locally set GCE_METADATA_HOST to the emulator, e.g. 127.0.0.1:8082) ' +
+        'or are service-account credentials set (GOOGLE_APPLICATION_CREDENTIALS)?',
+      { ...options, headers: { 'Retry-After': '5' } },
+    );
+  }
+}
+
+export class UpstreamRefusedError extends ServiceError {
+  constructor(
+    readonly url: string,
+    readonly upstreamStatus: number,
+  ) {
+    super(
+      'UPSTREAM_REFUSED',
+      502,
+      `the receiving service at ${url} answered ${upstreamStatus}` +
+        (upstreamStatus === 401 || upstreamStatus === 403 ? ': it refused this caller' : ''),
+    );
+  }
+}
+
+export class UpstreamUnreachableError extends ServiceError {
+  constructor(url: string, options?: { cause?: unknown }) {
+    super(
+      'UPSTREAM_UNREACHABLE',
+      502,
+      `the receiving service at ${url} could not be reached: check URL and that the service is up`,
+      options,
+    );
+  }
+}
+
+export class UpstreamTimeoutError extends ServiceError {
+  constructor(url: string, timeoutMs: number, options?: { cause?: unknown }) {
+    super(
+      'UPSTREAM_TIMEOUT',
+      504,
+      `the receiving service at ${url} did not answer within ${timeoutMs} ms`,
+      options,
+    );
+  }
+}
+
+export class NotFoundError extends ServiceError {
+  constructor(path: string) {
+    super('NOT_FOUND', 404, `no route for ${path}`);
+  }
+}

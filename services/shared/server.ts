@@ -1,0 +1,45 @@
+import type { Server } from 'node:http';
+import type { Express } from 'express';
+import type { Logger } from './logger.js';
+
+export function listen(app: Express, host: string, port: number): Promise<Server> {
+  return new Promise((resolve, reject) => {
+    const server = app.listen(port, host);
+    server.once('listening', () => resolve(server));
+    server.once('error', reject);
+  });
+}
+
+/** The port a listening server got (useful with port 0). */
+export function portOf(server: Server): number {
+  const address = server.address();
+  if (address === null || typeof address === 'string') throw new Error('server is not listening on TCP');
+  return address.port;
+}
+
+/**
+ * On SIGTERM (Cloud Run's stop signal) or SIGINT: stop accepting, let in-flight requests finish,
+ * close idle keep-alive connections, exit 0. Cloud Run kills 10 s after SIGTERM, so a timer forces
+ * the exit well before that.
+ */
+export function exitOnSignals(server: Server, logger: Logger, graceMs = 8000): void {
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    setTimeout(() => {
+      logger.error({ graceMs }, 'requests still open after the grace period; exiting');
+      logger.flush();
+      process.exit(1);
+    }, graceMs).unref();
+    server.close(() => {
+      logger.info('stopped');
+      logger.flush();
+      process.exit(0);
+    });
+    server.closeIdleConnections();
+  };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+}
