@@ -1,0 +1,51 @@
+import type { Server } from 'node:http';
+import type { Express } from 'express';
+import { createMetadataEmulator, type EmulatorStats } from '../../services/metadata-emulator/app.js';
+import { loadEmulatorConfig, type EmulatorConfig } from '../../services/metadata-emulator/config.js';
+import { createSigningKey, type SigningKey } from '../../services/metadata-emulator/signing-key.js';
+import { listen, portOf } from '../../services/shared/server.js';
+import { silentLogger } from './logs.js';
+
+export interface Running {
+  url: string;
+  /** host:port, as GCE_METADATA_HOST wants it. */
+  host: string;
+  server: Server;
+  close(): Promise<void>;
+}
+
+/** Serves an app on 127.0.0.1 at an ephemeral port. */
+export async function serve(app: Express): Promise<Running> {
+  const server = await listen(app, '127.0.0.1', 0);
+  const host = `127.0.0.1:${portOf(server)}`;
+  return {
+    url: `http://${host}`,
+    host,
+    server,
+    close: () =>
+      new Promise((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
+export interface RunningEmulator extends Running {
+  key: SigningKey;
+  config: EmulatorConfig;
+  stats: EmulatorStats;
+  jwksUrl: URL;
+}
+
+export async function startEmulator(
+  env: Record<string, string> = {},
+  options: { key?: SigningKey; now?: () => number } = {},
+): Promise<RunningEmulator> {
+  const config = loadEmulatorConfig(env);
+  const key = options.key ?? (await createSigningKey());
+  const emulator = createMetadataEmulator({ config, key, logger: silentLogger(), ...(options.now ? { now: options.now } : {}) });
+  const running = await serve(emulator.app);
+  return { ...running, key, config, stats: emulator.stats, jwksUrl: new URL(`${running.url}/oauth2/v3/certs`) };
+}
+
+export const nowS = (): number => Math.floor(Date.now() / 1000);

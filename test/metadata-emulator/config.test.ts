@@ -1,0 +1,31 @@
+import { ConfigError } from '../../services/shared/env.js';
+import { loadEmulatorConfig } from '../../services/metadata-emulator/config.js';
+
+describe('loadEmulatorConfig', () => {
+  it("defaults to loopback and Cloud Run's default compute identity", () => {
+    expect(loadEmulatorConfig({})).toEqual({
+      host: '127.0.0.1',
+      port: 8082,
+      projectId: 'local-project',
+      projectNumber: '123456789012',
+      serviceAccount: '123456789012-compute@developer.gserviceaccount.com',
+    });
+  });
+
+  it('derives the default identity from PROJECT_NUMBER and takes SERVICE_ACCOUNT as given', () => {
+    expect(loadEmulatorConfig({ PROJECT_NUMBER: '42' }).serviceAccount).toBe('42-compute@developer.gserviceaccount.com');
+    expect(
+      loadEmulatorConfig({ SERVICE_ACCOUNT: 'cloudrun-authenticated-sa@p-1234.iam.gserviceaccount.com' }).serviceAccount,
+    ).toBe('cloudrun-authenticated-sa@p-1234.iam.gserviceaccount.com');
+  });
+
+  it('names every bad variable', () => {
+    let error: ConfigError | undefined;
+    try {
+      loadEmulatorConfig({ PROJECT_ID: 'X', PROJECT_NUMBER: 'abc', SERVICE_ACCOUNT: 'nobody', PORT: '-1' });
+    } catch (err) {
+      error = err as ConfigError;
+    }
+    expect(error?.problems.map((p) => p.split(' ')[0])).toEqual(['PROJECT_ID', 'PROJECT_NUMBER', 'SERVICE_ACCOUNT', 'PORT']);
+  });
+});

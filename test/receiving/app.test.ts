@@ -1,0 +1,142 @@
+import request from 'supertest';
+import { createReceivingApp } from '../../services/receiving/app.js';
+import { authenticate } from '../../services/receiving/authenticate.js';
+import { parseInvokers } from '../../services/receiving/invokers.js';
+import { createJwksTokenVerifier } from '../../services/receiving/token-verifier.js';
+import { capturingLogger, silentLogger } from '../helpers/logs.js';
+import { serve, startEmulator, type Running, type RunningEmulator } from '../helpers/servers.js';
+import { b64url, claimsFor } from '../helpers/tokens.js';
+
+const AUDIENCE = 'https://receiving-abc123-uc.a.run.app';
+
+describe('receiving over HTTP', () => {
+  let emulator: RunningEmulator;
+  let receiving: Running;
+  let logLines: string[];
+
+  const startReceiving = async (invokers: string[]) => {
+    const { logger, lines } = capturingLogger();
+    logLines = lines;
+    const verifier = createJwksTokenVerifier({
+      jwksUrl: emulator.jwksUrl,
+      audiences: [AUDIENCE],
+      issuers: ['https://accounts.google.com'],
+    });
+    const members = invokers.length ? parseInvokers(invokers, (p) => { throw new Error(p); }) : null;
+    return serve(createReceivingApp({ authenticate: authenticate(verifier, members), logger }));
+  };
+  const token = (overrides = {}) => emulator.key.sign(claimsFor(emulator, AUDIENCE, overrides));
+
+  beforeAll(async () => {
+    emulator = await startEmulator();
+  });
+  afterAll(() => emulator.close());
+  afterEach(() => receiving.close());
+
+  describe('with the emulator identity as its only invoker', () => {
+    beforeEach(async () => {
+      receiving = await startReceiving([`serviceAccount:${emulator.config.serviceAccount}`]);
+    });
+
+    it('answers Hello World! to an invoker', async () => {
+      const res = await request(receiving.url).get('/').set('Authorization', `Bearer ${await token()}`);
+      expect(res.status).toBe(200);
+      expect(res.headers['content-type']).toMatch(/^text\/plain/);
+      expect(res.text).toBe('Hello World!');
+    });
+
+    it('accepts the scheme in any case', async () => {
+      const res = await request(receiving.url).get('/').set('Authorization', `bEaReR ${await token()}`);
+      expect(res.status).toBe(200);
+    });
+
+    it('answers /health without a token', async () => {
+      const res = await request(receiving.url).get('/health');
+      expect(res.status).toBe(200);
+    });
+
+    it('answers 401 with a Bearer challenge when the token is missing', async () => {
+      const res = await request(receiving.url).get('/');
+      expect(res.status).toBe(401);
+      expect(res.headers['www-authenticate']).toMatch(/^Bearer error="invalid_token", error_description="no bearer token/);
+      expect(res.text).toMatch(/no bearer token/);
+    });
+
+    it('answers 401 naming the reason and never echoes or logs the token', async () => {
+      const expired = await token({ iat: 1_600_000_000, exp: 1_600_003_600 });
+      const res = await request(receiving.url).get('/').set('Authorization', `Bearer ${expired}`);
+      expect(res.status).toBe(401);
+      expect(res.headers['www-authenticate']).toBe('Bearer error="invalid_token", error_description="token has expired"');
+      expect(res.text).toBe('invalid token: token has expired\n');
+      const signature = expired.split('.')[2]!;
+      const payload = expired.split('.')[1]!;
+      for (const part of [signature, payload]) {
+        expect(JSON.stringify(res.headers)).not.toContain(part);
+        expect(logLines.join('\n')).not.toContain(part);
+      }
+      expect(logLines.join('\n')).toContain('token has expired');
+    });
+
+    it('answers 403 naming the caller when its email is not an invoker', async () => {
+      const stranger = 'cloudrun-authenticated-sa@local-project.iam.gserviceaccount.com';
+      const res = await request(receiving.url).get('/').set('Authorization', `Bearer ${await token({ email: stranger })}`);
+      expect(res.status).toBe(403);
+      expect(res.text).toContain(`${stranger} is not allowed to invoke this service`);
+      expect(res.text).toContain(`serviceAccount:${stranger}`);
+    });
+
+    it('answers 403 when the email is not verified', async () => {
+      const res = await request(receiving.url)
+        .get('/')
+        .set('Authorization', `Bearer ${await token({ email_verified: false })}`);
+      expect(res.status).toBe(403);
+      expect(res.text).toMatch(/no verified email/);
+    });
+
+    it('never answers 5xx, whatever the Authorization header holds', async () => {
+      const garbage = [
+        'Bearer',
+        'Bearer .',
+        'Bearer ...',
+        `Bearer ${'A'.repeat(6000)}`,
+        `Bearer ${b64url({ alg: 'RS256', kid: 42 })}.${b64url([])}.x`,
+        `Bearer ${b64url({ alg: 'RS256', crit: ['exp'] })}.${b64url({})}.x`,
+        `Bearer ${b64url('str')}.${b64url(null)}.${b64url(1)}`,
+        'Bearer \u00ff\u00fe.\u00fd.\u00fc',
+        'Negotiate abc',
+      ];
+      for (const header of garbage) {
+        const res = await request(receiving.url).get('/').set('Authorization', header);
+        expect([header.slice(0, 20), res.status]).toEqual([header.slice(0, 20), 401]);
+      }
+      const ok = await request(receiving.url).get('/').set('Authorization', `Bearer ${await token()}`);
+      expect(ok.status).toBe(200);
+    });
+  });
+
+  describe('without INVOKERS', () => {
+    beforeEach(async () => {
+      receiving = await startReceiving([]);
+    });
+
+    it('lets any caller with a valid token in', async () => {
+      const res = await request(receiving.url)
+        .get('/')
+        .set('Authorization', `Bearer ${await token({ email: 'anyone@example.com', email_verified: false })}`);
+      expect(res.status).toBe(200);
+    });
+  });
+});
+
+describe('receiving with TOKEN_CHECK=none', () => {
+  it('answers everyone, as the tutorial service behind Cloud Run IAM does', async () => {
+    const receiving = await serve(createReceivingApp({ authenticate: null, logger: silentLogger() }));
+    try {
+      const res = await request(receiving.url).get('/');
+      expect(res.status).toBe(200);
+      expect(res.text).toBe('Hello World!');
+    } finally {
+      await receiving.close();
+    }
+  });
+});

@@ -1,0 +1,16 @@
+import { TokenInvalidError, TokenMissingError } from '../../services/shared/errors.js';
+import { readBearerToken } from '../../services/receiving/bearer.js';
+
+describe('readBearerToken', () => {
+  it.each(['Bearer abc.def.ghi', 'bearer abc.def.ghi', 'BEARER   abc.def.ghi  '])('reads %j', (header) => {
+    expect(readBearerToken(header)).toBe('abc.def.ghi');
+  });
+
+  it.each([undefined, '', '   '])('answers token missing for %j', (header) => {
+    expect(() => readBearerToken(header)).toThrow(TokenMissingError);
+  });
+
+  it.each(['Basic dXNlcjpwYXNz', 'Bearer', 'Bearer a b', 'abc.def.ghi'])('refuses %j as not a bearer token', (header) => {
+    expect(() => readBearerToken(header)).toThrow(TokenInvalidError);
+  });
+});

@@ -1,0 +1,62 @@
+import { ConfigError } from '../../services/shared/env.js';
+import { GOOGLE_ISSUERS, GOOGLE_JWKS_URL, loadReceivingConfig } from '../../services/receiving/config.js';
+
+const problemsOf = (env: Record<string, string>): readonly string[] => {
+  try {
+    loadReceivingConfig(env);
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems;
+    throw err;
+  }
+  return [];
+};
+
+describe('loadReceivingConfig', () => {
+  it("defaults to verifying tokens against Google's keys and issuers", () => {
+    const config = loadReceivingConfig({ AUDIENCES: 'https://receiving.example' });
+    expect(config).toMatchObject({
+      port: 8080,
+      tokenCheck: 'verify',
+      audiences: ['https://receiving.example'],
+      issuers: GOOGLE_ISSUERS,
+      invokers: null,
+    });
+    expect(config.jwksUrl.href).toBe(GOOGLE_JWKS_URL);
+  });
+
+  it('refuses to verify without AUDIENCES, naming it', () => {
+    expect(problemsOf({})).toEqual([expect.stringMatching(/^AUDIENCES is required with TOKEN_CHECK=verify/)]);
+  });
+
+  it('needs no AUDIENCES with TOKEN_CHECK=none', () => {
+    expect(loadReceivingConfig({ TOKEN_CHECK: 'none' }).tokenCheck).toBe('none');
+  });
+
+  it('reads INVOKERS as IAM members, case-insensitively', () => {
+    const config = loadReceivingConfig({
+      AUDIENCES: 'a',
+      INVOKERS: 'serviceAccount:Caller@P.iam.gserviceaccount.com, user:ann@example.com',
+    });
+    expect([...config.invokers!]).toEqual(['caller@p.iam.gserviceaccount.com', 'ann@example.com']);
+  });
+
+  it('names every bad variable at once', () => {
+    const problems = problemsOf({
+      TOKEN_CHECK: 'maybe',
+      JWKS_URL: 'file:///etc/passwd',
+      INVOKERS: 'caller@example.com',
+      PORT: '99999',
+    });
+    expect(problems.join('\n')).toMatch(/TOKEN_CHECK must be one of verify, none/);
+    expect(problems.join('\n')).toMatch(/AUDIENCES is required/);
+    expect(problems.join('\n')).toMatch(/JWKS_URL must be an http\(s\) URL/);
+    expect(problems.join('\n')).toMatch(/INVOKERS entry "caller@example.com" is not an IAM member/);
+    expect(problems.join('\n')).toMatch(/PORT must be a whole number/);
+  });
+
+  it('refuses INVOKERS without token verification', () => {
+    expect(problemsOf({ TOKEN_CHECK: 'none', INVOKERS: 'user:a@example.com' })).toEqual([
+      expect.stringMatching(/^INVOKERS needs TOKEN_CHECK=verify/),
+    ]);
+  });
+});
