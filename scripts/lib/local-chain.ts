@@ -79,6 +79,8 @@ export async function startLocalChain(options: ChainOptions): Promise<LocalChain
         GCE_METADATA_HOST: metadataHost,
         GOOGLE_APPLICATION_CREDENTIALS: undefined,
         CLOUDSDK_CONFIG: gcloudConfig,
+        // Else google-auth-library runs `gcloud config config-helper` to find a project (~0.6 s).
+        GOOGLE_CLOUD_PROJECT: identity.projectId,
         ...options.calling,
       },
       port: options.ports.calling,

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { createInterface } from 'node:readline';
+import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** A service running as its own node process, as it would in its own container. */
@@ -16,9 +17,11 @@ export interface ServiceProcess {
 
 export type ServiceName = 'calling' | 'receiving' | 'metadata-emulator';
 
-/** The built entry point of a service (dist/services/NAME/main.js). */
+/** The built entry point of a service (dist/services/NAME/main.js), from source or from dist. */
 export function entryOf(name: ServiceName): string {
-  return fileURLToPath(new URL(`../../services/${name}/main.js`, import.meta.url));
+  const root = fileURLToPath(new URL('../../', import.meta.url));
+  const dist = basename(root) === 'dist' ? root : join(root, 'dist');
+  return join(dist, 'services', name, 'main.js');
 }
 
 /** A port that was free a moment ago on 127.0.0.1. */

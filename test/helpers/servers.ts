@@ -14,9 +14,9 @@ export interface Running {
   close(): Promise<void>;
 }
 
-/** Serves an app on 127.0.0.1 at an ephemeral port. */
-export async function serve(app: Express): Promise<Running> {
-  const server = await listen(app, '127.0.0.1', 0);
+/** Serves an app on 127.0.0.1, at an ephemeral port unless one is given. */
+export async function serve(app: Express, port = 0): Promise<Running> {
+  const server = await listen(app, '127.0.0.1', port);
   const host = `127.0.0.1:${portOf(server)}`;
   return {
     url: `http://${host}`,

@@ -23,7 +23,8 @@ describe('metadata emulator', () => {
 
   describe('header rules of the real server', () => {
     it('refuses requests without Metadata-Flavor: Google with 403', async () => {
-      for (const headers of [{}, { 'Metadata-Flavor': 'google' }, { 'Metadata-Flavor': 'Microsoft' }]) {
+      const variants: Record<string, string>[] = [{}, { 'Metadata-Flavor': 'google' }, { 'Metadata-Flavor': 'Microsoft' }];
+      for (const headers of variants) {
         const res = await get(`${V1}/project/project-id`, headers);
         expect(res.status).toBe(403);
         expect(res.headers.get('metadata-flavor')).toBe('Google');

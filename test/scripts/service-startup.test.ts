@@ -1,0 +1,54 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { entryOf, freePort, startService, type ServiceName } from '../../scripts/lib/processes.js';
+
+const run = promisify(execFile);
+
+/** Runs a built service with only the given env; resolves with its exit code and stderr. */
+async function startWith(name: ServiceName, env: Record<string, string>) {
+  try {
+    await run(process.execPath, [entryOf(name)], { env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', ...env }, timeout: 10_000 });
+    return { code: 0, stderr: '' };
+  } catch (err) {
+    const { code, stderr } = err as { code: number; stderr: string };
+    return { code, stderr };
+  }
+}
+
+describe('services refuse to start on bad configuration (real processes)', () => {
+  it('calling without URL exits 1 naming URL', async () => {
+    const { code, stderr } = await startWith('calling', { PORT: String(await freePort()) });
+    expect(code).toBe(1);
+    expect(stderr).toContain("URL is required: the receiving service's URL");
+    expect(stderr).toContain('refusing to start');
+  });
+
+  it('receiving in verify mode without AUDIENCES exits 1 naming AUDIENCES', async () => {
+    const { code, stderr } = await startWith('receiving', { PORT: String(await freePort()) });
+    expect(code).toBe(1);
+    expect(stderr).toContain('AUDIENCES is required with TOKEN_CHECK=verify');
+  });
+
+  it('names every bad variable at once', async () => {
+    const { code, stderr } = await startWith('receiving', { PORT: 'http', TOKEN_CHECK: 'strict', INVOKERS: 'bob' });
+    expect(code).toBe(1);
+    for (const name of ['PORT', 'TOKEN_CHECK', 'AUDIENCES', 'INVOKERS']) expect(stderr).toContain(`- ${name} `);
+  });
+
+  it('the emulator refuses a SERVICE_ACCOUNT that is not an email', async () => {
+    const { code, stderr } = await startWith('metadata-emulator', { PORT: String(await freePort()), SERVICE_ACCOUNT: 'me' });
+    expect(code).toBe(1);
+    expect(stderr).toContain('SERVICE_ACCOUNT must be a service account email');
+  });
+});
+
+describe('services stop on SIGTERM (real processes)', () => {
+  it.each([
+    ['receiving', { TOKEN_CHECK: 'none' }],
+    ['calling', { URL: 'http://127.0.0.1:9' }],
+  ] as const)('%s exits 0 after SIGTERM', async (name, env) => {
+    const service = await startService(name, { env: { PATH: process.env.PATH, ...env }, port: await freePort() });
+    service.child.kill('SIGTERM');
+    expect(await service.exited).toBe(0);
+  });
+});

@@ -1,0 +1,67 @@
+import { execFile, spawn } from 'node:child_process';
+import { promisify } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import { freePort } from '../../scripts/lib/processes.js';
+
+const run = promisify(execFile);
+const launcher = fileURLToPath(new URL('../../dist/scripts/start-local.js', import.meta.url));
+
+const isAlive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+describe('npm start (the built launcher, as a real process)', () => {
+  it('starts the three services, serves the chain, and Ctrl-C stops them all', async () => {
+    const ports = { calling: await freePort(), receiving: await freePort(), metadata: await freePort() };
+    const child = spawn(process.execPath, [launcher], {
+      env: {
+        ...process.env,
+        CALLING_PORT: String(ports.calling),
+        RECEIVING_PORT: String(ports.receiving),
+        METADATA_PORT: String(ports.metadata),
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (chunk) => (output += chunk));
+    child.stderr.on('data', (chunk) => (output += chunk));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+    try {
+      const deadline = Date.now() + 20_000;
+      while (!output.includes('Ctrl-C stops all three') && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      expect(output).toContain(`curl http://127.0.0.1:${ports.calling}`);
+
+      const chain = await fetch(`http://127.0.0.1:${ports.calling}/`);
+      expect(chain.status).toBe(200);
+      expect(await chain.text()).toBe('Second service says: Hello World!');
+      const direct = await fetch(`http://127.0.0.1:${ports.receiving}/`);
+      expect(direct.status).toBe(401);
+
+      const { stdout } = await run('ps', ['-o', 'pid=,args=', '--ppid', String(child.pid)]);
+      const services = stdout.trim().split('\n');
+      expect(services.map((line) => line.match(/services\/([a-z-]+)\/main\.js/)?.[1]).sort()).toEqual([
+        'calling',
+        'metadata-emulator',
+        'receiving',
+      ]);
+      const pids = services.map((line) => Number.parseInt(line, 10));
+
+      child.kill('SIGINT');
+      expect(await exited).toBe(0);
+      expect(output).toContain('all services stopped');
+      expect(pids.filter(isAlive)).toEqual([]);
+      for (const port of Object.values(ports)) {
+        await expect(fetch(`http://127.0.0.1:${port}/`)).rejects.toThrow();
+      }
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
+  });
+});
