@@ -26,6 +26,8 @@ export function createLogger(
         level: (label) => ({ severity: SEVERITY[label] ?? 'DEFAULT' }),
       },
     },
-    options.destination,
+    // Synchronous writes: nothing is buffered, so nothing is lost on exit, and a closed stdout
+    // cannot hang the exit (sonic-boom's exit-time flushSync retries EPIPE forever).
+    options.destination ?? pino.destination({ dest: 1, sync: true }),
   );
 }

@@ -30,12 +30,10 @@ export function exitOnSignals(server: Server, logger: Logger, graceMs = 8000): v
     logger.info({ signal }, 'shutting down');
     setTimeout(() => {
       logger.error({ graceMs }, 'requests still open after the grace period; exiting');
-      logger.flush();
       process.exit(1);
     }, graceMs).unref();
     server.close(() => {
       logger.info('stopped');
-      logger.flush();
       process.exit(0);
     });
     server.closeIdleConnections();

@@ -51,4 +51,18 @@ describe('services stop on SIGTERM (real processes)', () => {
     service.child.kill('SIGTERM');
     expect(await service.exited).toBe(0);
   });
+
+  it('exits on SIGTERM even when nobody reads its output any more (a launcher killed with -9)', async () => {
+    const service = await startService('receiving', {
+      env: { PATH: process.env.PATH, TOKEN_CHECK: 'none' },
+      port: await freePort(),
+    });
+    service.child.stdout?.destroy();
+    service.child.stderr?.destroy();
+    service.child.kill('SIGTERM');
+    const timer = setTimeout(() => service.child.kill('SIGKILL'), 5000);
+    const code = await service.exited;
+    clearTimeout(timer);
+    expect(code).toBe(0);
+  });
 });

@@ -31,27 +31,27 @@ describe('npm start (the built launcher, as a real process)', () => {
     child.stdout.on('data', (chunk) => (output += chunk));
     child.stderr.on('data', (chunk) => (output += chunk));
     const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+    let pids: number[] = [];
     try {
       const deadline = Date.now() + 20_000;
       while (!output.includes('Ctrl-C stops all three') && Date.now() < deadline) {
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
+      const { stdout } = await run('ps', ['-o', 'pid=,args=', '--ppid', String(child.pid)]);
+      const services = stdout.trim().split('\n');
+      pids = services.map((line) => Number.parseInt(line, 10));
       expect(output).toContain(`curl http://127.0.0.1:${ports.calling}`);
+      expect(services.map((line) => line.match(/services\/([a-z-]+)\/main\.js/)?.[1]).sort()).toEqual([
+        'calling',
+        'metadata-emulator',
+        'receiving',
+      ]);
 
       const chain = await fetch(`http://127.0.0.1:${ports.calling}/`);
       expect(chain.status).toBe(200);
       expect(await chain.text()).toBe('Second service says: Hello World!');
       const direct = await fetch(`http://127.0.0.1:${ports.receiving}/`);
       expect(direct.status).toBe(401);
-
-      const { stdout } = await run('ps', ['-o', 'pid=,args=', '--ppid', String(child.pid)]);
-      const services = stdout.trim().split('\n');
-      expect(services.map((line) => line.match(/services\/([a-z-]+)\/main\.js/)?.[1]).sort()).toEqual([
-        'calling',
-        'metadata-emulator',
-        'receiving',
-      ]);
-      const pids = services.map((line) => Number.parseInt(line, 10));
 
       child.kill('SIGINT');
       expect(await exited).toBe(0);
@@ -61,7 +61,9 @@ describe('npm start (the built launcher, as a real process)', () => {
         await expect(fetch(`http://127.0.0.1:${port}/`)).rejects.toThrow();
       }
     } finally {
+      // Should the test fail midway, leave nothing running.
       if (child.exitCode === null) child.kill('SIGKILL');
+      pids.filter(isAlive).forEach((pid) => process.kill(pid, 'SIGKILL'));
     }
   });
 });
