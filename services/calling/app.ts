@@ -1,8 +1,8 @@
 import express, { type Express } from 'express';
 import { errorHandler, notFound } from '../shared/error-handler.js';
-import { UpstreamRefusedError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
 import type { AuthMode } from './config.js';
+import { explainRefusal } from './diagnosis.js';
 import type { IdTokenSource } from './id-token-source.js';
 import type { UpstreamClient } from './upstream-client.js';
 
@@ -24,12 +24,18 @@ export function createCallingApp(deps: CallingDeps): Express {
   app.get('/', async (_req, res) => {
     // Nothing from the inbound request is forwarded: the only credential sent is our own token.
     const headers: Record<string, string> = {};
-    if (deps.auth === 'id-token') {
-      headers.authorization = `Bearer ${await deps.idTokens.getIdToken(deps.audience)}`;
-    }
+    const token = deps.auth === 'id-token' ? await deps.idTokens.getIdToken(deps.audience) : null;
+    if (token !== null) headers.authorization = `Bearer ${token}`;
     const answer = await deps.upstream.get(deps.url, headers);
     if (answer.status < 200 || answer.status > 299) {
-      throw new UpstreamRefusedError(deps.url.href, answer.status);
+      throw explainRefusal({
+        url: deps.url,
+        upstreamStatus: answer.status,
+        audience: deps.audience,
+        auth: deps.auth,
+        token,
+        ...(answer.challenge ? { challenge: answer.challenge } : {}),
+      });
     }
     res.type('text/plain').send(`Second service says: ${answer.body}`);
   });

@@ -6,6 +6,8 @@ import { UpstreamTimeoutError, UpstreamUnreachableError } from '../shared/errors
 export interface UpstreamResponse {
   status: number;
   body: string;
+  /** WWW-Authenticate, when receiving sent one. */
+  challenge?: string;
 }
 
 export interface UpstreamClient {
@@ -32,7 +34,8 @@ export function createUpstreamClient(options: { timeoutMs: number }): UpstreamCl
           size: MAX_BODY_BYTES,
           signal: controller.signal,
         });
-        return { status: response.status, body: await response.text() };
+        const challenge = response.headers.get('www-authenticate');
+        return { status: response.status, body: await response.text(), ...(challenge ? { challenge } : {}) };
       } catch (err) {
         if (controller.signal.aborted) {
           throw new UpstreamTimeoutError(url.href, options.timeoutMs, { cause: err });

@@ -11,24 +11,58 @@ export type ErrorCode =
   | 'CALLER_NOT_INVOKER'
   | 'SIGNING_KEYS_UNAVAILABLE'
   | 'ID_TOKEN_UNAVAILABLE'
-  | 'UPSTREAM_REFUSED'
+  | 'UPSTREAM_UNAUTHORIZED'
+  | 'UPSTREAM_FORBIDDEN'
+  | 'UPSTREAM_ERROR'
   | 'UPSTREAM_UNREACHABLE'
   | 'UPSTREAM_TIMEOUT'
   | 'NOT_FOUND';
 
+const TITLES: Record<ErrorCode, string> = {
+  TOKEN_MISSING: 'No bearer token',
+  TOKEN_INVALID: 'Invalid token',
+  CALLER_NOT_INVOKER: 'Caller is not an invoker',
+  SIGNING_KEYS_UNAVAILABLE: 'Signing keys unavailable',
+  ID_TOKEN_UNAVAILABLE: 'No identity token',
+  UPSTREAM_UNAUTHORIZED: 'The receiving service did not accept the token',
+  UPSTREAM_FORBIDDEN: 'The receiving service refused this caller',
+  UPSTREAM_ERROR: 'The receiving service answered with an error',
+  UPSTREAM_UNREACHABLE: 'The receiving service could not be reached',
+  UPSTREAM_TIMEOUT: 'The receiving service did not answer in time',
+  NOT_FOUND: 'Not found',
+};
+
+export interface ServiceErrorOptions {
+  cause?: unknown;
+  headers?: Record<string, string>;
+  /** Extra members of the problem details (RFC 9457) body. */
+  extensions?: Record<string, string | number | null>;
+}
+
 export class ServiceError extends Error {
+  readonly headers: Record<string, string>;
+  readonly extensions: Record<string, string | number | null>;
+
   constructor(
     readonly code: ErrorCode,
     readonly status: number,
     message: string,
-    options?: { cause?: unknown; headers?: Record<string, string> },
+    options?: ServiceErrorOptions,
   ) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'ServiceError';
     this.headers = options?.headers ?? {};
+    this.extensions = options?.extensions ?? {};
   }
 
-  readonly headers: Record<string, string>;
+  get title(): string {
+    return TITLES[this.code];
+  }
+
+  /** A stable URI naming the kind of problem, for RFC 9457 `type`. */
+  get type(): string {
+    return `urn:cloudrun-service-auth:problem:${this.code.toLowerCase().replaceAll('_', '-')}`;
+  }
 }
 
 function bearerChallenge(reason: string): Record<string, string> {
@@ -94,17 +128,14 @@ export class IdTokenUnavailableError extends ServiceError {
   }
 }
 
+/** Receiving answered, but not 2xx: calling never passes such an answer off as a 200. */
 export class UpstreamRefusedError extends ServiceError {
   constructor(
-    readonly url: string,
-    readonly upstreamStatus: number,
+    code: 'UPSTREAM_UNAUTHORIZED' | 'UPSTREAM_FORBIDDEN' | 'UPSTREAM_ERROR',
+    message: string,
+    extensions: Record<string, string | number | null>,
   ) {
-    super(
-      'UPSTREAM_REFUSED',
-      502,
-      `the receiving service at ${url} answered ${upstreamStatus}` +
-        (upstreamStatus === 401 || upstreamStatus === 403 ? ': it refused this caller' : ''),
-    );
+    super(code, 502, message, { extensions });
   }
 }
 

@@ -97,6 +97,24 @@ describe('calling over HTTP', () => {
     expect(res.text).not.toContain('Second service says');
   });
 
+  it('answers RFC 9457 problem details to a client that asks for JSON', async () => {
+    answer = { status: 403, body: 'Forbidden page' };
+    const res = await request(await start(tokens())).get('/').set('Accept', 'application/json');
+    expect(res.status).toBe(502);
+    expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
+    expect(JSON.parse(res.text)).toEqual({
+      type: 'urn:cloudrun-service-auth:problem:upstream-forbidden',
+      title: 'The receiving service refused this caller',
+      status: 502,
+      detail: expect.stringContaining('answered 403'),
+      code: 'UPSTREAM_FORBIDDEN',
+      upstreamStatus: 403,
+      caller: 'an identity its token does not name',
+      audience: 'https://receiving.example',
+      fix: expect.stringContaining('--role=roles/run.invoker'),
+    });
+  });
+
   it('answers 503 with a clear message when no token can be had', async () => {
     const res = await request(await start(tokens(true))).get('/');
     expect(res.status).toBe(503);

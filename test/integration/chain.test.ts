@@ -93,6 +93,12 @@ describe('the chain: calling → receiving, tokens from the metadata emulator', 
     const res = await request(calling.url).get('/');
     expect(res.status).toBe(502);
     expect(res.text).toContain('answered 403');
+    const sa = emulator.config.serviceAccount;
+    expect(res.text).toContain(`calling called as ${sa} with a token for audience ${audience}`);
+    expect(res.text).toContain(`--member=serviceAccount:${sa} --role=roles/run.invoker`);
+
+    const problem = await request(calling.url).get('/').set('Accept', 'application/problem+json');
+    expect(problem.body).toMatchObject({ status: 502, upstreamStatus: 403, caller: sa, audience });
   });
 
   it('is refused when calling asks for a token for the wrong audience', async () => {
@@ -101,6 +107,8 @@ describe('the chain: calling → receiving, tokens from the metadata emulator', 
     const res = await request(calling.url).get('/');
     expect(res.status).toBe(502);
     expect(res.text).toContain('answered 401');
+    expect(res.text).toContain('Receiving said: token audience is not this service.');
+    expect(res.text).toContain('set AUDIENCE on calling to match (it is https://some-other-service.example)');
   });
 
   it('refuses a direct call to receiving without a token', async () => {

@@ -1,0 +1,66 @@
+import { explainRefusal, serviceOf } from '../../services/calling/diagnosis.js';
+import { b64url } from '../helpers/tokens.js';
+
+const SA = 'cloudrun-authenticated-sa@my-project.iam.gserviceaccount.com';
+const tokenFor = (claims: object) => `${b64url({ alg: 'RS256' })}.${b64url(claims)}.c2ln`;
+const url = new URL('https://receiving-abc123defg-uc.a.run.app/');
+const base = { url, audience: url.origin, auth: 'id-token' as const, token: tokenFor({ email: SA }) };
+
+describe('explainRefusal', () => {
+  it('on 403 names the caller and gives the invoker binding that fixes it', () => {
+    const error = explainRefusal({ ...base, upstreamStatus: 403 });
+    expect(error.status).toBe(502);
+    expect(error.code).toBe('UPSTREAM_FORBIDDEN');
+    expect(error.message).toContain(`calling called as ${SA} with a token for audience ${url.origin}`);
+    expect(error.message).toContain(
+      `gcloud run services add-iam-policy-binding receiving --member=serviceAccount:${SA} --role=roles/run.invoker`,
+    );
+    expect(error.message).toContain(`add serviceAccount:${SA} to the receiving service's INVOKERS`);
+    expect(error.extensions).toMatchObject({ upstreamStatus: 403, caller: SA, audience: url.origin });
+  });
+
+  it('on 401 points at the audience and relays what receiving said', () => {
+    const error = explainRefusal({
+      ...base,
+      audience: 'https://wrong.example',
+      upstreamStatus: 401,
+      challenge: 'Bearer error="invalid_token", error_description="token audience is not this service"',
+    });
+    expect(error.code).toBe('UPSTREAM_UNAUTHORIZED');
+    expect(error.message).toContain('Receiving said: token audience is not this service.');
+    expect(error.message).toContain(`the audience must be the receiving service's URL origin (${url.origin})`);
+    expect(error.message).toContain('(it is https://wrong.example)');
+  });
+
+  it.each([401, 403])('on %i without a token says to turn AUTH on', (upstreamStatus) => {
+    const error = explainRefusal({ ...base, auth: 'none', token: null, upstreamStatus });
+    expect(error.message).toContain('calling sent no token (AUTH=none)');
+    expect(error.extensions).toMatchObject({ caller: null, fix: 'set AUTH=id-token on calling so it sends an ID token' });
+  });
+
+  it('never puts the token in the message or the problem members', () => {
+    const token = tokenFor({ email: SA, secret: 'do-not-show' });
+    for (const upstreamStatus of [401, 403, 500]) {
+      const error = explainRefusal({ ...base, token, upstreamStatus });
+      const everything = `${error.message}${JSON.stringify(error.extensions)}`;
+      for (const part of token.split('.')) expect(everything).not.toContain(part);
+    }
+  });
+
+  it('on other statuses says only what came back', () => {
+    const error = explainRefusal({ ...base, upstreamStatus: 500 });
+    expect(error.code).toBe('UPSTREAM_ERROR');
+    expect(error.message).toBe(`the receiving service at ${url.href} answered 500.`);
+  });
+});
+
+describe('serviceOf', () => {
+  it.each([
+    ['https://receiving-abc123defg-uc.a.run.app', { name: 'receiving' }],
+    ['https://my-receiving-123456789012.us-central1.run.app', { name: 'my-receiving', region: 'us-central1' }],
+    ['http://127.0.0.1:8081', { name: 'receiving' }],
+    ['https://api.example.com', { name: 'RECEIVING_SERVICE' }],
+  ])('reads %s', (href, expected) => {
+    expect(serviceOf(new URL(href))).toEqual(expected);
+  });
+});
