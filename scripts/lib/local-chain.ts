@@ -1,6 +1,3 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { loadEmulatorConfig, type EmulatorConfig } from '../../services/metadata-emulator/config.js';
 import { startService, type ServiceProcess } from './processes.js';
 
@@ -27,13 +24,13 @@ export interface LocalChain {
   metadata: ServiceProcess;
   /** The identity the emulator mints tokens for. */
   identity: EmulatorConfig;
-  /** Stops all three (calling first) and removes the temporary gcloud config folder. */
+  /** Stops all three, calling first. */
   stop(): Promise<void>;
 }
 
 /**
  * The three services as separate processes on 127.0.0.1, wired as on Cloud Run: calling gets its
- * tokens from the emulator (its only credential source), receiving verifies them against the
+ * tokens from the emulator, receiving verifies them against the
  * emulator's keys, with its own URL as the audience and the emulator's identity as its invoker.
  */
 export async function startLocalChain(options: ChainOptions): Promise<LocalChain> {
@@ -42,13 +39,9 @@ export async function startLocalChain(options: ChainOptions): Promise<LocalChain
   const identity = loadEmulatorConfig({ ...metadataEnv, PORT: String(options.ports.metadata) });
   const metadataHost = `127.0.0.1:${options.ports.metadata}`;
   const receivingUrl = `http://127.0.0.1:${options.ports.receiving}`;
-  // An empty gcloud config folder, so a developer's own application-default credentials
-  // (~/.config/gcloud) are not used instead of the metadata server.
-  const gcloudConfig = mkdtempSync(join(tmpdir(), 'chain-gcloud-'));
   const started: ServiceProcess[] = [];
   const stop = async () => {
     for (const service of [...started].reverse()) await service.stop();
-    rmSync(gcloudConfig, { recursive: true, force: true });
   };
   try {
     const metadata = await startService('metadata-emulator', {
@@ -76,10 +69,10 @@ export async function startLocalChain(options: ChainOptions): Promise<LocalChain
       env: {
         ...base,
         URL: receivingUrl,
+        // The emulator is calling's only credential source, as the metadata server is on Cloud Run.
         GCE_METADATA_HOST: metadataHost,
+        GCE_METADATA_IP: undefined,
         GOOGLE_APPLICATION_CREDENTIALS: undefined,
-        CLOUDSDK_CONFIG: gcloudConfig,
-        // Else google-auth-library runs `gcloud config config-helper` to find a project (~0.6 s).
         GOOGLE_CLOUD_PROJECT: identity.projectId,
         ...options.calling,
       },

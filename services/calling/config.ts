@@ -1,4 +1,6 @@
 import { EnvReader, type Env } from '../shared/env.js';
+import { metadataHostFrom } from './id-token-fetchers.js';
+import type { TokenOrigin } from './id-token-source.js';
 
 export const AUTH_MODES = ['id-token', 'none'] as const;
 export type AuthMode = (typeof AUTH_MODES)[number];
@@ -13,6 +15,8 @@ export interface CallingConfig {
   /** id-token: send an ID token; none: send nothing (the tutorial's first calling service). */
   auth: AuthMode;
   upstreamTimeoutMs: number;
+  /** Where ID tokens come from: a key file when GOOGLE_APPLICATION_CREDENTIALS is set, else the metadata server. */
+  tokenOrigin: TokenOrigin;
 }
 
 export function loadCallingConfig(env: Env): CallingConfig {
@@ -30,5 +34,12 @@ export function loadCallingConfig(env: Env): CallingConfig {
     audience,
     auth: read.oneOf('AUTH', AUTH_MODES, 'id-token'),
     upstreamTimeoutMs: read.integer('UPSTREAM_TIMEOUT_MS', 10_000, 1, 600_000),
+    tokenOrigin: tokenOriginFrom(read, env),
   });
+}
+
+function tokenOriginFrom(read: EnvReader, env: Env): TokenOrigin {
+  const credentialsFile = read.raw('GOOGLE_APPLICATION_CREDENTIALS');
+  if (credentialsFile !== undefined) return { kind: 'google-auth', credentialsFile };
+  return { kind: 'metadata', host: metadataHostFrom(env) };
 }

@@ -1,5 +1,7 @@
-import { GoogleAuth, type IdTokenClient } from 'google-auth-library';
-import { IdTokenUnavailableError } from '../shared/errors.js';
+import { GoogleAuth } from 'google-auth-library';
+import type { Logger } from '../shared/logger.js';
+import { createCachingIdTokenSource, type IdTokenCacheOptions } from './id-token-cache.js';
+import { createGoogleAuthIdTokenFetcher, createMetadataIdTokenFetcher } from './id-token-fetchers.js';
 
 /** Where calling gets the ID tokens it sends. One method, so tests can pass a fake. */
 export interface IdTokenSource {
@@ -7,33 +9,27 @@ export interface IdTokenSource {
   getIdToken(audience: string): Promise<string>;
 }
 
-/**
- * ID tokens through google-auth-library: from the metadata server on Cloud Run (or the emulator
- * named by GCE_METADATA_HOST), or from a service-account key off Google Cloud. The library's
- * IdTokenClient caches each token until shortly before it expires.
- */
-export function createGoogleIdTokenSource(auth: GoogleAuth = new GoogleAuth()): IdTokenSource {
-  const clients = new Map<string, Promise<IdTokenClient>>();
-  const clientFor = (audience: string): Promise<IdTokenClient> => {
-    let client = clients.get(audience);
-    if (client === undefined) {
-      client = auth.getIdTokenClient(audience);
-      clients.set(audience, client);
-      // A failed lookup (no credentials yet) must not stick: try afresh next time.
-      client.catch(() => clients.delete(audience));
-    }
-    return client;
-  };
-  return {
-    async getIdToken(audience) {
-      try {
-        const headers = await (await clientFor(audience)).getRequestHeaders();
-        const authorization = headers.get('authorization') ?? '';
-        if (!authorization.startsWith('Bearer ')) throw new Error('no bearer token in the auth headers');
-        return authorization.slice('Bearer '.length);
-      } catch (err) {
-        throw new IdTokenUnavailableError(audience, { cause: err });
-      }
-    },
-  };
+/** metadata: Cloud Run's metadata server or the emulator; google-auth: a key file through google-auth-library. */
+export type TokenOrigin = { kind: 'metadata'; host: string } | { kind: 'google-auth'; credentialsFile: string };
+
+export function createIdTokenSource(
+  origin: TokenOrigin,
+  logger: Logger,
+  options: Partial<IdTokenCacheOptions> = {},
+): IdTokenSource {
+  const fetcher =
+    origin.kind === 'metadata'
+      ? createMetadataIdTokenFetcher(origin.host)
+      : createGoogleAuthIdTokenFetcher(new GoogleAuth({ keyFilename: origin.credentialsFile }));
+  const hint =
+    origin.kind === 'metadata'
+      ? 'On Cloud Run the metadata server is always there; off Google Cloud set GCE_METADATA_HOST to the emulator ' +
+        '(npm start runs one at 127.0.0.1:8082) or GOOGLE_APPLICATION_CREDENTIALS to a service-account key file'
+      : `Check the service-account key in GOOGLE_APPLICATION_CREDENTIALS (${origin.credentialsFile})`;
+  return createCachingIdTokenSource(fetcher, {
+    hint,
+    onBackgroundRefreshError: (audience, error) =>
+      logger.warn({ audience, cause: error.message }, 'background ID token refresh failed; the cached token is still valid'),
+    ...options,
+  });
 }

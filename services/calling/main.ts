@@ -3,7 +3,7 @@ import { loadConfigOrExit } from '../shared/main-support.js';
 import { exitOnSignals, listen, portOf } from '../shared/server.js';
 import { createCallingApp } from './app.js';
 import { loadCallingConfig } from './config.js';
-import { createGoogleIdTokenSource } from './id-token-source.js';
+import { createIdTokenSource } from './id-token-source.js';
 import { createUpstreamClient } from './upstream-client.js';
 
 const logger = createLogger('calling');
@@ -13,7 +13,7 @@ const app = createCallingApp({
   url: config.url,
   audience: config.audience,
   auth: config.auth,
-  idTokens: createGoogleIdTokenSource(),
+  idTokens: createIdTokenSource(config.tokenOrigin, logger),
   upstream: createUpstreamClient({ timeoutMs: config.upstreamTimeoutMs }),
   logger,
 });
@@ -26,6 +26,7 @@ logger.info(
     audience: config.audience,
     auth: config.auth,
     upstreamTimeoutMs: config.upstreamTimeoutMs,
+    tokens: config.tokenOrigin,
   },
   `calling listening on ${config.host}:${portOf(server)}`,
 );

@@ -1,6 +1,6 @@
 import http from 'node:http';
 import https from 'node:https';
-import fetch, { FetchError } from 'node-fetch';
+import fetch from 'node-fetch';
 import { UpstreamTimeoutError, UpstreamUnreachableError } from '../shared/errors.js';
 
 export interface UpstreamResponse {
@@ -17,33 +17,40 @@ export interface UpstreamClient {
 }
 
 const MAX_BODY_BYTES = 1024 * 1024;
+// A kept-alive connection the server has just closed fails like this; a GET is safe to send again.
+const STALE_CONNECTION = new Set(['ECONNRESET', 'EPIPE']);
 
-/** node-fetch 2 over keep-alive agents (measured fastest in STACK.md); each call is time-bounded. */
+/**
+ * node-fetch 2 over keep-alive agents (measured fastest in STACK.md). Each call, retry included, is
+ * bounded by timeoutMs.
+ */
 export function createUpstreamClient(options: { timeoutMs: number }): UpstreamClient {
   const httpAgent = new http.Agent({ keepAlive: true, scheduling: 'lifo' });
   const httpsAgent = new https.Agent({ keepAlive: true, scheduling: 'lifo' });
+  const agent = (u: URL) => (u.protocol === 'https:' ? httpsAgent : httpAgent);
+
+  const attempt = async (url: URL, headers: Record<string, string>, signal: AbortSignal) => {
+    const response = await fetch(url.href, { headers, agent, redirect: 'manual', size: MAX_BODY_BYTES, signal });
+    const challenge = response.headers.get('www-authenticate');
+    return { status: response.status, body: await response.text(), ...(challenge ? { challenge } : {}) };
+  };
+
   return {
     async get(url, headers) {
       const controller = new AbortController();
       const timer = setTimeout(() => controller.abort(), options.timeoutMs);
       try {
-        const response = await fetch(url.href, {
-          headers,
-          agent: (u) => (u.protocol === 'https:' ? httpsAgent : httpAgent),
-          redirect: 'manual',
-          size: MAX_BODY_BYTES,
-          signal: controller.signal,
-        });
-        const challenge = response.headers.get('www-authenticate');
-        return { status: response.status, body: await response.text(), ...(challenge ? { challenge } : {}) };
+        try {
+          return await attempt(url, headers, controller.signal);
+        } catch (err) {
+          if (controller.signal.aborted || !STALE_CONNECTION.has(codeOf(err))) throw err;
+          return await attempt(url, headers, controller.signal);
+        }
       } catch (err) {
         if (controller.signal.aborted) {
           throw new UpstreamTimeoutError(url.href, options.timeoutMs, { cause: err });
         }
-        if (err instanceof FetchError || err instanceof Error) {
-          throw new UpstreamUnreachableError(url.href, { cause: err });
-        }
-        throw err;
+        throw new UpstreamUnreachableError(url.href, describe(err), { cause: err });
       } finally {
         clearTimeout(timer);
       }
@@ -53,4 +60,23 @@ export function createUpstreamClient(options: { timeoutMs: number }): UpstreamCl
       httpsAgent.destroy();
     },
   };
+}
+
+function codeOf(err: unknown): string {
+  return (err as { code?: string }).code ?? '';
+}
+
+function describe(err: unknown): string {
+  switch (codeOf(err)) {
+    case 'ECONNREFUSED':
+      return 'the connection was refused';
+    case 'ECONNRESET':
+    case 'EPIPE':
+      return 'the connection was reset';
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return 'its host name does not resolve';
+    default:
+      return (err as { type?: string }).type === 'max-size' ? 'its answer was too large' : 'a network error';
+  }
 }

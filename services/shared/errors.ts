@@ -116,15 +116,12 @@ export class SigningKeysUnavailableError extends ServiceError {
 }
 
 export class IdTokenUnavailableError extends ServiceError {
-  constructor(audience: string, options?: { cause?: unknown }) {
-    super(
-      'ID_TOKEN_UNAVAILABLE',
-      503,
-      `could not get an identity token for audience ${audience}: is the metadata server reachable ` +
-        '(on Cloud Run it always is; locally set GCE_METADATA_HOST to the emulator, e.g. 127.0.0.1:8082) ' +
-        'or are service-account credentials set (GOOGLE_APPLICATION_CREDENTIALS)?',
-      { ...options, headers: { 'Retry-After': '5' } },
-    );
+  /** reason: what went wrong, e.g. "the metadata server at 127.0.0.1:8082 refused the connection"; hint: what to check. */
+  constructor(audience: string, reason: string, hint: string, options?: { cause?: unknown; retryAfterS?: number }) {
+    super('ID_TOKEN_UNAVAILABLE', 503, `could not get an identity token for audience ${audience}: ${reason}. ${hint}`, {
+      ...(options?.cause === undefined ? {} : { cause: options.cause }),
+      headers: { 'Retry-After': String(options?.retryAfterS ?? 5) },
+    });
   }
 }
 
@@ -140,11 +137,12 @@ export class UpstreamRefusedError extends ServiceError {
 }
 
 export class UpstreamUnreachableError extends ServiceError {
-  constructor(url: string, options?: { cause?: unknown }) {
+  /** how: what happened on the wire, e.g. "the connection was refused". */
+  constructor(url: string, how: string, options?: { cause?: unknown }) {
     super(
       'UPSTREAM_UNREACHABLE',
       502,
-      `the receiving service at ${url} could not be reached: check URL and that the service is up`,
+      `the receiving service at ${url} could not be reached (${how}): check URL and that the service is up`,
       options,
     );
   }

@@ -16,7 +16,7 @@ const tokens = (fail = false): IdTokenSource & { audiences: string[] } => {
     audiences,
     async getIdToken(audience) {
       audiences.push(audience);
-      if (fail) throw new IdTokenUnavailableError(audience, { cause: new Error('metadata server down') });
+      if (fail) throw new IdTokenUnavailableError(audience, 'the metadata server at 127.0.0.1:9 refused the connection', 'Set GCE_METADATA_HOST.');
       return `token-for-${audience}`;
     },
   };

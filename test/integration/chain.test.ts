@@ -1,36 +1,32 @@
 import request from 'supertest';
 import { createCallingApp } from '../../services/calling/app.js';
-import { createGoogleIdTokenSource } from '../../services/calling/id-token-source.js';
+import { createIdTokenSource } from '../../services/calling/id-token-source.js';
 import { createUpstreamClient, type UpstreamClient } from '../../services/calling/upstream-client.js';
 import { createReceivingApp } from '../../services/receiving/app.js';
 import { authenticate } from '../../services/receiving/authenticate.js';
 import { parseInvokers } from '../../services/receiving/invokers.js';
 import { createJwksTokenVerifier } from '../../services/receiving/token-verifier.js';
 import { freePort } from '../../scripts/lib/processes.js';
-import { useMetadataServer } from '../helpers/google-env.js';
 import { silentLogger } from '../helpers/logs.js';
 import { serve, startEmulator, type Running, type RunningEmulator } from '../helpers/servers.js';
 
 /**
  * The three services in this process on ephemeral loopback ports, over real HTTP: calling gets
- * its tokens through google-auth-library from the emulator, receiving verifies them with jose.
+ * its tokens from the emulator, receiving verifies them with jose.
  */
 describe('the chain: calling → receiving, tokens from the metadata emulator', () => {
   let emulator: RunningEmulator;
-  let restoreEnv: () => void;
   const running: Running[] = [];
   let upstream: UpstreamClient;
 
   beforeAll(async () => {
     emulator = await startEmulator();
-    restoreEnv = useMetadataServer(emulator.host);
     upstream = createUpstreamClient({ timeoutMs: 5000 });
   });
   afterAll(async () => {
     upstream.close();
     await Promise.all(running.map((r) => r.close()));
     await emulator.close();
-    restoreEnv();
   });
 
   const startReceiving = async (invokers: string[]) => {
@@ -57,7 +53,7 @@ describe('the chain: calling → receiving, tokens from the metadata emulator', 
         url: new URL(receivingUrl),
         audience,
         auth,
-        idTokens: createGoogleIdTokenSource(),
+        idTokens: createIdTokenSource({ kind: 'metadata', host: emulator.host }, silentLogger()),
         upstream,
         logger: silentLogger(),
       }),
@@ -75,7 +71,7 @@ describe('the chain: calling → receiving, tokens from the metadata emulator', 
       expect(res.status).toBe(200);
       expect(res.text).toBe('Second service says: Hello World!');
     }
-    // google-auth-library caches the token it got.
+    // One token serves every request of its lifetime.
     expect(emulator.stats.identityRequests - before).toBe(1);
   });
 

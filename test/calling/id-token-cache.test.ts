@@ -1,0 +1,170 @@
+import { createCachingIdTokenSource } from '../../services/calling/id-token-cache.js';
+import { IdTokenFetchError, type FetchIdToken } from '../../services/calling/id-token-fetchers.js';
+import { IdTokenUnavailableError } from '../../services/shared/errors.js';
+import { b64url } from '../helpers/tokens.js';
+
+const HOUR_MS = 3600_000;
+
+/** A fake metadata server: tokens that expire an hour after the fake clock's now. */
+function fakeFetcher(clock: { now: number }) {
+  const calls: { audience: string; timeoutMs: number }[] = [];
+  let failures: IdTokenFetchError[] = [];
+  let gate: Promise<void> = Promise.resolve();
+  const fetcher: FetchIdToken = async (audience, timeoutMs) => {
+    calls.push({ audience, timeoutMs });
+    await gate;
+    const failure = failures.shift();
+    if (failure) throw failure;
+    const exp = Math.floor((clock.now + HOUR_MS) / 1000);
+    return `${b64url({ alg: 'RS256' })}.${b64url({ aud: audience, exp, n: calls.length })}.sig`;
+  };
+  return {
+    fetcher,
+    calls,
+    failWith: (...errors: IdTokenFetchError[]) => (failures = errors),
+    /** Holds fetches until the returned function is called. */
+    hold: () => {
+      let release!: () => void;
+      gate = new Promise((resolve) => (release = resolve));
+      return () => {
+        gate = Promise.resolve();
+        release();
+      };
+    },
+  };
+}
+
+const serial = (token: string): number => JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()).n;
+
+describe('createCachingIdTokenSource', () => {
+  let clock: { now: number };
+  beforeEach(() => {
+    clock = { now: Date.UTC(2026, 0, 1) };
+  });
+  const sourceWith = (fetcher: FetchIdToken, onBackgroundRefreshError?: (a: string, e: Error) => void) =>
+    createCachingIdTokenSource(fetcher, {
+      hint: 'Check the metadata server.',
+      now: () => clock.now,
+      baseDelayMs: 1,
+      maxDelayMs: 2,
+      ...(onBackgroundRefreshError ? { onBackgroundRefreshError } : {}),
+    });
+
+  it('makes one fetch for 200 concurrent requests on a cold cache', async () => {
+    const fake = fakeFetcher(clock);
+    const source = sourceWith(fake.fetcher);
+    const release = fake.hold();
+    const tokens = Promise.all(Array.from({ length: 200 }, () => source.getIdToken('https://r.example')));
+    release();
+    const all = await tokens;
+    expect(new Set(all).size).toBe(1);
+    expect(fake.calls).toHaveLength(1);
+  });
+
+  it('keeps one token per audience', async () => {
+    const fake = fakeFetcher(clock);
+    const source = sourceWith(fake.fetcher);
+    await Promise.all([source.getIdToken('a'), source.getIdToken('b'), source.getIdToken('a')]);
+    expect(fake.calls.map((c) => c.audience).sort()).toEqual(['a', 'b']);
+  });
+
+  it('reuses the token for its lifetime, then refreshes in the background while serving the old one', async () => {
+    const fake = fakeFetcher(clock);
+    const source = sourceWith(fake.fetcher);
+    const first = await source.getIdToken('a');
+    clock.now += 50 * 60_000;
+    expect(await source.getIdToken('a')).toBe(first);
+    expect(fake.calls).toHaveLength(1);
+
+    // 56 minutes in: under 5 minutes left, so a refresh starts, and this request does not wait for it.
+    clock.now += 6 * 60_000;
+    const release = fake.hold();
+    expect(await source.getIdToken('a')).toBe(first);
+    expect(await source.getIdToken('a')).toBe(first);
+    expect(fake.calls).toHaveLength(2);
+    release();
+    await new Promise((resolve) => setImmediate(resolve));
+    const second = await source.getIdToken('a');
+    expect(serial(second)).toBe(2);
+    expect(fake.calls).toHaveLength(2);
+  });
+
+  it('never hands out a token within 30 s of its expiry: such a request waits for a fresh one', async () => {
+    const fake = fakeFetcher(clock);
+    const source = sourceWith(fake.fetcher);
+    await source.getIdToken('a');
+    clock.now += HOUR_MS - 20_000;
+    const requests = await Promise.all(Array.from({ length: 20 }, () => source.getIdToken('a')));
+    expect(requests.every((token) => serial(token) === 2)).toBe(true);
+    expect(fake.calls).toHaveLength(2);
+  });
+
+  it('retries transient failures and succeeds', async () => {
+    const fake = fakeFetcher(clock);
+    fake.failWith(new IdTokenFetchError('answered 500', true), new IdTokenFetchError('refused', true));
+    const source = sourceWith(fake.fetcher);
+    expect(serial(await source.getIdToken('a'))).toBe(3);
+  });
+
+  it('gives up after three attempts with a 503 naming the last reason and the hint', async () => {
+    const fake = fakeFetcher(clock);
+    fake.failWith(...Array.from({ length: 5 }, () => new IdTokenFetchError('the metadata server at h refused the connection', true)));
+    const error = await sourceWith(fake.fetcher).getIdToken('https://r.example').catch((err: unknown) => err);
+    expect(fake.calls).toHaveLength(3);
+    expect(error).toBeInstanceOf(IdTokenUnavailableError);
+    expect((error as IdTokenUnavailableError).status).toBe(503);
+    expect((error as Error).message).toBe(
+      'could not get an identity token for audience https://r.example: the metadata server at h refused the connection. Check the metadata server.',
+    );
+  });
+
+  it('does not retry what retrying cannot fix', async () => {
+    const fake = fakeFetcher(clock);
+    fake.failWith(new IdTokenFetchError('h answered without Metadata-Flavor: Google', false));
+    await expect(sourceWith(fake.fetcher).getIdToken('a')).rejects.toThrow(/without Metadata-Flavor/);
+    expect(fake.calls).toHaveLength(1);
+  });
+
+  it('bounds all attempts together by the deadline', async () => {
+    const calls: number[] = [];
+    let fakeNow = 0;
+    const source = createCachingIdTokenSource(
+      async (_audience, timeoutMs) => {
+        calls.push(timeoutMs);
+        fakeNow += timeoutMs; // each attempt times out
+        throw new IdTokenFetchError('did not answer', true);
+      },
+      { hint: '', now: () => fakeNow, attempts: 10, attemptTimeoutMs: 2000, deadlineMs: 5000, baseDelayMs: 1, maxDelayMs: 1 },
+    );
+    await expect(source.getIdToken('a')).rejects.toThrow(IdTokenUnavailableError);
+    expect(calls.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(5000);
+    expect(calls.length).toBeLessThan(10);
+  });
+
+  it('recovers: after a failed fetch the next request fetches again', async () => {
+    const fake = fakeFetcher(clock);
+    fake.failWith(new IdTokenFetchError('no', false));
+    const source = sourceWith(fake.fetcher);
+    await expect(source.getIdToken('a')).rejects.toThrow(IdTokenUnavailableError);
+    await expect(source.getIdToken('a')).resolves.toMatch(/\./);
+  });
+
+  it('keeps serving the valid token when a background refresh fails, and does not retry on every request', async () => {
+    const fake = fakeFetcher(clock);
+    const errors: string[] = [];
+    const source = sourceWith(fake.fetcher, (_audience, error) => errors.push(error.message));
+    const first = await source.getIdToken('a');
+    clock.now += 57 * 60_000;
+    fake.failWith(new IdTokenFetchError('answered 404', false));
+    expect(await source.getIdToken('a')).toBe(first);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(errors).toEqual([expect.stringContaining('answered 404')]);
+    for (let i = 0; i < 10; i += 1) expect(await source.getIdToken('a')).toBe(first);
+    expect(fake.calls).toHaveLength(2);
+    clock.now += 10_000;
+    await source.getIdToken('a');
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(fake.calls).toHaveLength(3);
+    expect(serial(await source.getIdToken('a'))).toBe(3);
+  });
+});

@@ -1,0 +1,156 @@
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import express from 'express';
+import { createRequire } from 'node:module';
+import { GoogleAuth, type OAuth2ClientOptions } from 'google-auth-library';
+import { decodeJwt, importSPKI, jwtVerify } from 'jose';
+import {
+  createGoogleAuthIdTokenFetcher,
+  createMetadataIdTokenFetcher,
+  IdTokenFetchError,
+  metadataHostFrom,
+} from '../../services/calling/id-token-fetchers.js';
+import { freePort } from '../../scripts/lib/processes.js';
+import { faultyFront } from '../helpers/faults.js';
+import { serve, startEmulator, type Running, type RunningEmulator } from '../helpers/servers.js';
+import { createMetadataEmulator } from '../../services/metadata-emulator/app.js';
+import { silentLogger } from '../helpers/logs.js';
+
+// google-auth-library is CommonJS: its transporter must be the CommonJS gaxios it loads itself.
+type Transporter = NonNullable<OAuth2ClientOptions['transporter']>;
+const { Gaxios } = createRequire(import.meta.url)('gaxios') as { Gaxios: new () => Transporter };
+
+const failureOf = async (promise: Promise<unknown>): Promise<IdTokenFetchError> => {
+  const error = await promise.then(
+    () => undefined,
+    (err: unknown) => err,
+  );
+  expect(error).toBeInstanceOf(IdTokenFetchError);
+  return error as IdTokenFetchError;
+};
+
+describe('metadataHostFrom', () => {
+  it('prefers GCE_METADATA_IP, then GCE_METADATA_HOST, then the metadata server address', () => {
+    expect(metadataHostFrom({ GCE_METADATA_IP: '127.0.0.1:1', GCE_METADATA_HOST: 'h:2' })).toBe('127.0.0.1:1');
+    expect(metadataHostFrom({ GCE_METADATA_HOST: 'h:2' })).toBe('h:2');
+    expect(metadataHostFrom({})).toBe('169.254.169.254');
+  });
+});
+
+describe('createMetadataIdTokenFetcher', () => {
+  let emulator: RunningEmulator;
+  let front: ReturnType<typeof faultyFront>;
+  let running: Running;
+  beforeAll(async () => {
+    emulator = await startEmulator();
+    front = faultyFront(createMetadataEmulator({ config: emulator.config, key: emulator.key, logger: silentLogger() }).app, 1000);
+    running = await serve(front.app);
+  });
+  afterEach(() => {
+    front.fault = 'none';
+  });
+  afterAll(async () => {
+    await running.close();
+    await emulator.close();
+  });
+
+  it('gets a token, URL-encoding the audience so it arrives whole', async () => {
+    const audience = 'https://receiving.example/path?a=1&b=2';
+    const token = await createMetadataIdTokenFetcher(running.host)(audience, 2000);
+    expect(decodeJwt(token)).toMatchObject({ aud: audience, email: emulator.config.serviceAccount });
+  });
+
+  it('reports a refused connection as transient', async () => {
+    const host = `127.0.0.1:${await freePort()}`;
+    const error = await failureOf(createMetadataIdTokenFetcher(host)('a', 2000));
+    expect(error).toMatchObject({ transient: true, reason: `the metadata server at ${host} refused the connection` });
+  });
+
+  it('reports a slow server as a transient timeout', async () => {
+    front.fault = 'slow';
+    const error = await failureOf(createMetadataIdTokenFetcher(running.host)('a', 100));
+    expect(error).toMatchObject({ transient: true, reason: `the metadata server at ${running.host} did not answer within 100 ms` });
+  });
+
+  it('reports a 500 as transient', async () => {
+    front.fault = 'error-500';
+    const error = await failureOf(createMetadataIdTokenFetcher(running.host)('a', 2000));
+    expect(error).toMatchObject({ transient: true, reason: `the metadata server at ${running.host} answered 500` });
+  });
+
+  it('refuses an answer without Metadata-Flavor: it is not a metadata server', async () => {
+    front.fault = 'no-flavor';
+    const error = await failureOf(createMetadataIdTokenFetcher(running.host)('a', 2000));
+    expect(error.transient).toBe(false);
+    expect(error.reason).toContain('answered without Metadata-Flavor: Google');
+  });
+
+  it('reports a 4xx as not transient', async () => {
+    const app = express();
+    app.use((_req, res) => {
+      res.status(404).set('Metadata-Flavor', 'Google').send('not found');
+    });
+    const notFound = await serve(app);
+    const error = await failureOf(createMetadataIdTokenFetcher(notFound.host)('a', 2000));
+    await notFound.close();
+    expect(error).toMatchObject({ transient: false, reason: `the metadata server at ${notFound.host} answered 404` });
+  });
+});
+
+describe('createGoogleAuthIdTokenFetcher (off Google Cloud, with a service-account key)', () => {
+  it("mints an ID token through google-auth-library's JWT flow (token endpoint stood in for on loopback)", async () => {
+    const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const email = 'calling@my-project.iam.gserviceaccount.com';
+    let assertion: Record<string, unknown> | undefined;
+    const tokenEndpoint = express();
+    tokenEndpoint.post('/token', express.urlencoded({ extended: false }), async (req, res) => {
+      // As oauth2.googleapis.com does: check the signed assertion, answer with an ID token.
+      const spki = await importSPKI(publicKey.export({ type: 'spki', format: 'pem' }).toString(), 'RS256');
+      const { payload } = await jwtVerify(String(req.body.assertion), spki);
+      assertion = payload;
+      const idToken = `e30.${Buffer.from(JSON.stringify({ aud: payload.target_audience, email, exp: 4102444800 })).toString('base64url')}.sig`;
+      res.json({ id_token: idToken });
+    });
+    const endpoint = await serve(tokenEndpoint);
+    const dir = mkdtempSync(join(tmpdir(), 'sa-key-'));
+    const keyFile = join(dir, 'key.json');
+    writeFileSync(
+      keyFile,
+      JSON.stringify({
+        type: 'service_account',
+        project_id: 'my-project',
+        private_key_id: 'k1',
+        private_key: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+        client_email: email,
+        client_id: '1',
+        token_uri: 'https://oauth2.googleapis.com/token',
+      }),
+    );
+    try {
+      // google-auth-library posts to https://oauth2.googleapis.com/token whatever token_uri says; this
+      // test sends that request to the loopback endpoint instead (nothing leaves the machine).
+      const transporter = new Gaxios();
+      transporter.interceptors.request.add({
+        resolved: async <T extends { url?: string | URL }>(options: T) => {
+          if (String(options.url).startsWith('https://oauth2.googleapis.com/token')) options.url = new URL(`${endpoint.url}/token`);
+          return options;
+        },
+      });
+      const fetcher = createGoogleAuthIdTokenFetcher(new GoogleAuth({ keyFilename: keyFile, clientOptions: { transporter } }));
+      const token = await fetcher('https://receiving.example', 5000);
+      expect(decodeJwt(token)).toMatchObject({ aud: 'https://receiving.example', email });
+      expect(assertion).toMatchObject({ iss: email, target_audience: 'https://receiving.example' });
+    } finally {
+      await endpoint.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('reports a key file that does not exist as a failure, not a crash', async () => {
+    const fetcher = createGoogleAuthIdTokenFetcher(new GoogleAuth({ keyFilename: '/nonexistent/key.json' }));
+    const error = await failureOf(fetcher('a', 5000));
+    expect(error.reason).toMatch(/^google-auth-library failed: /);
+  });
+});

@@ -1,0 +1,193 @@
+import request from 'supertest';
+import { createCallingApp } from '../../services/calling/app.js';
+import { createIdTokenSource } from '../../services/calling/id-token-source.js';
+import { createUpstreamClient, type UpstreamClient } from '../../services/calling/upstream-client.js';
+import { createMetadataEmulator, type EmulatorStats } from '../../services/metadata-emulator/app.js';
+import { createReceivingApp } from '../../services/receiving/app.js';
+import { authenticate } from '../../services/receiving/authenticate.js';
+import { createJwksTokenVerifier } from '../../services/receiving/token-verifier.js';
+import { freePort } from '../../scripts/lib/processes.js';
+import { faultyFront, resettingServer } from '../helpers/faults.js';
+import { silentLogger } from '../helpers/logs.js';
+import { serve, startEmulator, type Running, type RunningEmulator } from '../helpers/servers.js';
+
+/**
+ * The chain over real HTTP on loopback, with the metadata server and the receiving service
+ * misbehaving on demand. calling must answer each fault with the right status and words, stay up,
+ * and recover without a restart once the fault clears.
+ */
+describe('calling under bursts and faults', () => {
+  let emulator: RunningEmulator;
+  let metadata: ReturnType<typeof faultyFront>;
+  let metadataServer: Running;
+  let identityStats: EmulatorStats;
+  let receivingPort: number;
+  let receivingFront: ReturnType<typeof faultyFront>;
+  let receiving: Running | undefined;
+  const running: Running[] = [];
+  const clients: UpstreamClient[] = [];
+  const unhandled: unknown[] = [];
+  const onUnhandled = (reason: unknown) => unhandled.push(reason);
+
+  const startReceiving = async () => {
+    receiving = await serve(receivingFront.app, receivingPort);
+  };
+  const stopReceiving = async () => {
+    await receiving?.close();
+    receiving = undefined;
+  };
+
+  /** A fresh calling service (cold token cache) with short timeouts. */
+  const startCalling = async (metadataHost = metadataServer.host, upstreamTimeoutMs = 500) => {
+    const upstream = createUpstreamClient({ timeoutMs: upstreamTimeoutMs });
+    clients.push(upstream);
+    const calling = await serve(
+      createCallingApp({
+        url: new URL(`http://127.0.0.1:${receivingPort}/`),
+        audience: `http://127.0.0.1:${receivingPort}`,
+        auth: 'id-token',
+        idTokens: createIdTokenSource({ kind: 'metadata', host: metadataHost }, silentLogger(), {
+          attemptTimeoutMs: 300,
+          deadlineMs: 1000,
+          baseDelayMs: 10,
+          maxDelayMs: 50,
+        }),
+        upstream,
+        logger: silentLogger(),
+      }),
+    );
+    running.push(calling);
+    return calling.url;
+  };
+
+  const expectHello = async (url: string) => {
+    const res = await request(url).get('/');
+    expect([res.status, res.text]).toEqual([200, 'Second service says: Hello World!']);
+  };
+
+  beforeAll(async () => {
+    process.on('unhandledRejection', onUnhandled);
+    emulator = await startEmulator();
+    const inner = createMetadataEmulator({ config: emulator.config, key: emulator.key, logger: silentLogger() });
+    identityStats = inner.stats;
+    metadata = faultyFront(inner.app, 2000);
+    metadataServer = await serve(metadata.app);
+    receivingPort = await freePort();
+    const verifier = createJwksTokenVerifier({
+      jwksUrl: emulator.jwksUrl,
+      audiences: [`http://127.0.0.1:${receivingPort}`],
+      issuers: ['https://accounts.google.com'],
+    });
+    receivingFront = faultyFront(createReceivingApp({ authenticate: authenticate(verifier, null), logger: silentLogger() }), 5000);
+    await startReceiving();
+  });
+  afterEach(() => {
+    metadata.fault = 'none';
+    receivingFront.fault = 'none';
+  });
+  afterAll(async () => {
+    clients.forEach((c) => c.close());
+    await Promise.all(running.map((r) => r.close()));
+    await stopReceiving();
+    await metadataServer.close();
+    await emulator.close();
+    process.off('unhandledRejection', onUnhandled);
+    expect(unhandled).toEqual([]);
+  });
+
+  it('answers 200 concurrent requests on a fresh calling service with one identity request', async () => {
+    const url = await startCalling();
+    const before = identityStats.identityRequests;
+    const answers = await Promise.all(
+      Array.from({ length: 200 }, () => fetch(`${url}/`).then(async (r) => [r.status, await r.text()])),
+    );
+    expect(answers.filter(([status]) => status !== 200)).toEqual([]);
+    expect(identityStats.identityRequests - before).toBe(1);
+  });
+
+  describe('metadata server faults: 503 with Retry-After, then recovery once the fault clears', () => {
+    it.each([
+      ['slow', 'did not answer within'],
+      ['error-500', 'answered 500'],
+      ['no-flavor', 'answered without Metadata-Flavor: Google'],
+    ] as const)('%s', async (fault, words) => {
+      const url = await startCalling();
+      metadata.fault = fault;
+      const res = await request(url).get('/');
+      expect(res.status).toBe(503);
+      expect(res.headers['retry-after']).toMatch(/^\d+$/);
+      expect(res.text).toContain('could not get an identity token for audience');
+      expect(res.text).toContain(words);
+      metadata.fault = 'none';
+      await expectHello(url);
+    });
+
+    it('retries a transient failure: three attempts for a server answering 500', async () => {
+      const url = await startCalling();
+      metadata.fault = 'error-500';
+      const before = metadata.requests;
+      await request(url).get('/');
+      expect(metadata.requests - before).toBe(3);
+    });
+
+    it('down at start-up, then back: the next requests succeed', async () => {
+      const port = await freePort();
+      const url = await startCalling(`127.0.0.1:${port}`);
+      const down = await request(url).get('/');
+      expect(down.status).toBe(503);
+      expect(down.text).toContain(`the metadata server at 127.0.0.1:${port} refused the connection`);
+      const back = await serve(metadata.app, port);
+      running.push(back);
+      await expectHello(url);
+    });
+  });
+
+  describe('receiving faults: which side failed, then recovery', () => {
+    it('down: 502 saying it could not be reached', async () => {
+      const url = await startCalling();
+      await stopReceiving();
+      const res = await request(url).get('/');
+      expect(res.status).toBe(502);
+      expect(res.text).toContain('could not be reached (the connection was refused)');
+      await startReceiving();
+      await expectHello(url);
+    });
+
+    it('silent past UPSTREAM_TIMEOUT_MS: 504', async () => {
+      const url = await startCalling(metadataServer.host, 300);
+      receivingFront.fault = 'silent';
+      const res = await request(url).get('/');
+      expect(res.status).toBe(504);
+      expect(res.text).toContain('did not answer within 300 ms');
+      receivingFront.fault = 'none';
+      await expectHello(url);
+    });
+
+    it('answering 500: 502 saying so', async () => {
+      const url = await startCalling();
+      receivingFront.fault = 'error-500';
+      const res = await request(url).get('/');
+      expect(res.status).toBe(502);
+      expect(res.text).toContain('answered 500');
+      receivingFront.fault = 'none';
+      await expectHello(url);
+    });
+
+    it('resetting connections: 502 saying the connection was reset', async () => {
+      const url = await startCalling();
+      await stopReceiving();
+      const resetting = await resettingServer();
+      const port = receivingPort;
+      // Put the resetting server where receiving was.
+      receivingPort = resetting.port;
+      const resetUrl = await startCalling();
+      receivingPort = port;
+      const res = await request(resetUrl).get('/');
+      expect(res.status).toBe(502);
+      expect(res.text).toContain('the connection was reset');
+      await resetting.close();
+      await startReceiving();
+      await expectHello(url);
+    });
+  });
+});
