@@ -1,7 +1,7 @@
 import express, { type Express } from 'express';
 import { errorHandler, notFound } from '../shared/error-handler.js';
 import type { Logger } from '../shared/logger.js';
-import type { AuthMode } from './config.js';
+import type { AuthMode, TokenHeader } from './config.js';
 import { explainRefusal } from './diagnosis.js';
 import type { IdTokenSource } from './id-token-source.js';
 import type { UpstreamClient } from './upstream-client.js';
@@ -10,6 +10,8 @@ export interface CallingDeps {
   url: URL;
   audience: string;
   auth: AuthMode;
+  /** Default authorization. */
+  tokenHeader?: TokenHeader;
   idTokens: IdTokenSource;
   upstream: UpstreamClient;
   logger: Logger;
@@ -25,7 +27,11 @@ export function createCallingApp(deps: CallingDeps): Express {
     // Nothing from the inbound request is forwarded: the only credential sent is our own token.
     const headers: Record<string, string> = {};
     const token = deps.auth === 'id-token' ? await deps.idTokens.getIdToken(deps.audience) : null;
-    if (token !== null) headers.authorization = `Bearer ${token}`;
+    if (token !== null) {
+      const tokenHeader = deps.tokenHeader ?? 'authorization';
+      if (tokenHeader !== 'x-serverless-authorization') headers.authorization = `Bearer ${token}`;
+      if (tokenHeader !== 'authorization') headers['x-serverless-authorization'] = `Bearer ${token}`;
+    }
     const answer = await deps.upstream.get(deps.url, headers);
     if (answer.status < 200 || answer.status > 299) {
       throw explainRefusal({

@@ -5,6 +5,9 @@ import type { TokenOrigin } from './id-token-source.js';
 export const AUTH_MODES = ['id-token', 'none'] as const;
 export type AuthMode = (typeof AUTH_MODES)[number];
 
+export const TOKEN_HEADERS = ['authorization', 'x-serverless-authorization', 'both'] as const;
+export type TokenHeader = (typeof TOKEN_HEADERS)[number];
+
 export interface CallingConfig {
   host: string;
   port: number;
@@ -14,6 +17,11 @@ export interface CallingConfig {
   audience: string;
   /** id-token: send an ID token; none: send nothing (the tutorial's first calling service). */
   auth: AuthMode;
+  /**
+   * Where the token goes. x-serverless-authorization: Cloud Run IAM reads it there and passes
+   * Authorization through untouched; both: the same token in both, so receiving can verify it too.
+   */
+  tokenHeader: TokenHeader;
   upstreamTimeoutMs: number;
   /** Where ID tokens come from: a key file when GOOGLE_APPLICATION_CREDENTIALS is set, else the metadata server. */
   tokenOrigin: TokenOrigin;
@@ -33,6 +41,7 @@ export function loadCallingConfig(env: Env): CallingConfig {
     url: url ?? new URL('http://invalid'),
     audience,
     auth: read.oneOf('AUTH', AUTH_MODES, 'id-token'),
+    tokenHeader: read.oneOf('TOKEN_HEADER', TOKEN_HEADERS, 'authorization'),
     upstreamTimeoutMs: read.integer('UPSTREAM_TIMEOUT_MS', 10_000, 1, 600_000),
     tokenOrigin: tokenOriginFrom(read, env),
   });

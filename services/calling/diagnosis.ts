@@ -51,8 +51,11 @@ export function explainRefusal(refusal: Refusal): UpstreamRefusedError {
   }
   if (upstreamStatus === 401) {
     const fix =
-      `the audience must be the receiving service's URL origin (${url.origin}) or a custom audience set on it: ` +
-      `set AUDIENCE on calling to match (it is ${audience})`;
+      said === 'token signature does not verify'
+        ? 'behind Cloud Run IAM the signature is removed before receiving sees the token: run receiving with ' +
+          'TOKEN_CHECK=platform, or set TOKEN_HEADER=both on calling so Authorization reaches receiving untouched'
+        : `the audience must be the receiving service's URL origin (${url.origin}) or a custom audience set on it: ` +
+          `set AUDIENCE on calling to match (it is ${audience})`;
     return new UpstreamRefusedError(
       'UPSTREAM_UNAUTHORIZED',
       `${head}: it did not accept the token; ${as}.${receivingSaid}\nFix: ${fix}.`,

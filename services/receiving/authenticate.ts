@@ -12,9 +12,15 @@ export interface AuthenticatedLocals {
  * Lets a request through only with a valid ID token and, when invokers are set, only when the
  * token's verified email is one of them. The caller is left in res.locals.caller.
  */
-export function authenticate(verifier: TokenVerifier, invokers: Invokers | null): RequestHandler {
+export function authenticate(
+  verifier: TokenVerifier,
+  invokers: Invokers | null,
+  /** Headers read for the token, first present wins (platform mode reads X-Serverless-Authorization first). */
+  tokenHeaders: readonly string[] = ['authorization'],
+): RequestHandler {
   return async (req, res, next) => {
-    const caller = await verifier.verify(readBearerToken(req.headers.authorization));
+    const header = tokenHeaders.map((name) => req.headers[name]).find((value) => typeof value === 'string');
+    const caller = await verifier.verify(readBearerToken(header as string | undefined));
     (res.locals as AuthenticatedLocals).caller = caller;
     if (invokers !== null) {
       if (caller.email === undefined || !caller.emailVerified) {

@@ -1,7 +1,7 @@
 import { EnvReader, type Env } from '../shared/env.js';
 import { parseInvokers, type Invokers } from './invokers.js';
 
-export const TOKEN_CHECKS = ['verify', 'none'] as const;
+export const TOKEN_CHECKS = ['verify', 'platform', 'none'] as const;
 export type TokenCheck = (typeof TOKEN_CHECKS)[number];
 
 export const GOOGLE_JWKS_URL = 'https://www.googleapis.com/oauth2/v3/certs';
@@ -10,7 +10,10 @@ export const GOOGLE_ISSUERS = ['https://accounts.google.com', 'accounts.google.c
 export interface ReceivingConfig {
   host: string;
   port: number;
-  /** verify: check every token here; none: trust Cloud Run IAM alone (the tutorial's service). */
+  /**
+   * verify: check every token here; platform: trust tokens whose signature Cloud Run removed after
+   * checking them, verify the others; none: trust Cloud Run IAM alone (the tutorial's service).
+   */
   tokenCheck: TokenCheck;
   audiences: string[];
   jwksUrl: URL;
@@ -34,8 +37,8 @@ export function loadReceivingConfig(env: Env): ReceivingConfig {
   if (issuers.length === 0) read.problem('ISSUERS must name at least one issuer');
   const invokerList = read.list('INVOKERS');
   const invokers = invokerList.length > 0 ? parseInvokers(invokerList, (p) => read.problem(p)) : null;
-  if (invokers !== null && tokenCheck !== 'verify') {
-    read.problem('INVOKERS needs TOKEN_CHECK=verify: without checking tokens there is no caller to match');
+  if (invokers !== null && tokenCheck === 'none') {
+    read.problem('INVOKERS needs TOKEN_CHECK=verify or platform: without reading tokens there is no caller to match');
   }
   return read.done({
     host: read.raw('HOST') ?? '0.0.0.0',

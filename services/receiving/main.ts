@@ -4,22 +4,25 @@ import { exitOnSignals, listen, portOf } from '../shared/server.js';
 import { createReceivingApp } from './app.js';
 import { authenticate } from './authenticate.js';
 import { loadReceivingConfig } from './config.js';
+import { createPlatformTokenVerifier } from './platform-token-verifier.js';
 import { createJwksTokenVerifier } from './token-verifier.js';
 
 const logger = createLogger('receiving');
 const config = loadConfigOrExit(() => loadReceivingConfig(process.env));
 
+const signedTokens =
+  config.audiences.length > 0
+    ? createJwksTokenVerifier({ jwksUrl: config.jwksUrl, audiences: config.audiences, issuers: config.issuers })
+    : null;
 const auth =
   config.tokenCheck === 'verify'
-    ? authenticate(
-        createJwksTokenVerifier({
-          jwksUrl: config.jwksUrl,
-          audiences: config.audiences,
-          issuers: config.issuers,
-        }),
-        config.invokers,
-      )
-    : null;
+    ? authenticate(signedTokens!, config.invokers)
+    : config.tokenCheck === 'platform'
+      ? authenticate(createPlatformTokenVerifier({ issuers: config.issuers, signedTokens }), config.invokers, [
+          'x-serverless-authorization',
+          'authorization',
+        ])
+      : null;
 
 const server = await listen(createReceivingApp({ authenticate: auth, logger }), config.host, config.port);
 logger.info(
@@ -35,5 +38,11 @@ logger.info(
 );
 if (config.tokenCheck === 'none') {
   logger.warn('TOKEN_CHECK=none: every request is answered; deploy only with --no-allow-unauthenticated');
+}
+if (config.tokenCheck === 'platform') {
+  logger.warn(
+    'TOKEN_CHECK=platform trusts tokens whose signature Cloud Run removed: only safe on Cloud Run behind ' +
+      '--no-allow-unauthenticated, where IAM checks every token first; anywhere else anyone can forge one',
+  );
 }
 exitOnSignals(server, logger);

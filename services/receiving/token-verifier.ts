@@ -1,5 +1,6 @@
 import { createRemoteJWKSet, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import { SigningKeysUnavailableError, TokenInvalidError } from '../shared/errors.js';
+import { callerFrom } from './platform-token-verifier.js';
 
 /** Who a verified token says the caller is. */
 export interface Caller {
@@ -71,10 +72,7 @@ export function createJwksTokenVerifier(options: JwksVerifierOptions): TokenVeri
         throw new TokenInvalidError('token is valid for more than a day');
       }
       if (typeof payload.sub !== 'string') throw new TokenInvalidError('token has no subject');
-      const email = typeof payload.email === 'string' ? payload.email : undefined;
-      // Google has sent email_verified both as a boolean and as the string "true".
-      const emailVerified = payload.email_verified === true || payload.email_verified === 'true';
-      return { subject: payload.sub, emailVerified, ...(email ? { email } : {}) };
+      return callerFrom(payload);
     },
   };
 }

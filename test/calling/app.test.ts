@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import express from 'express';
 import request from 'supertest';
 import { createCallingApp } from '../../services/calling/app.js';
-import type { AuthMode } from '../../services/calling/config.js';
+import type { AuthMode, TokenHeader } from '../../services/calling/config.js';
 import type { IdTokenSource } from '../../services/calling/id-token-source.js';
 import { createUpstreamClient, type UpstreamClient } from '../../services/calling/upstream-client.js';
 import { IdTokenUnavailableError } from '../../services/shared/errors.js';
@@ -51,9 +51,22 @@ describe('calling over HTTP', () => {
     await upstream.close();
   });
 
-  const start = async (source: IdTokenSource, auth: AuthMode = 'id-token', audience = 'https://receiving.example') => {
+  const start = async (
+    source: IdTokenSource,
+    auth: AuthMode = 'id-token',
+    audience = 'https://receiving.example',
+    tokenHeader?: TokenHeader,
+  ) => {
     calling = await serve(
-      createCallingApp({ url: new URL(upstream.url), audience, auth, idTokens: source, upstream: client, logger: silentLogger() }),
+      createCallingApp({
+        url: new URL(upstream.url),
+        audience,
+        auth,
+        ...(tokenHeader ? { tokenHeader } : {}),
+        idTokens: source,
+        upstream: client,
+        logger: silentLogger(),
+      }),
     );
     return calling.url;
   };
@@ -66,6 +79,16 @@ describe('calling over HTTP', () => {
     expect(res.text).toBe('Second service says: Hello World!');
     expect(source.audiences).toEqual(['https://receiving.example']);
     expect(seen[0]!.authorization).toBe('Bearer token-for-https://receiving.example');
+  });
+
+  it.each([
+    ['authorization', 'Bearer token-for-a', undefined],
+    ['x-serverless-authorization', undefined, 'Bearer token-for-a'],
+    ['both', 'Bearer token-for-a', 'Bearer token-for-a'],
+  ] as const)('with TOKEN_HEADER=%s puts the token where Cloud Run expects it', async (tokenHeader, authorization, serverless) => {
+    await request(await start(tokens(), 'id-token', 'a', tokenHeader)).get('/');
+    expect(seen[0]!.authorization).toBe(authorization);
+    expect(seen[0]!['x-serverless-authorization']).toBe(serverless);
   });
 
   it('sends no token with AUTH=none', async () => {

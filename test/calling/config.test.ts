@@ -11,7 +11,7 @@ describe('loadCallingConfig', () => {
     const config = loadCallingConfig({ URL: 'https://receiving-abc123-uc.a.run.app/hello?x=1' });
     expect(config.audience).toBe('https://receiving-abc123-uc.a.run.app');
     expect(config.url.href).toBe('https://receiving-abc123-uc.a.run.app/hello?x=1');
-    expect(config).toMatchObject({ port: 8080, auth: 'id-token', upstreamTimeoutMs: 10000 });
+    expect(config).toMatchObject({ port: 8080, auth: 'id-token', tokenHeader: 'authorization', upstreamTimeoutMs: 10000 });
   });
 
   it('takes a custom audience and AUTH=none', () => {
@@ -22,10 +22,27 @@ describe('loadCallingConfig', () => {
   it('names every bad variable at once', () => {
     let error: ConfigError | undefined;
     try {
-      loadCallingConfig({ URL: 'receiving', AUTH: 'token', UPSTREAM_TIMEOUT_MS: '0' });
+      loadCallingConfig({ URL: 'receiving', AUTH: 'token', TOKEN_HEADER: 'cookie', UPSTREAM_TIMEOUT_MS: '0' });
     } catch (err) {
       error = err as ConfigError;
     }
-    expect(error?.problems.map((p) => p.split(' ')[0])).toEqual(['URL', 'AUTH', 'UPSTREAM_TIMEOUT_MS']);
+    expect(error?.problems.map((p) => p.split(' ')[0])).toEqual(['URL', 'AUTH', 'TOKEN_HEADER', 'UPSTREAM_TIMEOUT_MS']);
+  });
+});
+
+describe('where calling gets its tokens', () => {
+  it('uses the metadata server named by GCE_METADATA_IP or GCE_METADATA_HOST, else Cloud Run\'s', () => {
+    expect(loadCallingConfig({ URL: 'http://r' }).tokenOrigin).toEqual({ kind: 'metadata', host: '169.254.169.254' });
+    expect(loadCallingConfig({ URL: 'http://r', GCE_METADATA_HOST: '127.0.0.1:8082' }).tokenOrigin).toEqual({
+      kind: 'metadata',
+      host: '127.0.0.1:8082',
+    });
+  });
+
+  it('uses google-auth-library with a key file when GOOGLE_APPLICATION_CREDENTIALS is set', () => {
+    expect(loadCallingConfig({ URL: 'http://r', GOOGLE_APPLICATION_CREDENTIALS: '/k.json' }).tokenOrigin).toEqual({
+      kind: 'google-auth',
+      credentialsFile: '/k.json',
+    });
   });
 });

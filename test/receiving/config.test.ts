@@ -47,16 +47,21 @@ describe('loadReceivingConfig', () => {
       INVOKERS: 'caller@example.com',
       PORT: '99999',
     });
-    expect(problems.join('\n')).toMatch(/TOKEN_CHECK must be one of verify, none/);
+    expect(problems.join('\n')).toMatch(/TOKEN_CHECK must be one of verify, platform, none/);
     expect(problems.join('\n')).toMatch(/AUDIENCES is required/);
     expect(problems.join('\n')).toMatch(/JWKS_URL must be an http\(s\) URL/);
     expect(problems.join('\n')).toMatch(/INVOKERS entry "caller@example.com" is not an IAM member/);
     expect(problems.join('\n')).toMatch(/PORT must be a whole number/);
   });
 
-  it('refuses INVOKERS without token verification', () => {
+  it('refuses INVOKERS without reading tokens', () => {
     expect(problemsOf({ TOKEN_CHECK: 'none', INVOKERS: 'user:a@example.com' })).toEqual([
-      expect.stringMatching(/^INVOKERS needs TOKEN_CHECK=verify/),
+      expect.stringMatching(/^INVOKERS needs TOKEN_CHECK=verify or platform/),
     ]);
+  });
+
+  it('takes TOKEN_CHECK=platform without AUDIENCES, and INVOKERS with it', () => {
+    const config = loadReceivingConfig({ TOKEN_CHECK: 'platform', INVOKERS: 'user:a@example.com' });
+    expect(config).toMatchObject({ tokenCheck: 'platform', audiences: [] });
   });
 });

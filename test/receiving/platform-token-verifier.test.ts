@@ -1,0 +1,102 @@
+import request from 'supertest';
+import { createReceivingApp } from '../../services/receiving/app.js';
+import { authenticate } from '../../services/receiving/authenticate.js';
+import { parseInvokers } from '../../services/receiving/invokers.js';
+import { createPlatformTokenVerifier, SIGNATURE_REMOVED } from '../../services/receiving/platform-token-verifier.js';
+import { createJwksTokenVerifier } from '../../services/receiving/token-verifier.js';
+import { silentLogger } from '../helpers/logs.js';
+import { nowS, serve, startEmulator, type Running, type RunningEmulator } from '../helpers/servers.js';
+import { b64url, claimsFor } from '../helpers/tokens.js';
+
+const AUDIENCE = 'https://receiving-abc123defg-uc.a.run.app';
+const ISSUERS = ['https://accounts.google.com', 'accounts.google.com'];
+
+describe('receiving with TOKEN_CHECK=platform', () => {
+  let emulator: RunningEmulator;
+  let receiving: Running;
+  const stripped = async (overrides = {}) =>
+    (await emulator.key.sign(claimsFor(emulator, AUDIENCE, overrides))).replace(/[^.]+$/, SIGNATURE_REMOVED);
+
+  const start = async (withAudiences: boolean) => {
+    const signedTokens = withAudiences
+      ? createJwksTokenVerifier({ jwksUrl: emulator.jwksUrl, audiences: [AUDIENCE], issuers: ISSUERS })
+      : null;
+    const verifier = createPlatformTokenVerifier({ issuers: ISSUERS, signedTokens });
+    const invokers = parseInvokers([`serviceAccount:${emulator.config.serviceAccount}`], () => undefined);
+    return serve(
+      createReceivingApp({
+        authenticate: authenticate(verifier, invokers, ['x-serverless-authorization', 'authorization']),
+        logger: silentLogger(),
+      }),
+    );
+  };
+
+  beforeAll(async () => {
+    emulator = await startEmulator();
+  });
+  afterAll(() => emulator.close());
+  afterEach(() => receiving.close());
+
+  describe('with AUDIENCES', () => {
+    beforeEach(async () => {
+      receiving = await start(true);
+    });
+
+    it('trusts a token whose signature Cloud Run removed, for its claims', async () => {
+      const res = await request(receiving.url).get('/').set('Authorization', `Bearer ${await stripped()}`);
+      expect([res.status, res.text]).toEqual([200, 'Hello World!']);
+    });
+
+    it('still applies INVOKERS to the claims of a stripped token', async () => {
+      const token = await stripped({ email: 'other@p.iam.gserviceaccount.com' });
+      const res = await request(receiving.url).get('/').set('Authorization', `Bearer ${token}`);
+      expect(res.status).toBe(403);
+      expect(res.text).toContain('other@p.iam.gserviceaccount.com is not allowed');
+    });
+
+    it('reads X-Serverless-Authorization first, as Cloud Run uses it for IAM', async () => {
+      const res = await request(receiving.url)
+        .get('/')
+        .set('X-Serverless-Authorization', `Bearer ${await stripped()}`)
+        .set('Authorization', 'Basic dXNlcjpwYXNz');
+      expect(res.status).toBe(200);
+    });
+
+    it('fully verifies a token that still carries a signature', async () => {
+      const signed = await emulator.key.sign(claimsFor(emulator, AUDIENCE));
+      expect((await request(receiving.url).get('/').set('Authorization', `Bearer ${signed}`)).status).toBe(200);
+      const tampered = signed.replace(/[^.]+$/, 'AAAA');
+      const res = await request(receiving.url).get('/').set('Authorization', `Bearer ${tampered}`);
+      expect(res.status).toBe(401);
+      expect(res.text).toContain('signature does not verify');
+    });
+
+    it.each([
+      ['no token', undefined, 'no bearer token'],
+      ['a stripped token from another issuer', { iss: 'https://evil.example' }, 'issuer is not trusted'],
+      ['a stripped token long expired', { iat: nowS() - 7200, exp: nowS() - 3600 }, 'token has expired'],
+    ])('refuses %s with 401', async (_name, overrides, reason) => {
+      const req = request(receiving.url).get('/');
+      if (overrides) req.set('Authorization', `Bearer ${await stripped(overrides)}`);
+      const res = await req;
+      expect(res.status).toBe(401);
+      expect(res.text).toContain(reason);
+    });
+
+    it('refuses a malformed stripped token with 401', async () => {
+      const res = await request(receiving.url)
+        .get('/')
+        .set('Authorization', `Bearer ${b64url({ alg: 'RS256' })}.not-json.${SIGNATURE_REMOVED}`);
+      expect(res.status).toBe(401);
+    });
+  });
+
+  it('without AUDIENCES refuses signed tokens, saying why', async () => {
+    receiving = await start(false);
+    const signed = await emulator.key.sign(claimsFor(emulator, AUDIENCE));
+    const res = await request(receiving.url).get('/').set('Authorization', `Bearer ${signed}`);
+    expect(res.status).toBe(401);
+    expect(res.text).toContain('a signed token can only be verified with AUDIENCES set');
+    expect((await request(receiving.url).get('/').set('Authorization', `Bearer ${await stripped()}`)).status).toBe(200);
+  });
+});
