@@ -1,10 +1,24 @@
-import { execFile, spawn } from 'node:child_process';
-import { promisify } from 'node:util';
+import { spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../../scripts/lib/processes.js';
 
-const run = promisify(execFile);
 const launcher = fileURLToPath(new URL('../../dist/scripts/start-local.js', import.meta.url));
+
+/** "PID ARGS" of each child of a process, read from /proc (no ps in slim images). */
+const childrenOf = (parent: number): string[] =>
+  readdirSync('/proc')
+    .filter((name) => /^\d+$/.test(name))
+    .flatMap((pid) => {
+      try {
+        const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+        const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+        if (ppid !== parent) return [];
+        return [`${pid} ${readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ').trim()}`];
+      } catch {
+        return []; // gone meanwhile
+      }
+    });
 
 const isAlive = (pid: number): boolean => {
   try {
@@ -37,8 +51,7 @@ describe('npm start (the built launcher, as a real process)', () => {
       while (!output.includes('Ctrl-C stops all three') && Date.now() < deadline) {
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
-      const { stdout } = await run('ps', ['-o', 'pid=,args=', '--ppid', String(child.pid)]);
-      const services = stdout.trim().split('\n');
+      const services = childrenOf(child.pid!);
       pids = services.map((line) => Number.parseInt(line, 10));
       expect(output).toContain(`curl http://127.0.0.1:${ports.calling}`);
       expect(services.map((line) => line.match(/services\/([a-z-]+)\/main\.js/)?.[1]).sort()).toEqual([

