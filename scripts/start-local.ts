@@ -2,7 +2,9 @@
  * `npm start`: the whole chain on this machine, each service its own process as on Cloud Run.
  * Ctrl-C (or SIGTERM) stops all three.
  */
+import { prettyFactory } from 'pino-pretty';
 import { EnvReader } from '../services/shared/env.js';
+import { PRETTY_OPTIONS } from '../services/shared/logger.js';
 import { loadConfigOrExit } from '../services/shared/main-support.js';
 import { startLocalChain, type LocalChain } from './lib/local-chain.js';
 
@@ -16,7 +18,12 @@ const ports = loadConfigOrExit(() => {
 });
 
 const width = 'metadata-emulator'.length;
-const onLine = (name: string, line: string) => process.stdout.write(`${name.padEnd(width)} | ${line}\n`);
+// The services write Cloud Logging JSON; on a terminal, show it readably.
+const pretty = process.stdout.isTTY ? prettyFactory(PRETTY_OPTIONS) : undefined;
+const onLine = (name: string, line: string) => {
+  const shown = pretty !== undefined && line.startsWith('{') ? pretty(line).trimEnd() : line;
+  process.stdout.write(`${name.padEnd(width)} | ${shown}\n`);
+};
 
 let chain: LocalChain;
 try {

@@ -34,9 +34,10 @@ export interface LocalChain {
  * emulator's keys, with its own URL as the audience and the emulator's identity as its invoker.
  */
 export async function startLocalChain(options: ChainOptions): Promise<LocalChain> {
-  const base = options.baseEnv ?? {};
+  const identity = loadEmulatorConfig({ ...options.baseEnv, ...options.metadata, PORT: String(options.ports.metadata) });
+  // One project for every service's log lines (their trace field), as on Cloud Run.
+  const base = { GOOGLE_CLOUD_PROJECT: identity.projectId, ...options.baseEnv };
   const metadataEnv = { ...base, ...options.metadata };
-  const identity = loadEmulatorConfig({ ...metadataEnv, PORT: String(options.ports.metadata) });
   const metadataHost = `127.0.0.1:${options.ports.metadata}`;
   const receivingUrl = `http://127.0.0.1:${options.ports.receiving}`;
   const started: ServiceProcess[] = [];
@@ -73,7 +74,6 @@ export async function startLocalChain(options: ChainOptions): Promise<LocalChain
         GCE_METADATA_HOST: metadataHost,
         GCE_METADATA_IP: undefined,
         GOOGLE_APPLICATION_CREDENTIALS: undefined,
-        GOOGLE_CLOUD_PROJECT: identity.projectId,
         ...options.calling,
       },
       port: options.ports.calling,

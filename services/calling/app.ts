@@ -1,6 +1,8 @@
 import express, { type Express } from 'express';
 import { errorHandler, notFound } from '../shared/error-handler.js';
 import type { Logger } from '../shared/logger.js';
+import { requestLog } from '../shared/request-log.js';
+import { outboundTraceHeaders } from '../shared/trace-context.js';
 import type { AuthMode, TokenHeader } from './config.js';
 import { explainRefusal } from './diagnosis.js';
 import type { IdTokenSource } from './id-token-source.js';
@@ -15,17 +17,21 @@ export interface CallingDeps {
   idTokens: IdTokenSource;
   upstream: UpstreamClient;
   logger: Logger;
+  /** For the trace field of log lines (GOOGLE_CLOUD_PROJECT or the metadata server). */
+  projectId?: () => string | undefined;
 }
 
 export function createCallingApp(deps: CallingDeps): Express {
   const app = express();
   app.disable('x-powered-by');
+  app.use(requestLog(deps.logger, { projectId: deps.projectId ?? (() => undefined) }));
   app.get('/health', (_req, res) => {
     res.type('text/plain').send('ok\n');
   });
-  app.get('/', async (_req, res) => {
-    // Nothing from the inbound request is forwarded: the only credential sent is our own token.
-    const headers: Record<string, string> = {};
+  app.get('/', async (req, res) => {
+    // Only the trace is passed on, so both services log the same trace id; the only credential
+    // sent is calling's own token.
+    const headers: Record<string, string> = outboundTraceHeaders(req.headers);
     const token = deps.auth === 'id-token' ? await deps.idTokens.getIdToken(deps.audience) : null;
     if (token !== null) {
       const tokenHeader = deps.tokenHeader ?? 'authorization';
@@ -46,6 +52,6 @@ export function createCallingApp(deps: CallingDeps): Express {
     res.type('text/plain').send(`Second service says: ${answer.body}`);
   });
   app.use(notFound);
-  app.use(errorHandler(deps.logger));
+  app.use(errorHandler());
   return app;
 }

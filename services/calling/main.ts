@@ -1,4 +1,5 @@
 import { createLogger } from '../shared/logger.js';
+import { projectIdFrom } from '../shared/project-id.js';
 import { loadConfigOrExit } from '../shared/main-support.js';
 import { exitOnSignals, listen, portOf } from '../shared/server.js';
 import { createCallingApp } from './app.js';
@@ -17,6 +18,7 @@ const app = createCallingApp({
   idTokens: createIdTokenSource(config.tokenOrigin, logger),
   upstream: createUpstreamClient({ timeoutMs: config.upstreamTimeoutMs }),
   logger,
+  projectId: projectIdFrom(process.env, logger),
 });
 const server = await listen(app, config.host, config.port);
 logger.info(

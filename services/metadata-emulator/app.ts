@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import express, { type Express, type Request, type Response } from 'express';
 import type { Logger } from '../shared/logger.js';
+import { requestLog } from '../shared/request-log.js';
 import type { EmulatorConfig } from './config.js';
 import { identityClaims } from './identity.js';
 import { buildMetadataTree, isDir, lookup, renderJson, renderText } from './metadata-tree.js';
@@ -41,6 +42,7 @@ export function createMetadataEmulator(deps: EmulatorDeps): MetadataEmulator {
   const app = express();
   app.disable('x-powered-by');
   app.disable('etag');
+  app.use(requestLog(logger, { projectId: () => undefined, level: 'debug' }));
 
   app.use((req, res, next) => {
     res.set({ 'Metadata-Flavor': 'Google', Server: 'Metadata Server for VM' });

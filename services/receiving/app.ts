@@ -1,16 +1,20 @@
 import express, { type Express, type RequestHandler } from 'express';
 import { errorHandler, notFound } from '../shared/error-handler.js';
 import type { Logger } from '../shared/logger.js';
+import { requestLog } from '../shared/request-log.js';
 
 export interface ReceivingDeps {
   /** Runs before every route but /health; null when the service trusts Cloud Run IAM alone. */
   authenticate: RequestHandler | null;
   logger: Logger;
+  /** For the trace field of log lines (GOOGLE_CLOUD_PROJECT or the metadata server). */
+  projectId?: () => string | undefined;
 }
 
 export function createReceivingApp(deps: ReceivingDeps): Express {
   const app = express();
   app.disable('x-powered-by');
+  app.use(requestLog(deps.logger, { projectId: deps.projectId ?? (() => undefined) }));
   app.get('/health', (_req, res) => {
     res.type('text/plain').send('ok\n');
   });
@@ -19,6 +23,6 @@ export function createReceivingApp(deps: ReceivingDeps): Express {
     res.type('text/plain').send('Hello World!');
   });
   app.use(notFound);
-  app.use(errorHandler(deps.logger));
+  app.use(errorHandler());
   return app;
 }

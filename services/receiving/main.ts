@@ -1,4 +1,5 @@
 import { createLogger } from '../shared/logger.js';
+import { projectIdFrom } from '../shared/project-id.js';
 import { loadConfigOrExit } from '../shared/main-support.js';
 import { exitOnSignals, listen, portOf } from '../shared/server.js';
 import { createReceivingApp } from './app.js';
@@ -24,7 +25,8 @@ const auth =
         ])
       : null;
 
-const server = await listen(createReceivingApp({ authenticate: auth, logger }), config.host, config.port);
+const app = createReceivingApp({ authenticate: auth, logger, projectId: projectIdFrom(process.env, logger) });
+const server = await listen(app, config.host, config.port);
 logger.info(
   {
     host: config.host,

@@ -1,6 +1,6 @@
 import type { ErrorRequestHandler, Request, RequestHandler, Response } from 'express';
 import { NotFoundError, ServiceError } from './errors.js';
-import type { Logger } from './logger.js';
+import type { LoggedProblem } from './request-log.js';
 
 export const notFound: RequestHandler = (req, _res, next) => {
   next(new NotFoundError(req.path));
@@ -8,14 +8,18 @@ export const notFound: RequestHandler = (req, _res, next) => {
 
 /**
  * Maps ServiceErrors to their status and message, as plain text or, for clients that ask for JSON,
- * RFC 9457 problem details. Anything else is a bug: logged in full, answered with a generic 500.
+ * RFC 9457 problem details; the request's log line (request-log.ts) records the problem. Anything
+ * else is a bug: logged with its stack, answered with a generic 500 that leaks nothing.
  */
-export function errorHandler(logger: Logger): ErrorRequestHandler {
+export function errorHandler(): ErrorRequestHandler {
   return (err, req, res, _next) => {
     if (err instanceof ServiceError) {
-      const cause = err.cause instanceof Error ? err.cause.message : undefined;
-      const level = err.status >= 500 ? 'error' : 'warn';
-      logger[level]({ code: err.code, status: err.status, path: req.path, cause, ...err.extensions }, err.message);
+      const problem: LoggedProblem = {
+        code: err.code,
+        detail: err.message,
+        ...(err.cause instanceof Error ? { cause: err.cause.message } : {}),
+      };
+      res.locals.problem = problem;
       res.status(err.status).set(err.headers);
       send(req, res, err.message, {
         type: err.type,
@@ -29,7 +33,7 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
     }
     // Body-parser style errors carry their own 4xx status.
     const status = typeof err?.status === 'number' && err.status >= 400 && err.status < 500 ? err.status : 500;
-    if (status === 500) logger.error({ err, path: req.path }, 'unexpected error');
+    if (status === 500) (res as Response & { err?: unknown }).err = err;
     const title = status === 500 ? 'Internal error' : 'Bad request';
     res.status(status);
     send(req, res, title.toLowerCase(), { type: 'about:blank', title, status });

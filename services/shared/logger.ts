@@ -1,3 +1,4 @@
+import { createRequire } from 'node:module';
 import { pino, type DestinationStream, type Logger } from 'pino';
 
 export type { Logger };
@@ -26,8 +27,42 @@ export function createLogger(
         level: (label) => ({ severity: SEVERITY[label] ?? 'DEFAULT' }),
       },
     },
-    // Synchronous writes: nothing is buffered, so nothing is lost on exit, and a closed stdout
-    // cannot hang the exit (sonic-boom's exit-time flushSync retries EPIPE forever).
-    options.destination ?? pino.destination({ dest: 1, sync: true }),
+    options.destination ?? defaultDestination(),
   );
+}
+
+/** Options for pino-pretty that read this logger's Cloud Logging shape. */
+export const PRETTY_OPTIONS = {
+  messageKey: 'message',
+  levelKey: 'severity',
+  customLevels: 'DEBUG:20,INFO:30,WARNING:40,ERROR:50,CRITICAL:60',
+  useOnlyCustomProps: true,
+  translateTime: 'SYS:HH:MM:ss.l',
+  // The message says method, path, status and latency; the rest is for Cloud Logging.
+  ignore: [
+    'service',
+    'httpRequest',
+    'logging\\.googleapis\\.com/trace',
+    'logging\\.googleapis\\.com/spanId',
+    'logging\\.googleapis\\.com/trace_sampled',
+  ].join(','),
+  singleLine: true,
+};
+
+/**
+ * stdout, written synchronously: nothing is buffered, so nothing is lost on exit, and a closed
+ * stdout cannot hang the exit (sonic-boom's exit-time flushSync retries EPIPE forever). On a
+ * terminal, human-readable through pino-pretty when it is installed (a dev dependency: never in
+ * the images, where stdout is not a terminal anyway).
+ */
+function defaultDestination(): DestinationStream {
+  if (process.stdout.isTTY) {
+    try {
+      const pretty = createRequire(import.meta.url)('pino-pretty') as (options: object) => DestinationStream;
+      return pretty({ ...PRETTY_OPTIONS, destination: 1, sync: true });
+    } catch {
+      // Not installed: JSON it is.
+    }
+  }
+  return pino.destination({ dest: 1, sync: true });
 }

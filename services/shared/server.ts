@@ -36,7 +36,9 @@ export function exitOnSignals(server: Server, logger: Logger, graceMs = 8000): v
       logger.info('stopped');
       process.exit(0);
     });
+    // Keep-alive connections: close each as soon as its in-flight request is answered.
     server.closeIdleConnections();
+    setInterval(() => server.closeIdleConnections(), 50).unref();
   };
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);

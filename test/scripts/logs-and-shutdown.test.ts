@@ -1,0 +1,89 @@
+import express from 'express';
+import { freePort, startService } from '../../scripts/lib/processes.js';
+import { startLocalChain } from '../../scripts/lib/local-chain.js';
+import { serve } from '../helpers/servers.js';
+
+const JWT = /eyJ[\w-]{8,}\.[\w-]{8,}/;
+
+describe('what the running services write (real processes)', () => {
+  it('no token, or any part of one, appears in any log line or answer', async () => {
+    const lines: string[] = [];
+    const ports = { calling: await freePort(), receiving: await freePort(), metadata: await freePort() };
+    const chain = await startLocalChain({
+      ports,
+      baseEnv: { PATH: process.env.PATH, LOG_LEVEL: 'debug' },
+      onLine: (name, line) => lines.push(`${name}: ${line}`),
+    });
+    const answers: string[] = [];
+    const call = async (url: string, headers: Record<string, string> = {}) => {
+      const res = await fetch(url, { headers });
+      answers.push(`${res.status} ${JSON.stringify([...res.headers])} ${await res.text()}`);
+      return res.status;
+    };
+    try {
+      const mint = async (audience: string) =>
+        (
+          await fetch(`${chain.metadata.url}/computeMetadata/v1/instance/service-accounts/default/identity?audience=${encodeURIComponent(audience)}`, {
+            headers: { 'Metadata-Flavor': 'Google' },
+          })
+        ).text();
+      const good = await mint(chain.receiving.url);
+      const foreign = await mint('https://another-service.example');
+      const tampered = good.replace(/\.[\w-]+\./, `.${Buffer.from('{"email":"x"}').toString('base64url')}.`);
+      const tokens = [good, foreign, tampered];
+
+      expect(await call(`${chain.calling.url}/`, { traceparent: `00-${'a'.repeat(32)}-${'b'.repeat(16)}-01` })).toBe(200);
+      expect(await call(`${chain.calling.url}/?token=${good}`, { Accept: 'application/json' })).toBe(200);
+      expect(await call(`${chain.receiving.url}/`, { Authorization: `Bearer ${good}` })).toBe(200);
+      expect(await call(`${chain.receiving.url}/`, { Authorization: `Bearer ${foreign}` })).toBe(401);
+      expect(await call(`${chain.receiving.url}/`, { Authorization: `Bearer ${tampered}` })).toBe(401);
+      expect(await call(`${chain.receiving.url}/`, { Authorization: 'Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiIxMjM0NTY3ODkwIn0.' })).toBe(401);
+      expect(await call(`${chain.receiving.url}/nowhere?access_token=${good}`, { Authorization: `Bearer ${good}` })).toBe(404);
+    } finally {
+      await chain.stop();
+    }
+    const everything = [...lines, ...answers].join('\n');
+    expect(lines.length).toBeGreaterThan(10);
+    expect(everything.match(JWT)).toBeNull();
+    // What was logged is still useful: the reasons and the caller are there.
+    expect(everything).toContain('token audience is not this service');
+    expect(everything).toContain(chain.identity.serviceAccount);
+  });
+});
+
+describe('graceful shutdown (real processes)', () => {
+  it('a request in flight when SIGTERM arrives completes with 200; new ones are refused; exit 0', async () => {
+    let arrived!: () => void;
+    const requestArrived = new Promise<void>((resolve) => (arrived = resolve));
+    const slow = express();
+    slow.get('/', (_req, res) => {
+      arrived();
+      setTimeout(() => res.type('text/plain').send('slow hello'), 1500);
+    });
+    const upstream = await serve(slow);
+    const calling = await startService('calling', {
+      env: { PATH: process.env.PATH, URL: upstream.url, AUTH: 'none' },
+      port: await freePort(),
+    });
+    try {
+      const inFlight = fetch(`${calling.url}/`).then(async (res) => [res.status, await res.text()]);
+      await requestArrived;
+      calling.child.kill('SIGTERM');
+      // Once the signal is handled, the port takes no new connections (while the request is still open).
+      let refused = false;
+      for (let i = 0; i < 50 && !refused; i += 1) {
+        refused = await fetch(`${calling.url}/health`).then(
+          () => false,
+          () => true,
+        );
+        if (!refused) await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      expect(refused).toBe(true);
+      expect(await inFlight).toEqual([200, 'Second service says: slow hello']);
+      expect(await calling.exited).toBe(0);
+    } finally {
+      await calling.stop();
+      await upstream.close();
+    }
+  });
+});
