@@ -12,21 +12,25 @@ import { freePort, startProcess, startService, type ServiceProcess, type StartOp
 
 interface Options {
   json?: string;
+  /** Seconds of each scenario per round. */
   durationS: number;
+  rounds: number;
   connections: number;
 }
 
 function parseArgs(argv: string[]): Options {
-  const options: Options = { durationS: 8, connections: 32 };
+  const options: Options = { durationS: 3, rounds: 3, connections: 32 };
   for (let i = 0; i < argv.length; i += 1) {
     const [flag, value] = [argv[i], argv[i + 1]];
     if (flag === '--json' && value) options.json = value;
     else if (flag === '--duration' && value) options.durationS = Number(value);
     else if (flag === '--connections' && value) options.connections = Number(value);
-    else throw new Error(`unknown argument ${flag}; use --json FILE, --duration S, --connections N`);
+    else if (flag === '--rounds' && value) options.rounds = Number(value);
+    else throw new Error(`unknown argument ${flag}; use --json FILE, --duration S, --rounds N, --connections N`);
     i += 1;
   }
   if (!(options.durationS >= 1 && options.durationS <= 60)) throw new Error('--duration must be 1 to 60 seconds');
+  if (!(options.rounds >= 1 && options.rounds <= 10)) throw new Error('--rounds must be 1 to 10');
   if (!(options.connections >= 1 && options.connections <= 256)) throw new Error('--connections must be 1 to 256');
   return options;
 }
@@ -67,19 +71,47 @@ async function load(url: string, headers: Record<string, string> = {}, amount?: 
   });
 }
 
-async function measure(name: string, url: string, headers: Record<string, string> = {}): Promise<Scenario> {
-  await autocannon({ url, headers, connections: options.connections, duration: 2, timeout: 10 }); // warm-up
-  const result = await load(url, headers);
-  const scenario = {
-    name,
-    rps: Math.round(result['2xx'] / result.duration),
-    p50_ms: result.latency.p50,
-    p99_ms: result.latency.p99,
-    errors: result.errors + result.timeouts + result.non2xx,
-  };
-  say(row(scenario));
-  return scenario;
+interface Target {
+  name: string;
+  url: string;
+  headers?: Record<string, string>;
 }
+
+/**
+ * Runs the targets round-robin, `rounds` times each, so that a slow patch of a shared machine
+ * falls on every scenario alike; req/s is all 2xx answers over all measured time, p50 and p99 the
+ * medians over the rounds.
+ */
+async function measureAll(targets: Target[], hooks: { beforeRounds: () => Promise<void>; afterRounds: () => Promise<void> }): Promise<Scenario[]> {
+  for (const t of targets) await warmUp(t);
+  await hooks.beforeRounds();
+  const results = new Map<string, autocannon.Result[]>(targets.map((t) => [t.name, []]));
+  for (let round = 0; round < options.rounds; round += 1) {
+    for (const t of targets) results.get(t.name)!.push(await load(t.url, t.headers));
+  }
+  await hooks.afterRounds();
+  return targets.map((t) => {
+    const runs = results.get(t.name)!;
+    const scenario: Scenario = {
+      name: t.name,
+      rps: Math.round(runs.reduce((n, r) => n + r['2xx'], 0) / runs.reduce((n, r) => n + r.duration, 0)),
+      p50_ms: median(runs.map((r) => r.latency.p50)),
+      p99_ms: median(runs.map((r) => r.latency.p99)),
+      errors: runs.reduce((n, r) => n + r.errors + r.timeouts + r.non2xx, 0),
+    };
+    say(row(scenario));
+    return scenario;
+  });
+}
+
+const warmUp = (t: Target) =>
+  autocannon({ url: t.url, headers: t.headers ?? {}, connections: options.connections, duration: 2, timeout: 10 });
+
+const median = (values: number[]): number => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+};
 
 const row = (s: Scenario) =>
   `${s.name.padEnd(18)} ${String(s.rps).padStart(8)} ${s.p50_ms.toFixed(1).padStart(8)} ${s.p99_ms.toFixed(1).padStart(8)} ${String(s.errors).padStart(7)}`;
@@ -93,7 +125,10 @@ const rssMb = (service: ServiceProcess): number => {
 };
 
 async function main(): Promise<void> {
-  say(`bench: ${options.connections} connections, ${options.durationS} s per scenario (after 2 s of warm-up), all on 127.0.0.1`);
+  say(
+    `bench: ${options.connections} connections; each scenario warmed up 2 s, then measured ${options.rounds} x ${options.durationS} s, ` +
+      'round-robin; all on 127.0.0.1',
+  );
   const metadata = await start('metadata-emulator', null, {}, {
     readyPath: '/computeMetadata/v1/instance/id',
     readyHeaders: { 'Metadata-Flavor': 'Google' },
@@ -112,7 +147,6 @@ async function main(): Promise<void> {
   started.push(receivingVerify);
   const callingNone = await start('calling', null, { URL: receivingNone.url, AUTH: 'none' });
   const callingEnv = { URL: verifyUrl, GCE_METADATA_HOST: new URL(metadata.url).host };
-  const before = await identityRequests(metadata);
   const callingAuth = await start('calling', null, callingEnv);
   const official = await start('official-sample', here('./official-sample.js'), callingEnv);
 
@@ -121,20 +155,36 @@ async function main(): Promise<void> {
       headers: { 'Metadata-Flavor': 'Google' },
     })
   ).text();
-  const minted = 1; // the token just fetched for receiving-verify
 
   say();
   say(`${'scenario'.padEnd(18)} ${'req/s'.padStart(8)} ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)} ${'errors'.padStart(7)}`);
-  const scenarios = [
-    await measure('raw-one-hop', `${rawHello.url}/`),
-    await measure('raw-two-hop', `${rawProxy.url}/`),
-    await measure('receiving-none', `${receivingNone.url}/`),
-    await measure('receiving-verify', `${verifyUrl}/`, { Authorization: `Bearer ${token}` }),
-    await measure('chain-none', `${callingNone.url}/`),
-    await measure('chain-auth', `${callingAuth.url}/`),
-  ];
-  const authIdentityRequests = (await identityRequests(metadata)) - before - minted;
-  scenarios.push(await measure('official-sample', `${official.url}/`));
+  // Identity requests of the authenticated chain: its cold warm-up (32 connections at once on an
+  // empty cache), then all measured rounds. The official sample asks the emulator too, but only in
+  // its own warm-up: its token then lasts the whole run, so it adds nothing to the rounds.
+  const chainAuth = { name: 'chain-auth', url: `${callingAuth.url}/` };
+  const beforeWarmUp = await identityRequests(metadata);
+  await warmUp(chainAuth);
+  let authIdentityRequests = (await identityRequests(metadata)) - beforeWarmUp;
+  let beforeRounds = 0;
+  const scenarios = await measureAll(
+    [
+      { name: 'raw-one-hop', url: `${rawHello.url}/` },
+      { name: 'raw-two-hop', url: `${rawProxy.url}/` },
+      { name: 'receiving-none', url: `${receivingNone.url}/` },
+      { name: 'receiving-verify', url: `${verifyUrl}/`, headers: { Authorization: `Bearer ${token}` } },
+      { name: 'chain-none', url: `${callingNone.url}/` },
+      chainAuth,
+      { name: 'official-sample', url: `${official.url}/` },
+    ],
+    {
+      beforeRounds: async () => {
+        beforeRounds = await identityRequests(metadata);
+      },
+      afterRounds: async () => {
+        authIdentityRequests += (await identityRequests(metadata)) - beforeRounds;
+      },
+    },
+  );
 
   // A cold burst: a fresh calling service, 200 requests at once.
   const beforeBurst = await identityRequests(metadata);
@@ -178,7 +228,7 @@ async function main(): Promise<void> {
       metadata_emulator: rssMb(metadata),
       raw_proxy: rssMb(rawProxy),
     },
-    settings: { connections: options.connections, duration_s: options.durationS, node: process.version },
+    settings: { connections: options.connections, rounds: options.rounds, round_s: options.durationS, node: process.version },
   };
 
   const targets: [string, number, number, string][] = [

@@ -24,6 +24,7 @@ export interface CallingDeps {
 export function createCallingApp(deps: CallingDeps): Express {
   const app = express();
   app.disable('x-powered-by');
+  app.disable('etag');
   app.use(requestLog(deps.logger, { projectId: deps.projectId ?? (() => undefined) }));
   app.get('/health', (_req, res) => {
     res.type('text/plain').send('ok\n');

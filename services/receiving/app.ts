@@ -14,6 +14,7 @@ export interface ReceivingDeps {
 export function createReceivingApp(deps: ReceivingDeps): Express {
   const app = express();
   app.disable('x-powered-by');
+  app.disable('etag');
   app.use(requestLog(deps.logger, { projectId: deps.projectId ?? (() => undefined) }));
   app.get('/health', (_req, res) => {
     res.type('text/plain').send('ok\n');

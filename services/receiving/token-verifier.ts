@@ -23,6 +23,8 @@ export interface JwksVerifierOptions {
   /** Seconds between JWKS refetches triggered by an unknown kid. */
   refetchCooldownS?: number;
   fetchTimeoutMs?: number;
+  /** How many verified tokens to remember until they expire (default 1000; 0: none). */
+  cacheSize?: number;
   /** For tests: the current time. */
   now?: () => Date;
 }
@@ -51,8 +53,19 @@ export function createJwksTokenVerifier(options: JwksVerifierOptions): TokenVeri
     }
   };
 
+  // A token that verified once verifies again until it expires: the signature check is deterministic.
+  // Remembering it (never a failure) spares the RSA work on every request of a token's hour.
+  const cacheSize = options.cacheSize ?? 1000;
+  const verified = new Map<string, { caller: Caller; expS: number }>();
+  const nowS = () => Math.floor((options.now?.() ?? new Date()).getTime() / 1000);
+
   return {
     async verify(token) {
+      const known = verified.get(token);
+      if (known !== undefined) {
+        if (known.expS > nowS() - clockTolerance) return known.caller;
+        verified.delete(token);
+      }
       let payload: JWTPayload;
       try {
         ({ payload } = await jwtVerify(token, getKey, {
@@ -72,7 +85,12 @@ export function createJwksTokenVerifier(options: JwksVerifierOptions): TokenVeri
         throw new TokenInvalidError('token is valid for more than a day');
       }
       if (typeof payload.sub !== 'string') throw new TokenInvalidError('token has no subject');
-      return callerFrom(payload);
+      const caller = callerFrom(payload);
+      if (cacheSize > 0) {
+        if (verified.size >= cacheSize) verified.delete(verified.keys().next().value!);
+        verified.set(token, { caller, expS: payload.exp! });
+      }
+      return caller;
     },
   };
 }

@@ -112,6 +112,21 @@ describe('createJwksTokenVerifier with the emulator keys', () => {
     expect(await reasonFor(verifier, await sign(overrides))).toBe(reason);
   });
 
+  it('stops accepting a remembered token once it expires', async () => {
+    let now = new Date();
+    const clocked = createJwksTokenVerifier({
+      jwksUrl: emulator.jwksUrl,
+      audiences: [AUDIENCE],
+      issuers: ['https://accounts.google.com'],
+      now: () => now,
+    });
+    const token = await sign({ exp: nowS() + 120 });
+    await expect(clocked.verify(token)).resolves.toMatchObject({ emailVerified: true });
+    await expect(clocked.verify(token)).resolves.toMatchObject({ emailVerified: true });
+    now = new Date(Date.now() + 10 * 60_000);
+    expect(await reasonFor(clocked, token)).toBe('token has expired');
+  });
+
   it('forgives a small clock skew', async () => {
     await expect(verifier.verify(await sign({ iat: nowS() + 10, exp: nowS() + 3610 }))).resolves.toMatchObject({
       emailVerified: true,
