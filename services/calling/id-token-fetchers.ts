@@ -77,8 +77,10 @@ export function createMetadataIdTokenFetcher(host: string): FetchIdToken {
 /**
  * ID tokens through google-auth-library's credentials (a service-account key named by
  * GOOGLE_APPLICATION_CREDENTIALS, or other ADC that can mint ID tokens), for use off Google Cloud.
+ * makeAuth is called once, on the first token: google-auth-library is loaded only where it is used.
  */
-export function createGoogleAuthIdTokenFetcher(auth: GoogleAuth): FetchIdToken {
+export function createGoogleAuthIdTokenFetcher(makeAuth: () => Promise<GoogleAuth>): FetchIdToken {
+  let auth: Promise<GoogleAuth> | undefined;
   return async (audience, timeoutMs) => {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_resolve, reject) => {
@@ -90,7 +92,8 @@ export function createGoogleAuthIdTokenFetcher(auth: GoogleAuth): FetchIdToken {
     try {
       return await Promise.race([
         (async () => {
-          const client = await auth.getClient();
+          auth ??= makeAuth();
+          const client = await (await auth).getClient();
           if (!('fetchIdToken' in client) || typeof client.fetchIdToken !== 'function') {
             throw new IdTokenFetchError(
               'these credentials cannot mint ID tokens (use a service-account key, or run on Google Cloud)',

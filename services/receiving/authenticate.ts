@@ -1,4 +1,4 @@
-import type { RequestHandler } from 'express';
+import type { NextFunction, RequestHandler, Response } from 'express';
 import { CallerNotInvokerError } from '../shared/errors.js';
 import { readBearerToken } from './bearer.js';
 import { isInvoker, type Invokers } from './invokers.js';
@@ -18,9 +18,7 @@ export function authenticate(
   /** Headers read for the token, first present wins (platform mode reads X-Serverless-Authorization first). */
   tokenHeaders: readonly string[] = ['authorization'],
 ): RequestHandler {
-  return async (req, res, next) => {
-    const header = tokenHeaders.map((name) => req.headers[name]).find((value) => typeof value === 'string');
-    const caller = await verifier.verify(readBearerToken(header as string | undefined));
+  const admit = (caller: Caller, res: Response, next: NextFunction) => {
     (res.locals as AuthenticatedLocals).caller = caller;
     if (invokers !== null) {
       if (caller.email === undefined || !caller.emailVerified) {
@@ -29,5 +27,20 @@ export function authenticate(
       if (!isInvoker(invokers, caller.email)) throw new CallerNotInvokerError(caller.email);
     }
     next();
+  };
+  return (req, res, next) => {
+    let header: string | undefined;
+    for (const name of tokenHeaders) {
+      const value = req.headers[name];
+      if (typeof value === 'string') {
+        header = value;
+        break;
+      }
+    }
+    const token = readBearerToken(header);
+    // A token already verified is answered without a trip through the promise machinery.
+    const known = verifier.remembered?.(token);
+    if (known !== undefined) return admit(known, res, next);
+    return verifier.verify(token).then((caller) => admit(caller, res, next));
   };
 }

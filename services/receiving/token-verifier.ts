@@ -12,6 +12,8 @@ export interface Caller {
 export interface TokenVerifier {
   /** Resolves with the caller, or rejects with TokenInvalidError / SigningKeysUnavailableError. */
   verify(token: string): Promise<Caller>;
+  /** The caller of a token verified before and not expired since, if any; synchronous. */
+  remembered?(token: string): Caller | undefined;
 }
 
 export interface JwksVerifierOptions {
@@ -59,13 +61,19 @@ export function createJwksTokenVerifier(options: JwksVerifierOptions): TokenVeri
   const verified = new Map<string, { caller: Caller; expS: number }>();
   const nowS = () => Math.floor((options.now?.() ?? new Date()).getTime() / 1000);
 
+  const remembered = (token: string): Caller | undefined => {
+    const known = verified.get(token);
+    if (known === undefined) return undefined;
+    if (known.expS > nowS() - clockTolerance) return known.caller;
+    verified.delete(token);
+    return undefined;
+  };
+
   return {
+    remembered,
     async verify(token) {
-      const known = verified.get(token);
-      if (known !== undefined) {
-        if (known.expS > nowS() - clockTolerance) return known.caller;
-        verified.delete(token);
-      }
+      const known = remembered(token);
+      if (known !== undefined) return known;
       let payload: JWTPayload;
       try {
         ({ payload } = await jwtVerify(token, getKey, {

@@ -138,7 +138,7 @@ describe('createGoogleAuthIdTokenFetcher (off Google Cloud, with a service-accou
           return options;
         },
       });
-      const fetcher = createGoogleAuthIdTokenFetcher(new GoogleAuth({ keyFilename: keyFile, clientOptions: { transporter } }));
+      const fetcher = createGoogleAuthIdTokenFetcher(async () => new GoogleAuth({ keyFilename: keyFile, clientOptions: { transporter } }));
       const token = await fetcher('https://receiving.example', 5000);
       expect(decodeJwt(token)).toMatchObject({ aud: 'https://receiving.example', email });
       expect(assertion).toMatchObject({ iss: email, target_audience: 'https://receiving.example' });
@@ -149,7 +149,7 @@ describe('createGoogleAuthIdTokenFetcher (off Google Cloud, with a service-accou
   });
 
   it('reports a key file that does not exist as a failure, not a crash', async () => {
-    const fetcher = createGoogleAuthIdTokenFetcher(new GoogleAuth({ keyFilename: '/nonexistent/key.json' }));
+    const fetcher = createGoogleAuthIdTokenFetcher(async () => new GoogleAuth({ keyFilename: '/nonexistent/key.json' }));
     const error = await failureOf(fetcher('a', 5000));
     expect(error.reason).toMatch(/^google-auth-library failed: /);
   });
