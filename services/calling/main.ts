@@ -1,7 +1,7 @@
 import { createLogger } from '../shared/logger.js';
 import { projectIdFrom } from '../shared/project-id.js';
 import { loadConfigOrExit } from '../shared/main-support.js';
-import { exitOnSignals, listen, portOf } from '../shared/server.js';
+import { exitOnSignals, listenOrExit, portOf } from '../shared/server.js';
 import { createCallingApp } from './app.js';
 import { loadCallingConfig } from './config.js';
 import { createIdTokenSource } from './id-token-source.js';
@@ -20,7 +20,7 @@ const app = createCallingApp({
   logger,
   projectId: projectIdFrom(process.env, logger),
 });
-const server = await listen(app, config.host, config.port);
+const server = await listenOrExit(app, config.host, config.port);
 logger.info(
   {
     host: config.host,

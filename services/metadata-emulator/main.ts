@@ -1,6 +1,6 @@
 import { createLogger } from '../shared/logger.js';
 import { loadConfigOrExit } from '../shared/main-support.js';
-import { exitOnSignals, listen, portOf } from '../shared/server.js';
+import { exitOnSignals, listenOrExit, portOf } from '../shared/server.js';
 import { createMetadataEmulator } from './app.js';
 import { loadEmulatorConfig } from './config.js';
 import { createSigningKey } from './signing-key.js';
@@ -8,7 +8,7 @@ import { createSigningKey } from './signing-key.js';
 const logger = createLogger('metadata-emulator');
 const config = loadConfigOrExit(() => loadEmulatorConfig(process.env));
 const { app } = createMetadataEmulator({ config, key: await createSigningKey(), logger });
-const server = await listen(app, config.host, config.port);
+const server = await listenOrExit(app, config.host, config.port);
 const where = `${config.host}:${portOf(server)}`;
 logger.info(
   { host: config.host, port: portOf(server), serviceAccount: config.serviceAccount, projectId: config.projectId },

@@ -1,7 +1,7 @@
 import { createLogger } from '../shared/logger.js';
 import { projectIdFrom } from '../shared/project-id.js';
 import { loadConfigOrExit } from '../shared/main-support.js';
-import { exitOnSignals, listen, portOf } from '../shared/server.js';
+import { exitOnSignals, listenOrExit, portOf } from '../shared/server.js';
 import { createReceivingApp } from './app.js';
 import { authenticate } from './authenticate.js';
 import { loadReceivingConfig } from './config.js';
@@ -26,7 +26,7 @@ const auth =
       : null;
 
 const app = createReceivingApp({ authenticate: auth, logger, projectId: projectIdFrom(process.env, logger) });
-const server = await listen(app, config.host, config.port);
+const server = await listenOrExit(app, config.host, config.port);
 logger.info(
   {
     host: config.host,

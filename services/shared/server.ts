@@ -10,6 +10,25 @@ export function listen(app: Express, host: string, port: number): Promise<Server
   });
 }
 
+/** listen, or end the process with a message that says what to change (a port in use, say). */
+export async function listenOrExit(app: Express, host: string, port: number): Promise<Server> {
+  try {
+    return await listen(app, host, port);
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    const why =
+      code === 'EADDRINUSE'
+        ? `port ${port} on ${host} is already in use: stop what holds it or set PORT`
+        : code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND'
+          ? `HOST ${host} is not an address of this machine`
+          : code === 'EACCES'
+            ? `port ${port} needs privileges: set PORT above 1023`
+            : `cannot listen on ${host}:${port} (${code ?? String(err)})`;
+    process.stderr.write(`${why}\nrefusing to start.\n`);
+    process.exit(1);
+  }
+}
+
 /** The port a listening server got (useful with port 0). */
 export function portOf(server: Server): number {
   const address = server.address();

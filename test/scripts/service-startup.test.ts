@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { createServer } from 'node:net';
 import { promisify } from 'node:util';
 import { entryOf, freePort, startService, type ServiceName } from '../../scripts/lib/processes.js';
 
@@ -33,6 +34,19 @@ describe('services refuse to start on bad configuration (real processes)', () =>
     const { code, stderr } = await startWith('receiving', { PORT: 'http', TOKEN_CHECK: 'strict', INVOKERS: 'bob' });
     expect(code).toBe(1);
     for (const name of ['PORT', 'TOKEN_CHECK', 'AUDIENCES', 'INVOKERS']) expect(stderr).toContain(`- ${name} `);
+  });
+
+  it('says which port is taken when it cannot listen', async () => {
+    const holder = createServer().listen(0, '127.0.0.1');
+    await new Promise((resolve) => holder.once('listening', resolve));
+    const port = String((holder.address() as { port: number }).port);
+    try {
+      const { code, stderr } = await startWith('receiving', { PORT: port, TOKEN_CHECK: 'none' });
+      expect(code).toBe(1);
+      expect(stderr).toContain(`port ${port} on 127.0.0.1 is already in use: stop what holds it or set PORT`);
+    } finally {
+      holder.close();
+    }
   });
 
   it('the emulator refuses a SERVICE_ACCOUNT that is not an email', async () => {
