@@ -12,7 +12,7 @@ export interface CallingDeps {
   url: URL;
   audience: string;
   auth: AuthMode;
-  /** Default authorization. */
+  /** Where the token goes (default: authorization). */
   tokenHeader?: TokenHeader;
   idTokens: IdTokenSource;
   upstream: UpstreamClient;

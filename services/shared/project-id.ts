@@ -1,6 +1,5 @@
+import type { Env } from './env.js';
 import type { Logger } from './logger.js';
-
-export type Env = Readonly<Record<string, string | undefined>>;
 
 /**
  * The project id for Cloud Logging's trace field: GOOGLE_CLOUD_PROJECT, else the metadata server's
