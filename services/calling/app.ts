@@ -2,6 +2,7 @@ import express, { type Express } from 'express';
 import { errorHandler, notFound } from '../shared/error-handler.js';
 import type { Logger } from '../shared/logger.js';
 import { requestLog } from '../shared/request-log.js';
+import { sendText } from '../shared/send-text.js';
 import { outboundTraceHeaders } from '../shared/trace-context.js';
 import type { AuthMode, TokenHeader } from './config.js';
 import { explainRefusal } from './diagnosis.js';
@@ -26,9 +27,7 @@ export function createCallingApp(deps: CallingDeps): Express {
   app.disable('x-powered-by');
   app.disable('etag');
   app.use(requestLog(deps.logger, { projectId: deps.projectId ?? (() => undefined) }));
-  app.get('/health', (_req, res) => {
-    res.type('text/plain').send('ok\n');
-  });
+  app.get('/health', (_req, res) => sendText(res, 'ok\n'));
   app.get('/', async (req, res) => {
     // Only the trace is passed on, so both services log the same trace id; the only credential
     // sent is calling's own token.
@@ -50,7 +49,7 @@ export function createCallingApp(deps: CallingDeps): Express {
         ...(answer.challenge ? { challenge: answer.challenge } : {}),
       });
     }
-    res.type('text/plain').send(`Second service says: ${answer.body}`);
+    sendText(res, `Second service says: ${answer.body}`);
   });
   app.use(notFound);
   app.use(errorHandler());

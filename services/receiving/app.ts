@@ -2,6 +2,7 @@ import express, { type Express, type RequestHandler } from 'express';
 import { errorHandler, notFound } from '../shared/error-handler.js';
 import type { Logger } from '../shared/logger.js';
 import { requestLog } from '../shared/request-log.js';
+import { sendText } from '../shared/send-text.js';
 
 export interface ReceivingDeps {
   /** Runs before every route but /health; null when the service trusts Cloud Run IAM alone. */
@@ -16,13 +17,9 @@ export function createReceivingApp(deps: ReceivingDeps): Express {
   app.disable('x-powered-by');
   app.disable('etag');
   app.use(requestLog(deps.logger, { projectId: deps.projectId ?? (() => undefined) }));
-  app.get('/health', (_req, res) => {
-    res.type('text/plain').send('ok\n');
-  });
+  app.get('/health', (_req, res) => sendText(res, 'ok\n'));
   if (deps.authenticate !== null) app.use(deps.authenticate);
-  app.get('/', (_req, res) => {
-    res.type('text/plain').send('Hello World!');
-  });
+  app.get('/', (_req, res) => sendText(res, 'Hello World!'));
   app.use(notFound);
   app.use(errorHandler());
   return app;
