@@ -45,6 +45,9 @@ interface Scenario {
   rps_range?: [number, number];
 }
 
+/** req/s of each scenario in each round, to pair scenarios measured moments apart. */
+const perRound = new Map<string, number[]>();
+
 const options = parseArgs(process.argv.slice(2));
 const identity = loadEmulatorConfig({});
 const here = (file: string) => fileURLToPath(new URL(file, import.meta.url));
@@ -98,6 +101,7 @@ async function measureAll(targets: Target[], hooks: { beforeRounds: () => Promis
   await hooks.afterRounds();
   return targets.map((t) => {
     const runs = results.get(t.name)!;
+    perRound.set(t.name, runs.map((r) => r['2xx'] / r.duration));
     const scenario: Scenario = {
       name: t.name,
       rps: Math.round(runs.reduce((n, r) => n + r['2xx'], 0) / runs.reduce((n, r) => n + r.duration, 0)),
@@ -213,8 +217,12 @@ async function main(): Promise<void> {
   scenarios.push(burstScenario);
   const burstIdentityRequests = (await identityRequests(metadata)) - beforeBurst;
 
-  const rps = (name: string) => scenarios.find((s) => s.name === name)!.rps;
-  const ratio = (a: string, b: string) => Math.round((rps(a) / rps(b)) * 1000) / 1000;
+  // Each ratio is the median over the rounds of that round's ratio: the two scenarios of a pair
+  // ran seconds apart, so a slow patch of the machine cancels out, and one odd round cannot move it.
+  const ratio = (a: string, b: string) => {
+    const [as, bs] = [perRound.get(a)!, perRound.get(b)!];
+    return Math.round(median(as.map((value, i) => value / bs[i]!)) * 1000) / 1000;
+  };
   const ratios = {
     auth_overhead: ratio('chain-auth', 'chain-none'),
     verify_overhead: ratio('receiving-verify', 'receiving-none'),
