@@ -30,8 +30,8 @@ export interface LocalChain {
 
 /**
  * The three services as separate processes on 127.0.0.1, wired as on Cloud Run: calling gets its
- * tokens from the emulator, receiving verifies them against the
- * emulator's keys, with its own URL as the audience and the emulator's identity as its invoker.
+ * tokens from the emulator; receiving verifies them against the emulator's keys, with its own URL
+ * as the audience and the emulator's identity as its invoker.
  */
 export async function startLocalChain(options: ChainOptions): Promise<LocalChain> {
   const identity = loadEmulatorConfig({ ...options.baseEnv, ...options.metadata, PORT: String(options.ports.metadata) });

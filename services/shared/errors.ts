@@ -117,10 +117,10 @@ export class SigningKeysUnavailableError extends ServiceError {
 
 export class IdTokenUnavailableError extends ServiceError {
   /** reason: what went wrong, e.g. "the metadata server at 127.0.0.1:8082 refused the connection"; hint: what to check. */
-  constructor(audience: string, reason: string, hint: string, options?: { cause?: unknown; retryAfterS?: number }) {
+  constructor(audience: string, reason: string, hint: string, options?: { cause?: unknown }) {
     super('ID_TOKEN_UNAVAILABLE', 503, `could not get an identity token for audience ${audience}: ${reason}. ${hint}`, {
-      ...(options?.cause === undefined ? {} : { cause: options.cause }),
-      headers: { 'Retry-After': String(options?.retryAfterS ?? 5) },
+      ...options,
+      headers: { 'Retry-After': '5' },
     });
   }
 }
