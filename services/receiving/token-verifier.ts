@@ -1,6 +1,7 @@
-import { createRemoteJWKSet, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import { decodeProtectedHeader, errors, jwtVerify, type JWTPayload } from 'jose';
 import { SigningKeysUnavailableError, TokenInvalidError } from '../shared/errors.js';
 import { callerFrom } from './platform-token-verifier.js';
+import { createSigningKeySet, type SigningKeySetOptions } from './signing-keys.js';
 
 /** Who a verified token says the caller is. */
 export interface Caller {
@@ -22,9 +23,8 @@ export interface JwksVerifierOptions {
   issuers: readonly string[];
   /** Seconds of clock skew forgiven on exp, nbf and iat (google-auth-library forgives 300). */
   clockToleranceS?: number;
-  /** Seconds between JWKS refetches triggered by an unknown kid. */
-  refetchCooldownS?: number;
-  fetchTimeoutMs?: number;
+  /** The key cache's rules (signing-keys.ts): cooldown, backoff, timeout, clock. */
+  keys?: Omit<SigningKeySetOptions, 'url'>;
   /** How many verified tokens to remember until they expire (default 1000; 0: none). */
   cacheSize?: number;
   /** For tests: the current time. */
@@ -35,35 +35,31 @@ export interface JwksVerifierOptions {
 const MAX_LIFETIME_S = 24 * 60 * 60;
 
 /**
- * Verifies Google-style ID tokens against a JWKS URL with jose: RS256 only, signature, aud, iss,
- * exp, iat (present, not in the future, lifetime at most a day) and nbf. The key set is fetched
- * once, cached, and refetched on an unknown kid at most once per cooldown.
+ * Verifies Google-style ID tokens against a JWKS URL with jose: RS256 only, signature, aud (one
+ * string, one of the audiences), iss, exp, iat (present, not in the future, lifetime at most a day)
+ * and nbf. Keys come from a cache that outlives the key server (signing-keys.ts).
  */
 export function createJwksTokenVerifier(options: JwksVerifierOptions): TokenVerifier {
   const clockTolerance = options.clockToleranceS ?? 30;
-  const remote = createRemoteJWKSet(options.jwksUrl, {
-    cooldownDuration: (options.refetchCooldownS ?? 30) * 1000,
-    timeoutDuration: options.fetchTimeoutMs ?? 5000,
-  });
-  // Network failures are the key server's fault, not the token's: 503, not 401.
-  const getKey: JWTVerifyGetKey = async (header, token) => {
-    try {
-      return await remote(header, token);
-    } catch (err) {
-      if (err instanceof errors.JWKSNoMatchingKey || err instanceof errors.JWKSMultipleMatchingKeys) throw err;
-      throw new SigningKeysUnavailableError(options.jwksUrl.href, { cause: err });
-    }
-  };
+  const keySet = createSigningKeySet({ url: options.jwksUrl, ...options.keys });
 
-  // A token that verified once verifies again until it expires: the signature check is deterministic.
-  // Remembering it (never a failure) spares the RSA work on every request of a token's hour.
+  // A token that verified once verifies again until it expires or its key leaves the key set: the
+  // signature check is deterministic. Remembering it (never a failure) spares the RSA work on every
+  // request of a token's hour.
   const cacheSize = options.cacheSize ?? 1000;
-  const verified = new Map<string, { caller: Caller; expS: number }>();
+  const verified = new Map<string, { caller: Caller; expS: number; kid: string | undefined }>();
   const nowS = () => Math.floor((options.now?.() ?? new Date()).getTime() / 1000);
+  keySet.onChange((kids) => {
+    for (const [token, known] of verified) {
+      if (known.kid === undefined || !kids.has(known.kid)) verified.delete(token);
+    }
+  });
 
   const remembered = (token: string): Caller | undefined => {
     const known = verified.get(token);
     if (known === undefined) return undefined;
+    // Remembered tokens alone keep the key set fresh, so a withdrawn key stops admitting them.
+    keySet.refreshIfStale();
     if (known.expS > nowS() - clockTolerance) return known.caller;
     verified.delete(token);
     return undefined;
@@ -76,7 +72,7 @@ export function createJwksTokenVerifier(options: JwksVerifierOptions): TokenVeri
       if (known !== undefined) return known;
       let payload: JWTPayload;
       try {
-        ({ payload } = await jwtVerify(token, getKey, {
+        ({ payload } = await jwtVerify(token, keySet.getKey, {
           algorithms: ['RS256'],
           audience: [...options.audiences],
           issuer: [...options.issuers],
@@ -89,6 +85,8 @@ export function createJwksTokenVerifier(options: JwksVerifierOptions): TokenVeri
         if (err instanceof SigningKeysUnavailableError) throw err;
         throw new TokenInvalidError(describeFailure(err), { cause: err });
       }
+      // Google's ID tokens carry one audience; google-auth-library refuses a list, and so do we.
+      if (typeof payload.aud !== 'string') throw new TokenInvalidError('token audience must be one string, not a list');
       if (payload.exp! - payload.iat! > MAX_LIFETIME_S) {
         throw new TokenInvalidError('token is valid for more than a day');
       }
@@ -96,7 +94,7 @@ export function createJwksTokenVerifier(options: JwksVerifierOptions): TokenVeri
       const caller = callerFrom(payload);
       if (cacheSize > 0) {
         if (verified.size >= cacheSize) verified.delete(verified.keys().next().value!);
-        verified.set(token, { caller, expS: payload.exp! });
+        verified.set(token, { caller, expS: payload.exp!, kid: decodeProtectedHeader(token).kid });
       }
       return caller;
     },

@@ -105,12 +105,14 @@ export class CallerNotInvokerError extends ServiceError {
 }
 
 export class SigningKeysUnavailableError extends ServiceError {
-  constructor(jwksUrl: string, options?: { cause?: unknown }) {
+  /** how: what the key server did, e.g. "answered 500"; retryAfterS: when the next key request may go out. */
+  constructor(jwksUrl: string, how: string, retryAfterS: number) {
     super(
       'SIGNING_KEYS_UNAVAILABLE',
       503,
-      `cannot check tokens right now: the signing keys at ${jwksUrl} could not be fetched`,
-      { ...options, headers: { 'Retry-After': '5' } },
+      `cannot check this token right now: its signing key is not cached and the key server at ${jwksUrl} ` +
+        `${how}; next try in ${retryAfterS} s`,
+      { headers: { 'Retry-After': String(retryAfterS) } },
     );
   }
 }

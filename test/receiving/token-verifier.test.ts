@@ -156,7 +156,7 @@ describe('createJwksTokenVerifier key fetching', () => {
       jwksUrl: new URL(`${jwks.url}/certs`),
       audiences: [AUDIENCE],
       issuers: ['https://accounts.google.com'],
-      refetchCooldownS: cooldownS,
+      keys: { cooldownMs: cooldownS * 1000 },
     });
 
   it('fetches the key set once for many verifications', async () => {

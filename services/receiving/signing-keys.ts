@@ -1,0 +1,179 @@
+import http from 'node:http';
+import https from 'node:https';
+import { createLocalJWKSet, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
+import fetch from 'node-fetch';
+import { SigningKeysUnavailableError } from '../shared/errors.js';
+
+/**
+ * Google's signing keys, cached so that the key server's outages and anyone's forged key ids cost
+ * receiving nothing: the rules are in README ("How receiving caches Google's signing keys").
+ */
+export interface SigningKeySet {
+  /** For jose's jwtVerify: a cached key, or JWKSNoMatchingKey, or SigningKeysUnavailableError. */
+  getKey: JWTVerifyGetKey;
+  /** Starts a background refresh if the cached keys are past their max-age; cheap, synchronous. */
+  refreshIfStale(): void;
+  /** Called with the key ids of every key set fetched after the first. */
+  onChange(listener: (kids: ReadonlySet<string>) => void): void;
+}
+
+export interface SigningKeySetOptions {
+  url: URL;
+  /** The least time between two key requests, whatever happens (default 30 s). */
+  cooldownMs?: number;
+  /** While the key server keeps failing the wait doubles from cooldownMs up to this (default 5 min). */
+  maxBackoffMs?: number;
+  /** One key request's bound (default 5 s). */
+  timeoutMs?: number;
+  /** Epoch milliseconds; tests move it. */
+  now?: () => number;
+}
+
+/** Keys are kept for the key server's Cache-Control max-age, within these bounds. */
+export const MIN_MAX_AGE_S = 30;
+export const MAX_MAX_AGE_S = 24 * 60 * 60;
+/** When the key server sends no max-age. */
+export const DEFAULT_MAX_AGE_S = 300;
+const MAX_BODY_BYTES = 64 * 1024;
+
+interface Cached {
+  getKey: JWTVerifyGetKey;
+  kids: ReadonlySet<string>;
+  staleAtMs: number;
+}
+
+/**
+ * A key set that outlives its source. Keys are fetched on first use, kept for the key server's
+ * max-age and refreshed in the background once stale; a failed refresh keeps the cached keys in use
+ * (stale-if-error). A token with an unknown key id triggers a fetch only when the cooldown allows:
+ * at most one key request per cooldown, doubling while the key server fails, and concurrent
+ * requests share the one in flight.
+ */
+export function createSigningKeySet(options: SigningKeySetOptions): SigningKeySet {
+  const cooldownMs = options.cooldownMs ?? 30_000;
+  const maxBackoffMs = Math.max(cooldownMs, options.maxBackoffMs ?? 5 * 60_000);
+  const timeoutMs = options.timeoutMs ?? 5000;
+  const now = options.now ?? Date.now;
+  const agent = options.url.protocol === 'https:' ? new https.Agent() : new http.Agent();
+  const listeners: ((kids: ReadonlySet<string>) => void)[] = [];
+
+  let cached: Cached | undefined;
+  let inFlight: Promise<void> | undefined;
+  let nextFetchAtMs = 0;
+  let failures = 0;
+  let lastFailure = '';
+
+  /** The one fetch in flight, started now if the cooldown allows; it never rejects. */
+  const refresh = (): Promise<void> | undefined => {
+    if (inFlight !== undefined) return inFlight;
+    if (now() < nextFetchAtMs) return undefined;
+    inFlight = fetchKeys(options.url, agent, timeoutMs).then(
+      (fetched) => {
+        const first = cached === undefined;
+        failures = 0;
+        cached = { ...fetched, staleAtMs: now() + fetched.maxAgeS * 1000 };
+        nextFetchAtMs = now() + cooldownMs;
+        inFlight = undefined;
+        if (!first) for (const listener of listeners) listener(fetched.kids);
+      },
+      (err: unknown) => {
+        failures += 1;
+        lastFailure = err instanceof KeyFetchError ? err.message : 'could not be fetched';
+        nextFetchAtMs = now() + Math.min(maxBackoffMs, cooldownMs * 2 ** (failures - 1));
+        inFlight = undefined;
+      },
+    );
+    return inFlight;
+  };
+
+  const unavailable = () =>
+    new SigningKeysUnavailableError(
+      options.url.href,
+      lastFailure,
+      Math.max(1, Math.ceil((nextFetchAtMs - now()) / 1000)),
+    );
+
+  const refreshIfStale = () => {
+    if (cached !== undefined && now() >= cached.staleAtMs) void refresh();
+  };
+
+  return {
+    refreshIfStale,
+    async getKey(header, token) {
+      if (cached === undefined) {
+        await refresh();
+        if (cached === undefined) throw unavailable();
+      }
+      refreshIfStale();
+      const kid = header.kid;
+      if (kid !== undefined && !cached.kids.has(kid)) {
+        await refresh();
+        // Its key may be in the set that could not be fetched: not the token's fault.
+        if (!cached.kids.has(kid) && failures > 0) throw unavailable();
+      }
+      return cached.getKey(header, token);
+    },
+    onChange(listener) {
+      listeners.push(listener);
+    },
+  };
+}
+
+class KeyFetchError extends Error {}
+
+async function fetchKeys(
+  url: URL,
+  agent: http.Agent,
+  timeoutMs: number,
+): Promise<{ getKey: JWTVerifyGetKey; kids: ReadonlySet<string>; maxAgeS: number }> {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), timeoutMs);
+  let body: unknown;
+  let cacheControl: string | null;
+  try {
+    const response = await fetch(url.href, {
+      agent,
+      redirect: 'manual',
+      size: MAX_BODY_BYTES,
+      signal: controller.signal,
+      headers: { Accept: 'application/json' },
+    });
+    if (response.status !== 200) throw new KeyFetchError(`answered ${response.status}`);
+    cacheControl = response.headers.get('cache-control');
+    const text = await response.text();
+    try {
+      body = JSON.parse(text);
+    } catch {
+      throw new KeyFetchError('answered something that is not JSON');
+    }
+  } catch (err) {
+    if (err instanceof KeyFetchError) throw err;
+    if (controller.signal.aborted) throw new KeyFetchError(`did not answer within ${timeoutMs} ms`);
+    if ((err as { type?: string }).type === 'max-size') {
+      throw new KeyFetchError(`answered more than ${MAX_BODY_BYTES / 1024} KB`);
+    }
+    const code = (err as { code?: string }).code;
+    throw new KeyFetchError(code === 'ECONNREFUSED' ? 'refused the connection' : `could not be reached (${code ?? 'network error'})`);
+  } finally {
+    clearTimeout(timer);
+  }
+  const keys = (body as { keys?: unknown } | null)?.keys;
+  if (!Array.isArray(keys) || !keys.some((k) => (k as { kty?: unknown })?.kty === 'RSA')) {
+    throw new KeyFetchError('answered a key set without RSA keys');
+  }
+  let getKey: JWTVerifyGetKey;
+  try {
+    getKey = createLocalJWKSet(body as JSONWebKeySet);
+  } catch {
+    throw new KeyFetchError('answered a malformed key set');
+  }
+  const kids = new Set(keys.map((k) => (k as { kid?: unknown }).kid).filter((kid): kid is string => typeof kid === 'string'));
+  return { getKey, kids, maxAgeS: maxAgeOf(cacheControl) };
+}
+
+/** Cache-Control's max-age in seconds, bounded to [MIN_MAX_AGE_S, MAX_MAX_AGE_S]. */
+export function maxAgeOf(cacheControl: string | null): number {
+  const match = /(?:^|,)\s*max-age\s*=\s*"?(\d+)"?\s*(?:,|$)/i.exec(cacheControl ?? '');
+  const seconds = match === null ? DEFAULT_MAX_AGE_S : Number(match[1]);
+  return Math.min(MAX_MAX_AGE_S, Math.max(MIN_MAX_AGE_S, seconds));
+}

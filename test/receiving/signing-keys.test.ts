@@ -1,0 +1,372 @@
+import express from 'express';
+import request from 'supertest';
+import { createReceivingApp } from '../../services/receiving/app.js';
+import { authenticate } from '../../services/receiving/authenticate.js';
+import { createSigningKey, type SigningKey } from '../../services/metadata-emulator/signing-key.js';
+import { maxAgeOf } from '../../services/receiving/signing-keys.js';
+import { createJwksTokenVerifier, type TokenVerifier } from '../../services/receiving/token-verifier.js';
+import { SigningKeysUnavailableError, TokenInvalidError } from '../../services/shared/errors.js';
+import { freePort } from '../../scripts/lib/processes.js';
+import { silentLogger } from '../helpers/logs.js';
+import { serve, nowS, type Running } from '../helpers/servers.js';
+import { b64url } from '../helpers/tokens.js';
+
+const AUDIENCE = 'https://receiving-abc123-uc.a.run.app';
+const COOLDOWN_MS = 30_000;
+
+type Mode = 'ok' | 'error-500' | 'silent' | 'refused' | 'not-json' | 'no-keys';
+
+/**
+ * A key server we control: serves `keys` with `Cache-Control: max-age=<maxAgeS>`, counts every
+ * request, and fails on demand (500, never answers, connection refused, garbage, an empty set).
+ */
+class KeyServer {
+  keys: SigningKey[] = [];
+  maxAgeS = 60;
+  mode: Mode = 'ok';
+  requests = 0;
+  private running: Running | undefined;
+  private port = 0;
+
+  async start(): Promise<void> {
+    const app = express();
+    app.get('/certs', (_req, res) => {
+      this.requests += 1;
+      switch (this.mode) {
+        case 'error-500':
+          res.status(500).send('backend error');
+          return;
+        case 'silent':
+          return;
+        case 'not-json':
+          res.type('text/html').send('<html>captive portal</html>');
+          return;
+        case 'no-keys':
+          res.json({ keys: [] });
+          return;
+        default:
+          res.set('Cache-Control', `public, max-age=${this.maxAgeS}`).json({ keys: this.keys.flatMap((k) => k.jwks.keys) });
+      }
+    });
+    this.port ||= await freePort();
+    this.running = await serve(app, this.port);
+  }
+
+  get url(): URL {
+    return new URL(`http://127.0.0.1:${this.port}/certs`);
+  }
+
+  async setMode(mode: Mode): Promise<void> {
+    if (mode === 'refused' && this.running) {
+      await this.running.close();
+      this.running = undefined;
+    } else if (mode !== 'refused' && !this.running) {
+      await this.start();
+    }
+    this.mode = mode;
+  }
+
+  close(): Promise<void> {
+    return this.running?.close() ?? Promise.resolve();
+  }
+}
+
+const claims = () => ({ aud: AUDIENCE, iss: 'https://accounts.google.com', sub: '1', iat: nowS(), exp: nowS() + 3600 });
+
+/** A token-shaped string naming a key id nobody publishes: what a flood of forgeries looks like. */
+const forgedWithKid = (kid: string) => `${b64url({ alg: 'RS256', kid, typ: 'JWT' })}.${b64url(claims())}.c2lnbmF0dXJl`;
+
+async function outcome(verifier: TokenVerifier, token: string): Promise<string> {
+  return verifier.verify(token).then(
+    () => 'ok',
+    (err: unknown) => {
+      if (err instanceof SigningKeysUnavailableError) return `503 retry-after ${err.headers['Retry-After']}`;
+      if (err instanceof TokenInvalidError) return `401 ${err.reason}`;
+      throw err;
+    },
+  );
+}
+
+describe('signing keys: a cache that outlives the key server', () => {
+  let server: KeyServer;
+  let clockMs: number;
+  let key: SigningKey;
+  let verifier: TokenVerifier;
+  const advance = (ms: number) => {
+    clockMs += ms;
+  };
+
+  beforeAll(async () => {
+    key = await createSigningKey();
+  });
+  beforeEach(async () => {
+    server = new KeyServer();
+    server.keys = [key];
+    await server.start();
+    clockMs = Date.now();
+    verifier = createJwksTokenVerifier({
+      jwksUrl: server.url,
+      audiences: [AUDIENCE],
+      issuers: ['https://accounts.google.com'],
+      cacheSize: 0,
+      keys: { cooldownMs: COOLDOWN_MS, maxBackoffMs: 4 * COOLDOWN_MS, timeoutMs: 300, now: () => clockMs },
+    });
+  });
+  afterEach(() => server.close());
+
+  /** Lets a background refresh finish; the slowest (a silent server) ends at its 300 ms timeout. */
+  const settle = () => new Promise((resolve) => setTimeout(resolve, 400));
+
+  it('fetches the key set once for a burst of verifications', async () => {
+    const token = await key.sign(claims());
+    const results = await Promise.all(Array.from({ length: 50 }, () => outcome(verifier, token)));
+    expect(new Set(results)).toEqual(new Set(['ok']));
+    expect(server.requests).toBe(1);
+  });
+
+  it('keeps keys for the max-age the key server sends, then refreshes them in the background', async () => {
+    server.maxAgeS = 120;
+    const token = await key.sign(claims());
+    expect(await outcome(verifier, token)).toBe('ok');
+    advance(119_000);
+    expect(await outcome(verifier, token)).toBe('ok');
+    expect(server.requests).toBe(1);
+    advance(2000);
+    expect(await outcome(verifier, token)).toBe('ok');
+    await settle();
+    expect(server.requests).toBe(2);
+  });
+
+  it.each([
+    ['error-500' as const],
+    ['silent' as const],
+    ['refused' as const],
+    ['not-json' as const],
+    ['no-keys' as const],
+  ])('keeps verifying tokens on cached keys through a key server that is %s, long after max-age', async (mode) => {
+    const token = await key.sign(claims());
+    expect(await outcome(verifier, token)).toBe('ok');
+    await server.setMode(mode);
+    // Six hours of outage, one request a minute; the cached key stays in use throughout.
+    for (let minute = 0; minute < 360; minute += 1) {
+      advance(60_000);
+      expect(await outcome(verifier, token)).toBe('ok');
+      if (minute % 120 === 0) await settle();
+    }
+    await settle();
+    // Tried again (stale), but with backoff to its 2-minute cap: at most one key request per 2 minutes.
+    if (mode !== 'refused') {
+      expect(server.requests).toBeGreaterThan(1);
+      expect(server.requests).toBeLessThanOrEqual(1 + 360 / 2);
+    }
+  });
+
+  it.each([
+    ['answers 500', 'error-500' as const, '503 retry-after 30'],
+    ['never answers', 'silent' as const, '503 retry-after 30'],
+    ['refuses connections', 'refused' as const, '503 retry-after 30'],
+  ])(
+    'makes one key request per cooldown under a flood of unknown key ids while the key server %s',
+    async (_name, mode, refusal) => {
+      expect(await outcome(verifier, await key.sign(claims()))).toBe('ok');
+      await server.setMode(mode);
+      const before = server.requests;
+      advance(COOLDOWN_MS);
+      const concurrent = await Promise.all(Array.from({ length: 200 }, (_v, i) => outcome(verifier, forgedWithKid(`forged-${i}`))));
+      expect(new Set(concurrent)).toEqual(new Set([refusal]));
+      const sequential: string[] = [];
+      for (let i = 0; i < 200; i += 1) sequential.push(await outcome(verifier, forgedWithKid(`again-${i}`)));
+      expect(new Set(sequential)).toEqual(new Set([refusal]));
+      // A refused connection leaves no count; the same Retry-After shows no new attempt was made.
+      if (mode !== 'refused') expect(server.requests - before).toBe(1);
+      // A valid token on a cached key is not held hostage by the outage.
+      expect(await outcome(verifier, await key.sign(claims()))).toBe('ok');
+    },
+  );
+
+  it('backs off while the key server keeps failing, doubling the wait up to its cap', async () => {
+    await server.setMode('error-500');
+    const flood = () => outcome(verifier, forgedWithKid('x'));
+    const requestsAt: number[] = [];
+    // 10 minutes, one forged token every 5 s.
+    for (let s = 0; s <= 600; s += 5) {
+      await flood();
+      requestsAt.push(server.requests);
+      advance(5000);
+    }
+    // Requests at t = 0, 30, 90, 210, 330, 450, 570 s: waits of 30, 60, 120, then 120 (the cap).
+    const firstSeen = [...new Set(requestsAt)].map((n) => requestsAt.indexOf(n) * 5);
+    expect(firstSeen).toEqual([0, 30, 90, 210, 330, 450, 570]);
+    expect(server.requests).toBe(7);
+  });
+
+  it('answers 503 with Retry-After only for a token whose key is neither cached nor fetchable', async () => {
+    await server.setMode('error-500');
+    const token = await key.sign(claims());
+    expect(await outcome(verifier, token)).toBe('503 retry-after 30');
+    advance(10_000);
+    expect(await outcome(verifier, token)).toBe('503 retry-after 20');
+    expect(server.requests).toBe(1);
+    const error = await verifier.verify(token).catch((err: unknown) => err);
+    expect((error as Error).message).toBe(
+      `cannot check this token right now: its signing key is not cached and the key server at ${server.url.href} ` +
+        'answered 500; next try in 20 s',
+    );
+  });
+
+  it('names a silent key server by its timeout and a refused one by the refusal', async () => {
+    await server.setMode('silent');
+    expect(((await verifier.verify(await key.sign(claims())).catch((e: Error) => e)) as Error).message).toContain(
+      'did not answer within 300 ms',
+    );
+    advance(COOLDOWN_MS);
+    await server.setMode('refused');
+    expect(((await verifier.verify(await key.sign(claims())).catch((e: Error) => e)) as Error).message).toContain(
+      'refused the connection',
+    );
+  });
+
+  it('refuses an unknown key id as the token’s fault (401) while the key server is healthy, without refetching', async () => {
+    expect(await outcome(verifier, await key.sign(claims()))).toBe('ok');
+    advance(1000);
+    const results = await Promise.all(Array.from({ length: 100 }, (_v, i) => outcome(verifier, forgedWithKid(`k${i}`))));
+    expect(new Set(results)).toEqual(new Set(['401 token is signed by an unknown key']));
+    expect(server.requests).toBe(1);
+  });
+
+  it('picks up a rotated key on an unknown key id once the cooldown allows, and recovers after an outage', async () => {
+    expect(await outcome(verifier, await key.sign(claims()))).toBe('ok');
+    const rotated = await createSigningKey();
+    server.keys = [key, rotated];
+    const token = await rotated.sign(claims());
+    expect(await outcome(verifier, token)).toBe('401 token is signed by an unknown key');
+    advance(COOLDOWN_MS);
+    await server.setMode('error-500');
+    expect(await outcome(verifier, token)).toBe('503 retry-after 30');
+    advance(COOLDOWN_MS);
+    await server.setMode('ok');
+    expect(await outcome(verifier, token)).toBe('ok');
+    expect(server.requests).toBe(3);
+    // Success resets the backoff: the next wait is the plain cooldown again.
+    await server.setMode('error-500');
+    advance(COOLDOWN_MS);
+    expect(await outcome(verifier, forgedWithKid('z'))).toBe('503 retry-after 30');
+  });
+});
+
+describe('remembered tokens follow their key', () => {
+  it('forgets a verified token once its key leaves the key set at the next refresh', async () => {
+    const [old, fresh] = await Promise.all([createSigningKey(), createSigningKey()]);
+    const server = new KeyServer();
+    server.keys = [old];
+    server.maxAgeS = 60;
+    await server.start();
+    let clockMs = Date.now();
+    const verifier = createJwksTokenVerifier({
+      jwksUrl: server.url,
+      audiences: [AUDIENCE],
+      issuers: ['https://accounts.google.com'],
+      keys: { now: () => clockMs },
+    });
+    try {
+      const oldToken = await old.sign(claims());
+      const freshToken = await fresh.sign(claims());
+      await verifier.verify(oldToken);
+      expect(verifier.remembered!(oldToken)).toMatchObject({ subject: '1' });
+      // Google rotates: the old key is withdrawn. The next request past max-age, though answered
+      // from memory, starts the refresh that drops the key and every token it signed.
+      server.keys = [fresh];
+      clockMs += 61_000;
+      expect(verifier.remembered!(oldToken)).toMatchObject({ subject: '1' });
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(verifier.remembered!(oldToken)).toBeUndefined();
+      await expect(verifier.verify(oldToken)).rejects.toMatchObject({ reason: 'token is signed by an unknown key' });
+      await expect(verifier.verify(freshToken)).resolves.toMatchObject({ subject: '1' });
+      expect(server.requests).toBe(2);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('keeps remembered tokens whose key is still published', async () => {
+    const key = await createSigningKey();
+    const server = new KeyServer();
+    server.keys = [key];
+    await server.start();
+    let clockMs = Date.now();
+    const verifier = createJwksTokenVerifier({
+      jwksUrl: server.url,
+      audiences: [AUDIENCE],
+      issuers: ['https://accounts.google.com'],
+      keys: { now: () => clockMs },
+    });
+    try {
+      const token = await key.sign(claims());
+      await verifier.verify(token);
+      clockMs += 61_000;
+      expect(verifier.remembered!(token)).toMatchObject({ subject: '1' });
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(server.requests).toBe(2);
+      expect(verifier.remembered!(token)).toMatchObject({ subject: '1' });
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+describe('maxAgeOf', () => {
+  it.each([
+    [null, 300],
+    ['public, max-age=19800, must-revalidate, no-transform', 19800],
+    ['max-age=1', 30],
+    ['max-age=999999', 86400],
+    ['s-maxage=5', 300],
+    ['no-store', 300],
+    ['MAX-AGE="120"', 120],
+  ])('reads %p as %d seconds', (header, seconds) => {
+    expect(maxAgeOf(header)).toBe(seconds);
+  });
+});
+
+describe('receiving over HTTP while its key server is down', () => {
+  it('answers 200 to tokens on cached keys and 503 with Retry-After to an uncached key, one key request per cooldown', async () => {
+    const key = await createSigningKey();
+    const server = new KeyServer();
+    server.keys = [key];
+    server.maxAgeS = 30;
+    await server.start();
+    let clockMs = Date.now();
+    const verifier = createJwksTokenVerifier({
+      jwksUrl: server.url,
+      audiences: [AUDIENCE],
+      issuers: ['https://accounts.google.com'],
+      keys: { now: () => clockMs },
+    });
+    const receiving = await serve(
+      createReceivingApp({ authenticate: authenticate(verifier, null), logger: silentLogger() }),
+    );
+    try {
+      const valid = await key.sign(claims());
+      const get = (token: string) => request(receiving.url).get('/').set('Authorization', `Bearer ${token}`);
+      expect((await get(valid)).status).toBe(200);
+      await server.setMode('error-500');
+      clockMs += 10 * 60_000;
+      const before = server.requests;
+      const answers = await Promise.all([
+        ...Array.from({ length: 100 }, (_v, i) => get(forgedWithKid(`forged-${i}`))),
+        ...Array.from({ length: 20 }, () => get(valid)),
+      ]);
+      const forged = answers.slice(0, 100);
+      expect(new Set(forged.map((r) => r.status))).toEqual(new Set([503]));
+      expect(forged[0]!.headers['retry-after']).toBe('30');
+      expect(forged[0]!.text).toMatch(/key server at http:\/\/127\.0\.0\.1:\d+\/certs answered 500; next try in 30 s/);
+      expect(answers.slice(100).map((r) => [r.status, r.text])).toEqual(Array(20).fill([200, 'Hello World!']));
+      expect(server.requests - before).toBe(1);
+      // And the service keeps serving: /health, and valid tokens after the outage ends.
+      expect((await request(receiving.url).get('/health')).status).toBe(200);
+    } finally {
+      await receiving.close();
+      await server.close();
+    }
+  });
+});
