@@ -48,7 +48,8 @@ export function createCachingIdTokenSource(fetchIdToken: FetchIdToken, options: 
   const quietUntil = new Map<string, number>();
 
   const fetchWithRetries = async (audience: string): Promise<Cached> => {
-    const deadline = now() + deadlineMs;
+    const started = now();
+    const deadline = started + deadlineMs;
     for (let attempt = 1; ; attempt += 1) {
       try {
         const token = await fetchIdToken(audience, Math.max(1, Math.min(attemptTimeoutMs, deadline - now())));
@@ -58,7 +59,12 @@ export function createCachingIdTokenSource(fetchIdToken: FetchIdToken, options: 
           err instanceof IdTokenFetchError ? err : new IdTokenFetchError(String(err), false, { cause: err });
         const delay = Math.random() * Math.min(maxDelayMs, baseDelayMs * 2 ** (attempt - 1));
         if (!error.transient || attempt >= attempts || now() + delay >= deadline) {
-          throw new IdTokenUnavailableError(audience, error.reason, options.hint, { cause: error });
+          const reason =
+            error.silent === undefined
+              ? error.reason
+              : `${error.silent} did not answer within ${Math.round(now() - started)} ms ` +
+                `(${attempt} ${attempt === 1 ? 'attempt' : 'attempts'})`;
+          throw new IdTokenUnavailableError(audience, reason, options.hint, { cause: error });
         }
         await new Promise((resolve) => setTimeout(resolve, delay));
       }

@@ -6,16 +6,22 @@ import fetch from 'node-fetch';
 export type FetchIdToken = (audience: string, timeoutMs: number) => Promise<string>;
 
 export class IdTokenFetchError extends Error {
+  /** Set when the attempt timed out: who did not answer, so the final error can name the whole wait. */
+  readonly silent?: string;
+
   /** transient: worth retrying (no answer, 5xx, 429); otherwise retrying cannot help. */
   constructor(
     readonly reason: string,
     readonly transient: boolean,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; silent?: string },
   ) {
-    super(reason, options);
+    super(reason, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'IdTokenFetchError';
+    if (options?.silent !== undefined) this.silent = options.silent;
   }
 }
+
+const MAX_TOKEN_ANSWER_BYTES = 64 * 1024;
 
 /** Where the metadata server is: GCE_METADATA_IP, else GCE_METADATA_HOST, else Cloud Run's own. */
 export function metadataHostFrom(env: Readonly<Record<string, string | undefined>>): string {
@@ -41,7 +47,7 @@ export function createMetadataIdTokenFetcher(host: string): FetchIdToken {
         headers: { 'Metadata-Flavor': 'Google' },
         agent,
         redirect: 'manual',
-        size: 64 * 1024,
+        size: MAX_TOKEN_ANSWER_BYTES,
         signal: controller.signal,
       });
       const body = await response.text();
@@ -63,7 +69,11 @@ export function createMetadataIdTokenFetcher(host: string): FetchIdToken {
     } catch (err) {
       if (err instanceof IdTokenFetchError) throw err;
       if (controller.signal.aborted) {
-        throw new IdTokenFetchError(`${where} did not answer within ${timeoutMs} ms`, true, { cause: err });
+        throw new IdTokenFetchError(`${where} did not answer within ${timeoutMs} ms`, true, { cause: err, silent: where });
+      }
+      if ((err as { type?: string }).type === 'max-size') {
+        // A token is about 1 KB: this is not a metadata server, and asking again will not change that.
+        throw new IdTokenFetchError(`${where} answered more than ${MAX_TOKEN_ANSWER_BYTES / 1024} KB`, false, { cause: err });
       }
       const code = (err as { code?: string }).code;
       const how = code === 'ECONNREFUSED' ? 'refused the connection' : `could not be reached (${code ?? 'network error'})`;
@@ -85,7 +95,12 @@ export function createGoogleAuthIdTokenFetcher(makeAuth: () => Promise<GoogleAut
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_resolve, reject) => {
       timer = setTimeout(
-        () => reject(new IdTokenFetchError(`google-auth-library did not get a token within ${timeoutMs} ms`, true)),
+        () =>
+          reject(
+            new IdTokenFetchError(`google-auth-library did not get a token within ${timeoutMs} ms`, true, {
+              silent: 'google-auth-library',
+            }),
+          ),
         timeoutMs,
       );
     });

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { isIPv4 } from 'node:net';
 import express, { type Express, type Request, type Response } from 'express';
 import type { Logger } from '../shared/logger.js';
 import { requestLog } from '../shared/request-log.js';
@@ -46,6 +47,17 @@ export function createMetadataEmulator(deps: EmulatorDeps): MetadataEmulator {
 
   app.use((req, res, next) => {
     res.set({ 'Metadata-Flavor': 'Google', Server: 'Metadata Server for VM' });
+    // A web page that rebinds its own DNS name to 127.0.0.1 reaches this port with its name in Host;
+    // answering only the metadata server's own names keeps it from minting tokens.
+    if (!isMetadataHost(req.headers.host)) {
+      reject(
+        res,
+        403,
+        'Request denied: the metadata emulator answers only requests addressed to a loopback address, localhost, ' +
+          'metadata.google.internal or metadata (check the Host header).\n',
+      );
+      return;
+    }
     if (req.path === '/oauth2/v3/certs' || req.path === '/oauth2/v1/certs' || req.path === '/emulator/stats') {
       next();
       return;
@@ -127,6 +139,25 @@ export function createMetadataEmulator(deps: EmulatorDeps): MetadataEmulator {
 }
 
 const notFoundBody = '<!DOCTYPE html>\n<title>404 Not Found</title>\n<p>The requested URL was not found on this server.</p>\n';
+
+const METADATA_NAMES = new Set(['localhost', 'metadata.google.internal', 'metadata']);
+
+/** Whether a Host header names the metadata server: a loopback address or one of its names, any port. */
+export function isMetadataHost(host: string | undefined): boolean {
+  if (host === undefined) return false;
+  const match = /^(?:\[([0-9a-f:.]+)\]|([^:[\]]+))(?::\d{1,5})?$/i.exec(host);
+  if (match === null) return false;
+  if (match[1] !== undefined) {
+    const ipv6 = match[1].toLowerCase();
+    return ipv6 === '::1' || (ipv6.startsWith('::ffff:') && isLoopbackV4(ipv6.slice(7)));
+  }
+  const name = match[2]!.toLowerCase();
+  return METADATA_NAMES.has(name) || isLoopbackV4(name);
+}
+
+function isLoopbackV4(address: string): boolean {
+  return isIPv4(address) && address.startsWith('127.');
+}
 
 function single(value: unknown): string | undefined {
   if (typeof value === 'string') return value;

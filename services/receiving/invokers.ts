@@ -1,6 +1,8 @@
 /**
  * The local stand-in for roles/run.invoker bindings: IAM member strings whose callers may invoke
- * the service. Emails compare case-insensitively, as IAM does.
+ * the service. Emails compare case-insensitively, as IAM does, folding ASCII letters only: a
+ * Unicode-aware toLowerCase() would fold U+212A KELVIN SIGN into "k", so a look-alike address could
+ * pass for an invoker.
  */
 export type Invokers = ReadonlySet<string>;
 
@@ -16,11 +18,15 @@ export function parseInvokers(members: readonly string[], problem: (message: str
       );
       continue;
     }
-    emails.add(match[2]!.toLowerCase());
+    emails.add(foldAscii(match[2]!));
   }
   return emails;
 }
 
 export function isInvoker(invokers: Invokers, email: string): boolean {
-  return invokers.has(email.toLowerCase());
+  return invokers.has(foldAscii(email));
+}
+
+function foldAscii(email: string): string {
+  return email.replace(/[A-Z]/g, (letter) => String.fromCharCode(letter.charCodeAt(0) + 32));
 }

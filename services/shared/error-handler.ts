@@ -1,9 +1,10 @@
 import type { ErrorRequestHandler, Request, RequestHandler, Response } from 'express';
 import { NotFoundError, ServiceError } from './errors.js';
+import { redactPath } from './redact-path.js';
 import type { LoggedProblem } from './request-log.js';
 
 export const notFound: RequestHandler = (req, _res, next) => {
-  next(new NotFoundError(req.path));
+  next(new NotFoundError(redactPath(req.path)));
 };
 
 /**

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { RequestHandler } from 'express';
 import type { Logger } from './logger.js';
+import { redactPath } from './redact-path.js';
 import { readTraceContext } from './trace-context.js';
 
 export interface RequestLogOptions {
@@ -25,7 +26,8 @@ interface Locals {
 /**
  * One log line per request, in Cloud Logging's shape: `httpRequest`, the trace and span ids from
  * traceparent / X-Cloud-Trace-Context, and on receiving the caller's email. Paths are logged
- * without their query string, and no header is, so no token can reach a log line.
+ * without their query string and with JWT-shaped runs replaced, and no header is, so no token can
+ * reach a log line.
  *
  * Written here rather than with pino-http: pino-http builds child loggers and serializes the
  * request on every request, whether or not the line is written; profiled under load that was 13%
@@ -88,5 +90,5 @@ function traceFieldsOf(req: IncomingMessage, project: string | undefined): Recor
 function pathOf(req: IncomingMessage): string {
   const url = (req as { originalUrl?: string }).originalUrl ?? req.url ?? '/';
   const query = url.indexOf('?');
-  return query === -1 ? url : url.slice(0, query);
+  return redactPath(query === -1 ? url : url.slice(0, query));
 }

@@ -141,6 +141,36 @@ describe('createCachingIdTokenSource', () => {
     expect(calls.length).toBeLessThan(10);
   });
 
+  it('names the whole wait when every attempt timed out, not the last attempt’s timeout', async () => {
+    let fakeNow = 0;
+    const source = createCachingIdTokenSource(
+      async (_audience, timeoutMs) => {
+        fakeNow += timeoutMs;
+        throw new IdTokenFetchError(`the metadata server at h did not answer within ${timeoutMs} ms`, true, {
+          silent: 'the metadata server at h',
+        });
+      },
+      { hint: 'Check it.', now: () => fakeNow, attempts: 3, attemptTimeoutMs: 2000, deadlineMs: 10_000, baseDelayMs: 0, maxDelayMs: 0 },
+    );
+    const error = (await source.getIdToken('https://r.example').catch((err: unknown) => err)) as Error;
+    expect(error.message).toBe(
+      'could not get an identity token for audience https://r.example: the metadata server at h did not answer ' +
+        'within 6000 ms (3 attempts). Check it.',
+    );
+  });
+
+  it('names a single timed-out attempt as one attempt', async () => {
+    let fakeNow = 0;
+    const source = createCachingIdTokenSource(
+      async (_audience, timeoutMs) => {
+        fakeNow += timeoutMs;
+        throw new IdTokenFetchError('slow', true, { silent: 'google-auth-library' });
+      },
+      { hint: '', now: () => fakeNow, attempts: 1, attemptTimeoutMs: 700 },
+    );
+    await expect(source.getIdToken('a')).rejects.toThrow('google-auth-library did not answer within 700 ms (1 attempt)');
+  });
+
   it('recovers: after a failed fetch the next request fetches again', async () => {
     const fake = fakeFetcher(clock);
     fake.failWith(new IdTokenFetchError('no', false));

@@ -87,6 +87,17 @@ describe('createMetadataIdTokenFetcher', () => {
     expect(error.reason).toContain('answered without Metadata-Flavor: Google');
   });
 
+  it('says a server that answers more than 64 KB did so, and does not call that transient', async () => {
+    const app = express();
+    app.use((_req, res) => {
+      res.status(200).set('Metadata-Flavor', 'Google').type('application/text').send('a'.repeat(100 * 1024));
+    });
+    const flood = await serve(app);
+    const error = await failureOf(createMetadataIdTokenFetcher(flood.host)('a', 2000));
+    await flood.close();
+    expect(error).toMatchObject({ transient: false, reason: `the metadata server at ${flood.host} answered more than 64 KB` });
+  });
+
   it('reports a 4xx as not transient', async () => {
     const app = express();
     app.use((_req, res) => {

@@ -122,6 +122,16 @@ describe('calling under bursts and faults', () => {
       await expectHello(url);
     });
 
+    it('slow: the 503 names the whole wait across attempts, not one attempt’s 300 ms', async () => {
+      const url = await startCalling();
+      metadata.fault = 'slow';
+      const res = await request(url).get('/');
+      const [, waitedMs, attempts] = /did not answer within (\d+) ms \((\d) attempts\)/.exec(res.text) ?? [];
+      expect(Number(waitedMs)).toBeGreaterThanOrEqual(600);
+      expect(Number(attempts)).toBeGreaterThanOrEqual(2);
+      metadata.fault = 'none';
+    });
+
     it('retries a transient failure: three attempts for a server answering 500', async () => {
       const url = await startCalling();
       metadata.fault = 'error-500';

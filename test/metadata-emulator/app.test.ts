@@ -1,5 +1,7 @@
 import { createPublicKey, createVerify } from 'node:crypto';
+import http from 'node:http';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
+import { isMetadataHost } from '../../services/metadata-emulator/app.js';
 import { startEmulator, nowS, type RunningEmulator } from '../helpers/servers.js';
 
 const V1 = '/computeMetadata/v1';
@@ -31,6 +33,48 @@ describe('metadata emulator', () => {
         expect(res.headers.get('content-type')).toMatch(/^text\/html/);
         expect(await res.text()).toContain('Metadata-Flavor');
       }
+    });
+
+    /** fetch() cannot set Host; a DNS-rebinding page's request arrives with its own name there. */
+    const getWithHost = (path: string, host: string) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = http.get(`${emulator.url}${path}`, { headers: { ...FLAVOR, Host: host } }, (res) => {
+          let body = '';
+          res.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+          res.on('end', () => resolve({ status: res.statusCode!, body }));
+        });
+        req.on('error', reject);
+      });
+
+    it.each(['evil.example', 'evil.example:80', `rebind.attacker.test:${8082}`, '169.254.169.254', '10.0.0.1:8082', 'localhost.evil.example', '[::2]:80'])(
+      'refuses a request whose Host is %s with 403, minting nothing',
+      async (host) => {
+        const before = emulator.stats.identityRequests;
+        const res = await getWithHost(`${V1}/instance/service-accounts/default/identity?audience=a`, host);
+        expect(res.status).toBe(403);
+        expect(res.body).toMatch(/answers only requests addressed to a loopback address/);
+        expect(res.body).not.toContain(host);
+        expect(emulator.stats.identityRequests).toBe(before);
+      },
+    );
+
+    it.each(['127.0.0.1:8082', '127.0.0.1', '127.1.2.3:1', 'localhost:8082', 'LOCALHOST', 'metadata.google.internal', 'metadata', 'metadata:80', '[::1]:8082'])(
+      'answers a request whose Host is %s',
+      async (host) => {
+        const res = await getWithHost(`${V1}/instance/service-accounts/default/identity?audience=a`, host);
+        expect(res.status).toBe(200);
+      },
+    );
+
+    it.each([undefined, '', '127.0.0.1.evil.example', '127.0.0.256', 'metadata.google.internal.evil', '[::ffff:10.0.0.1]'])(
+      'does not take %p for the metadata server',
+      (host) => {
+        expect(isMetadataHost(host)).toBe(false);
+      },
+    );
+
+    it('takes an IPv4-mapped loopback address for the metadata server', () => {
+      expect(isMetadataHost('[::ffff:127.0.0.1]:8082')).toBe(true);
     });
 
     it('refuses requests carrying X-Forwarded-For with 403, even with the flavor header', async () => {

@@ -77,12 +77,31 @@ describe('receiving over HTTP', () => {
       expect(logLines.join('\n')).toContain('token has expired');
     });
 
+    it('keeps a token pasted into the URL path out of the 404 body and the log', async () => {
+      const pasted = await token();
+      const encoded = pasted.replaceAll('.', '%2E');
+      for (const path of [`/${pasted}`, `/call/${pasted}/now`, `/${encoded}`, `/t=${pasted}`]) {
+        const res = await request(receiving.url).get(path).set('Authorization', `Bearer ${await token()}`);
+        expect(res.status).toBe(404);
+        expect(res.text).toMatch(/^no route for \/(call\/|t=)?\[token\](\/now)?\n$/);
+      }
+      const logs = logLines.join('\n');
+      for (const part of pasted.split('.')) expect(logs).not.toContain(part);
+      expect(logs).toContain('GET /call/[token]/now 404');
+    });
+
     it('answers 403 naming the caller when its email is not an invoker', async () => {
       const stranger = 'cloudrun-authenticated-sa@local-project.iam.gserviceaccount.com';
       const res = await request(receiving.url).get('/').set('Authorization', `Bearer ${await token({ email: stranger })}`);
       expect(res.status).toBe(403);
       expect(res.text).toContain(`${stranger} is not allowed to invoke this service`);
       expect(res.text).toContain(`serviceAccount:${stranger}`);
+    });
+
+    it('admits the invoker whatever the case of its email in the token', async () => {
+      const shouted = emulator.config.serviceAccount.toUpperCase();
+      const res = await request(receiving.url).get('/').set('Authorization', `Bearer ${await token({ email: shouted })}`);
+      expect([res.status, res.text]).toEqual([200, 'Hello World!']);
     });
 
     it('answers 403 when the email is not verified', async () => {
@@ -111,6 +130,26 @@ describe('receiving over HTTP', () => {
       }
       const ok = await request(receiving.url).get('/').set('Authorization', `Bearer ${await token()}`);
       expect(ok.status).toBe(200);
+    });
+  });
+
+  describe('with an invoker whose email holds a k', () => {
+    const kelvin = 'kelvin@local-project.iam.gserviceaccount.com';
+    const lookalike = '\u212Aelvin@local-project.iam.gserviceaccount.com'; // U+212A KELVIN SIGN, not k
+
+    it('refuses a look-alike email that only Unicode case folding would make equal', async () => {
+      receiving = await startReceiving([`serviceAccount:${kelvin}`]);
+      const res = await request(receiving.url).get('/').set('Authorization', `Bearer ${await token({ email: lookalike })}`);
+      expect(res.status).toBe(403);
+      expect(res.text).toContain(`${lookalike} is not allowed to invoke this service`);
+      const owner = await request(receiving.url).get('/').set('Authorization', `Bearer ${await token({ email: 'KELVIN@local-project.iam.gserviceaccount.com' })}`);
+      expect(owner.status).toBe(200);
+    });
+
+    it('does not let a look-alike in INVOKERS admit the real address', async () => {
+      receiving = await startReceiving([`serviceAccount:${lookalike}`]);
+      const res = await request(receiving.url).get('/').set('Authorization', `Bearer ${await token({ email: kelvin })}`);
+      expect(res.status).toBe(403);
     });
   });
 

@@ -106,6 +106,9 @@ describe('createJwksTokenVerifier with the emulator keys', () => {
     ['not valid yet (nbf)', { nbf: nowS() + 600 }, 'token is not valid yet (nbf)'],
     ['for another audience', { aud: 'https://calling.example' }, 'token audience is not this service'],
     ['from another issuer', { iss: 'https://evil.example' }, 'token issuer is not trusted'],
+    ['whose audience is a list holding this service', { aud: [AUDIENCE] }, 'token audience must be one string, not a list'],
+    ['whose audience is a list of this and another', { aud: [AUDIENCE, 'https://other.example'] }, 'token audience must be one string, not a list'],
+    ['whose audience is a list of others', { aud: ['https://calling.example'] }, 'token audience is not this service'],
     ['without exp', { exp: undefined }, 'token has no expiry (exp)'],
     ['without iat', { iat: undefined }, 'token has no issue time (iat)'],
   ])('refuses a token %s', async (_name, overrides, reason) => {

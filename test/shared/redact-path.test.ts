@@ -1,0 +1,24 @@
+import { redactPath } from '../../services/shared/redact-path.js';
+
+const JWT = 'eyJhbGciOiJSUzI1NiIsImtpZCI6ImFiYyJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlLWJ5dGVz';
+
+describe('redactPath', () => {
+  it.each([
+    [`/${JWT}`, '/[token]'],
+    [`/a/${JWT}/b`, '/a/[token]/b'],
+    [`/${JWT.replaceAll('.', '%2E')}`, '/[token]'],
+    [`/${JWT.replaceAll('.', '%2e')}`, '/[token]'],
+    ['/eyJhbGciOiJub25lIn0.e30.', '/[token]'],
+    ['/eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.SIGNATURE_REMOVED_BY_GOOGLE', '/[token]'],
+    [`/x/${JWT}/y/${JWT}`, '/x/[token]/y/[token]'],
+  ])('replaces the token in %s', (path, expected) => {
+    expect(redactPath(path)).toBe(expected);
+  });
+
+  it.each(['/', '/health', '/static/app.min.js', '/v1.2.3', '/computeMetadata/v1/instance/service-accounts/default/identity'])(
+    'leaves %s as it is',
+    (path) => {
+      expect(redactPath(path)).toBe(path);
+    },
+  );
+});
