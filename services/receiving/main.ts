@@ -3,27 +3,12 @@ import { projectIdFrom } from '../shared/project-id.js';
 import { loadConfigOrExit } from '../shared/main-support.js';
 import { exitOnSignals, listenOrExit, portOf } from '../shared/server.js';
 import { createReceivingApp } from './app.js';
-import { authenticate } from './authenticate.js';
 import { loadReceivingConfig } from './config.js';
-import { createPlatformTokenVerifier } from './platform-token-verifier.js';
-import { createJwksTokenVerifier } from './token-verifier.js';
+import { createTokenCheck } from './token-check.js';
 
 const logger = createLogger('receiving');
 const config = loadConfigOrExit(() => loadReceivingConfig(process.env));
-
-const signedTokens =
-  config.audiences.length > 0
-    ? createJwksTokenVerifier({ jwksUrl: config.jwksUrl, audiences: config.audiences, issuers: config.issuers })
-    : null;
-const auth =
-  config.tokenCheck === 'verify'
-    ? authenticate(signedTokens!, config.invokers)
-    : config.tokenCheck === 'platform'
-      ? authenticate(createPlatformTokenVerifier({ issuers: config.issuers, signedTokens }), config.invokers, [
-          'x-serverless-authorization',
-          'authorization',
-        ])
-      : null;
+const auth = createTokenCheck(config);
 
 const app = createReceivingApp({ authenticate: auth, logger, projectId: projectIdFrom(process.env, logger) });
 const server = await listenOrExit(app, config.host, config.port);

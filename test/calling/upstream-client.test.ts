@@ -52,4 +52,116 @@ describe('createUpstreamClient', () => {
     expect(error).toBeInstanceOf(UpstreamUnreachableError);
     expect((error as UpstreamUnreachableError).status).toBe(502);
   });
+
+  it('does not follow a redirect, so the token never goes where receiving points', async () => {
+    let stolen = 0;
+    const elsewhere = express();
+    elsewhere.use((_req, res) => {
+      stolen += 1;
+      res.send('thanks for the token');
+    });
+    const thief = await serve(elsewhere);
+    const app = express();
+    app.get('/', (_req, res) => {
+      res.redirect(302, `${thief.url}/collect`);
+    });
+    const upstream = await serve(app);
+    const client = createUpstreamClient({ timeoutMs: 2000 });
+    try {
+      const answer = await client.get(new URL(upstream.url), { Authorization: 'Bearer secret' });
+      expect(answer.status).toBe(302);
+      expect(stolen).toBe(0);
+    } finally {
+      client.close();
+      await upstream.close();
+      await thief.close();
+    }
+  });
+
+  it('passes the status, body and WWW-Authenticate challenge back as they came', async () => {
+    const app = express();
+    app.get('/', (_req, res) => {
+      res.status(401).set('WWW-Authenticate', 'Bearer error="invalid_token"').send('invalid token: token has expired');
+    });
+    const upstream = await serve(app);
+    const client = createUpstreamClient({ timeoutMs: 2000 });
+    try {
+      expect(await client.get(new URL(upstream.url), {})).toEqual({
+        status: 401,
+        body: 'invalid token: token has expired',
+        challenge: 'Bearer error="invalid_token"',
+      });
+    } finally {
+      client.close();
+      await upstream.close();
+    }
+  });
+
+  it('refuses an answer over 1 MB as unreachable, saying it was too large', async () => {
+    const app = express();
+    app.get('/', (_req, res) => {
+      res.send('x'.repeat(1024 * 1024 + 1));
+    });
+    const upstream = await serve(app);
+    const client = createUpstreamClient({ timeoutMs: 2000 });
+    try {
+      const error = await client.get(new URL(upstream.url), {}).catch((err: unknown) => err);
+      expect(error).toBeInstanceOf(UpstreamUnreachableError);
+      expect((error as Error).message).toBe(
+        `the receiving service at ${upstream.url}/ could not be reached (its answer was too large): check URL and that the service is up`,
+      );
+    } finally {
+      client.close();
+      await upstream.close();
+    }
+  });
+
+  it('sends a GET again once when a kept-alive connection turns out to be closed', async () => {
+    let requests = 0;
+    const sockets = new Set<Socket>();
+    // Answers the first request on each connection, then resets the connection at the next one.
+    const server = createServer((socket) => {
+      sockets.add(socket);
+      let served = 0;
+      socket.on('error', () => undefined);
+      socket.on('data', () => {
+        requests += 1;
+        served += 1;
+        if (served > 1) {
+          socket.resetAndDestroy();
+          return;
+        }
+        socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok');
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const url = new URL(`http://127.0.0.1:${(server.address() as { port: number }).port}/`);
+    const client = createUpstreamClient({ timeoutMs: 2000 });
+    try {
+      expect((await client.get(url, {})).status).toBe(200);
+      expect((await client.get(url, {})).status).toBe(200);
+      expect(requests).toBe(3);
+    } finally {
+      client.close();
+      sockets.forEach((s) => s.destroy());
+      server.close();
+    }
+  });
+
+  it('names a reset connection as reset when the retry is reset too', async () => {
+    const server = createServer((socket) => {
+      socket.on('error', () => undefined);
+      socket.once('data', () => socket.resetAndDestroy());
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const url = new URL(`http://127.0.0.1:${(server.address() as { port: number }).port}/`);
+    const client = createUpstreamClient({ timeoutMs: 2000 });
+    try {
+      const error = await client.get(url, {}).catch((err: unknown) => err);
+      expect((error as Error).message).toContain('(the connection was reset)');
+    } finally {
+      client.close();
+      server.close();
+    }
+  });
 });

@@ -4,9 +4,7 @@ import type { TokenHeader } from '../../services/calling/config.js';
 import { createIdTokenSource } from '../../services/calling/id-token-source.js';
 import { createUpstreamClient, type UpstreamClient } from '../../services/calling/upstream-client.js';
 import { createReceivingApp } from '../../services/receiving/app.js';
-import { authenticate } from '../../services/receiving/authenticate.js';
-import { createPlatformTokenVerifier } from '../../services/receiving/platform-token-verifier.js';
-import { createJwksTokenVerifier } from '../../services/receiving/token-verifier.js';
+import { createTokenCheck } from '../../services/receiving/token-check.js';
 import { freePort } from '../../scripts/lib/processes.js';
 import { cloudRunFront } from '../helpers/cloud-run-front.js';
 import { silentLogger } from '../helpers/logs.js';
@@ -31,14 +29,8 @@ describe('token modes behind Cloud Run IAM', () => {
     const frontPort = await freePort();
     const audience = `http://127.0.0.1:${frontPort}`;
     const issuers = ['https://accounts.google.com'];
-    const signed = createJwksTokenVerifier({ jwksUrl: emulator.jwksUrl, audiences: [audience], issuers });
-    const receivingAuth =
-      tokenCheck === 'verify'
-        ? authenticate(signed, null)
-        : authenticate(createPlatformTokenVerifier({ issuers, signedTokens: signed }), null, [
-            'x-serverless-authorization',
-            'authorization',
-          ]);
+    // The same wiring receiving's main.ts uses for TOKEN_CHECK.
+    const receivingAuth = createTokenCheck({ tokenCheck, audiences: [audience], jwksUrl: emulator.jwksUrl, issuers, invokers: null });
     const receiving = await serve(createReceivingApp({ authenticate: receivingAuth, logger: silentLogger() }));
     const front = await serve(
       cloudRunFront({ target: receiving.url, audience, jwksUrl: emulator.jwksUrl, invokers: [emulator.config.serviceAccount] }),

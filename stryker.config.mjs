@@ -1,0 +1,35 @@
+/**
+ * Mutation testing of the security- and fault-handling code (`npm run test:mutation`): Stryker
+ * plants one deliberate bug at a time and checks that some test fails. Report: reports/mutation/.
+ *
+ * main.ts files are left out: they run only as processes (test/scripts), which Stryker cannot
+ * plant a bug in; their wiring lives in modules that are mutated (receiving/token-check.ts).
+ */
+export default {
+  testRunner: 'jest',
+  testRunnerNodeArgs: ['--experimental-vm-modules'],
+  coverageAnalysis: 'perTest',
+  mutate: [
+    'services/receiving/**/*.ts',
+    '!services/receiving/main.ts',
+    'services/calling/id-token-*.ts',
+    'services/calling/upstream-client.ts',
+    'services/shared/errors.ts',
+    'services/shared/error-handler.ts',
+    'services/shared/request-log.ts',
+    'services/shared/redact-path.ts',
+  ],
+  jest: {
+    configFile: 'jest.config.js',
+    // Tests that spawn built processes, drive gcloud or check deploy files exercise no mutant.
+    config: { testPathIgnorePatterns: ['/test/scripts/', '/test/interop/', '/test/deploy/'], reporters: ['default'] },
+    enableFindRelatedTests: true,
+  },
+  ignorePatterns: ['dist', 'reports', '.stryker-tmp', 'test/containers'],
+  concurrency: 2,
+  timeoutMS: 5000,
+  reporters: ['clear-text', 'progress', 'html', 'json'],
+  thresholds: { high: 95, low: 90, break: 90 },
+  tempDirName: '.stryker-tmp',
+  cleanTempDir: true,
+};
