@@ -136,7 +136,6 @@ async function fetchKeys(
       redirect: 'manual',
       size: MAX_BODY_BYTES,
       signal: controller.signal,
-      headers: { Accept: 'application/json' },
     });
     if (response.status !== 200) throw new KeyFetchError(`answered ${response.status}`);
     cacheControl = response.headers.get('cache-control');

@@ -14,7 +14,7 @@ import { b64url } from '../helpers/tokens.js';
 const AUDIENCE = 'https://receiving-abc123-uc.a.run.app';
 const COOLDOWN_MS = 30_000;
 
-type Mode = 'ok' | 'error-500' | 'silent' | 'refused' | 'not-json' | 'no-keys';
+type Mode = 'ok' | 'error-500' | 'silent' | 'refused' | 'not-json' | 'no-keys' | 'redirect' | 'huge' | 'null';
 
 /**
  * A key server we control: serves `keys` with `Cache-Control: max-age=<maxAgeS>`, counts every
@@ -43,6 +43,15 @@ class KeyServer {
           return;
         case 'no-keys':
           res.json({ keys: [] });
+          return;
+        case 'redirect':
+          res.redirect(302, '/certs-elsewhere');
+          return;
+        case 'huge':
+          res.json({ keys: this.keys.flatMap((k) => k.jwks.keys), padding: 'x'.repeat(70 * 1024) });
+          return;
+        case 'null':
+          res.json(null);
           return;
         default:
           res.set('Cache-Control', `public, max-age=${this.maxAgeS}`).json({ keys: this.keys.flatMap((k) => k.jwks.keys) });
@@ -214,6 +223,34 @@ describe('signing keys: a cache that outlives the key server', () => {
     );
   });
 
+  it.each([
+    ['error-500' as const, 'answered 500'],
+    ['not-json' as const, 'answered something that is not JSON'],
+    ['no-keys' as const, 'answered a key set without RSA keys'],
+    ['null' as const, 'answered a key set without RSA keys'],
+    ['redirect' as const, 'answered 302'],
+    ['huge' as const, 'answered more than 64 KB'],
+  ])('treats a key server in mode %s as failing: "%s"', async (mode, how) => {
+    server.mode = mode;
+    const error = (await verifier.verify(await key.sign(claims())).catch((e: unknown) => e)) as Error;
+    expect(error).toBeInstanceOf(SigningKeysUnavailableError);
+    expect(error.message).toContain(`key server at ${server.url.href} ${how}; next try in 30 s`);
+  });
+
+  it('never waits less than the cooldown, even with a backoff cap below it', async () => {
+    const capped = createJwksTokenVerifier({
+      jwksUrl: server.url,
+      audiences: [AUDIENCE],
+      issuers: ['https://accounts.google.com'],
+      keys: { cooldownMs: COOLDOWN_MS, maxBackoffMs: 1000, now: () => clockMs },
+    });
+    server.mode = 'error-500';
+    expect(await outcome(capped, forgedWithKid('a'))).toBe('503 retry-after 30');
+    advance(COOLDOWN_MS);
+    expect(await outcome(capped, forgedWithKid('b'))).toBe('503 retry-after 30');
+    expect(server.requests).toBe(2);
+  });
+
   it('names a silent key server by its timeout and a refused one by the refusal', async () => {
     await server.setMode('silent');
     expect(((await verifier.verify(await key.sign(claims())).catch((e: Error) => e)) as Error).message).toContain(
@@ -251,6 +288,32 @@ describe('signing keys: a cache that outlives the key server', () => {
     await server.setMode('error-500');
     advance(COOLDOWN_MS);
     expect(await outcome(verifier, forgedWithKid('z'))).toBe('503 retry-after 30');
+  });
+});
+
+describe('signing keys with the default rules', () => {
+  it('waits 30 s after a failure, doubling up to 5 minutes', async () => {
+    const server = new KeyServer();
+    server.mode = 'error-500';
+    await server.start();
+    let clockMs = Date.now();
+    const verifier = createJwksTokenVerifier({
+      jwksUrl: server.url,
+      audiences: [AUDIENCE],
+      issuers: ['https://accounts.google.com'],
+      keys: { now: () => clockMs },
+    });
+    try {
+      const waits: string[] = [];
+      for (let failure = 1; failure <= 6; failure += 1) {
+        waits.push(await outcome(verifier, forgedWithKid(`k${failure}`)));
+        clockMs += Number(waits.at(-1)!.split(' ').at(-1)) * 1000;
+      }
+      expect(waits).toEqual([30, 60, 120, 240, 300, 300].map((s) => `503 retry-after ${s}`));
+      expect(server.requests).toBe(6);
+    } finally {
+      await server.close();
+    }
   });
 });
 
