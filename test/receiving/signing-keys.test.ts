@@ -3,7 +3,7 @@ import request from 'supertest';
 import { createReceivingApp } from '../../services/receiving/app.js';
 import { authenticate } from '../../services/receiving/authenticate.js';
 import { createSigningKey, type SigningKey } from '../../services/metadata-emulator/signing-key.js';
-import { maxAgeOf } from '../../services/receiving/signing-keys.js';
+import { maxAgeOf, type SigningKeySetOptions } from '../../services/receiving/signing-keys.js';
 import { createJwksTokenVerifier, type TokenVerifier } from '../../services/receiving/token-verifier.js';
 import { SigningKeysUnavailableError, TokenInvalidError } from '../../services/shared/errors.js';
 import { freePort } from '../../scripts/lib/processes.js';
@@ -80,6 +80,16 @@ class KeyServer {
   }
 }
 
+/** A verifier of AUDIENCE tokens against the key server, with the key cache's rules as given. */
+const verifierFor = (server: KeyServer, keys: Omit<SigningKeySetOptions, 'url'>, cacheSize?: number) =>
+  createJwksTokenVerifier({
+    jwksUrl: server.url,
+    audiences: [AUDIENCE],
+    issuers: ['https://accounts.google.com'],
+    keys,
+    ...(cacheSize === undefined ? {} : { cacheSize }),
+  });
+
 const claims = () => ({ aud: AUDIENCE, iss: 'https://accounts.google.com', sub: '1', iat: nowS(), exp: nowS() + 3600 });
 
 /** A token-shaped string naming a key id nobody publishes: what a flood of forgeries looks like. */
@@ -113,13 +123,7 @@ describe('signing keys: a cache that outlives the key server', () => {
     server.keys = [key];
     await server.start();
     clockMs = Date.now();
-    verifier = createJwksTokenVerifier({
-      jwksUrl: server.url,
-      audiences: [AUDIENCE],
-      issuers: ['https://accounts.google.com'],
-      cacheSize: 0,
-      keys: { cooldownMs: COOLDOWN_MS, maxBackoffMs: 4 * COOLDOWN_MS, timeoutMs: 300, now: () => clockMs },
-    });
+    verifier = verifierFor(server, { cooldownMs: COOLDOWN_MS, maxBackoffMs: 4 * COOLDOWN_MS, timeoutMs: 300, now: () => clockMs }, 0);
   });
   afterEach(() => server.close());
 
@@ -238,12 +242,7 @@ describe('signing keys: a cache that outlives the key server', () => {
   });
 
   it('never waits less than the cooldown, even with a backoff cap below it', async () => {
-    const capped = createJwksTokenVerifier({
-      jwksUrl: server.url,
-      audiences: [AUDIENCE],
-      issuers: ['https://accounts.google.com'],
-      keys: { cooldownMs: COOLDOWN_MS, maxBackoffMs: 1000, now: () => clockMs },
-    });
+    const capped = verifierFor(server, { cooldownMs: COOLDOWN_MS, maxBackoffMs: 1000, now: () => clockMs });
     server.mode = 'error-500';
     expect(await outcome(capped, forgedWithKid('a'))).toBe('503 retry-after 30');
     advance(COOLDOWN_MS);
@@ -297,12 +296,7 @@ describe('signing keys with the default rules', () => {
     server.mode = 'error-500';
     await server.start();
     let clockMs = Date.now();
-    const verifier = createJwksTokenVerifier({
-      jwksUrl: server.url,
-      audiences: [AUDIENCE],
-      issuers: ['https://accounts.google.com'],
-      keys: { now: () => clockMs },
-    });
+    const verifier = verifierFor(server, { now: () => clockMs });
     try {
       const waits: string[] = [];
       for (let failure = 1; failure <= 6; failure += 1) {
@@ -325,12 +319,7 @@ describe('remembered tokens follow their key', () => {
     server.maxAgeS = 60;
     await server.start();
     let clockMs = Date.now();
-    const verifier = createJwksTokenVerifier({
-      jwksUrl: server.url,
-      audiences: [AUDIENCE],
-      issuers: ['https://accounts.google.com'],
-      keys: { now: () => clockMs },
-    });
+    const verifier = verifierFor(server, { now: () => clockMs });
     try {
       const oldToken = await old.sign(claims());
       const freshToken = await fresh.sign(claims());
@@ -357,12 +346,7 @@ describe('remembered tokens follow their key', () => {
     server.keys = [key];
     await server.start();
     let clockMs = Date.now();
-    const verifier = createJwksTokenVerifier({
-      jwksUrl: server.url,
-      audiences: [AUDIENCE],
-      issuers: ['https://accounts.google.com'],
-      keys: { now: () => clockMs },
-    });
+    const verifier = verifierFor(server, { now: () => clockMs });
     try {
       const token = await key.sign(claims());
       await verifier.verify(token);
@@ -399,12 +383,7 @@ describe('receiving over HTTP while its key server is down', () => {
     server.maxAgeS = 30;
     await server.start();
     let clockMs = Date.now();
-    const verifier = createJwksTokenVerifier({
-      jwksUrl: server.url,
-      audiences: [AUDIENCE],
-      issuers: ['https://accounts.google.com'],
-      keys: { now: () => clockMs },
-    });
+    const verifier = verifierFor(server, { now: () => clockMs });
     const receiving = await serve(
       createReceivingApp({ authenticate: authenticate(verifier, null), logger: silentLogger() }),
     );
