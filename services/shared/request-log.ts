@@ -42,7 +42,7 @@ export function requestLog(logger: Logger, options: RequestLogOptions): RequestH
       const aborted = !res.writableFinished;
       const failure = (res as ServerResponse & { err?: unknown }).err;
       const level =
-        failure !== undefined || status >= 500
+        status >= 500
           ? 'error'
           : status >= 400 || aborted
             ? 'warn'
@@ -68,7 +68,7 @@ export function requestLog(logger: Logger, options: RequestLogOptions): RequestH
           },
           ...(caller ? { caller: caller.email ?? `subject ${caller.subject}` } : {}),
           ...(problem ? { error: problem } : {}),
-          ...(failure !== undefined ? { err: failure } : {}),
+          err: failure, // set by the error handler on a 500; pino leaves out a field that is undefined
         },
         `${req.method} ${path} ${status}${aborted ? ' (client went away)' : ''} in ${Math.round(ms)} ms`,
       );

@@ -31,6 +31,25 @@ describe('requestLog', () => {
     app.get('/broken', (_req, res) => {
       res.status(503).end('down');
     });
+    app.get('/failed', (_req, res) => {
+      res.status(500).end('failed');
+    });
+    app.get('/health', (_req, res) => {
+      res.end('ok');
+    });
+    app.get('/chunked', (_req, res) => {
+      res.write('part one, ');
+      res.end('part two');
+    });
+    app.get('/caller/:kind', (req, res) => {
+      res.locals.caller = req.params.kind === 'email' ? { email: 'sa@p.iam.gserviceaccount.com', subject: '123' } : { subject: '456' };
+      res.end('hi');
+    });
+    const mounted = express.Router();
+    mounted.get('/inner', (_req, res) => {
+      res.end('inner');
+    });
+    app.use('/mounted', mounted);
     running = await serve(app);
   });
   afterAll(() => running.close());
@@ -50,6 +69,50 @@ describe('requestLog', () => {
       httpRequest: { requestUrl: '/hello', status: 200, responseSize: '5', userAgent: 'ua/1', remoteIp: expect.stringMatching(/127\.0\.0\.1/) },
     });
     expect(lines.at(-1)).not.toContain('secret');
+    expect(last().httpRequest.protocol).toBe('HTTP/1.1');
+    expect(last()).not.toHaveProperty('err');
+    expect(last()).not.toHaveProperty('caller');
+  });
+
+  it('leaves out responseSize when the answer has no Content-Length (chunked)', async () => {
+    const res = await request(running.url).get('/chunked');
+    expect(res.headers['transfer-encoding']).toBe('chunked');
+    await settle();
+    expect(last().httpRequest.status).toBe(200);
+    expect(last().httpRequest).not.toHaveProperty('responseSize');
+  });
+
+  it('logs /health at DEBUG, so probes do not fill the INFO log', async () => {
+    await request(running.url).get('/health');
+    await settle();
+    expect([last().severity, last().httpRequest.requestUrl]).toEqual(['DEBUG', '/health']);
+  });
+
+  it('measures latency in seconds and the message in milliseconds', async () => {
+    await new Promise<void>((resolve) => {
+      http.get(`${running.url}/slow`, (res) => res.resume().on('end', resolve));
+    });
+    await settle();
+    const seconds = Number(/^(\d+\.\d{3})s$/.exec(last().httpRequest.latency)![1]);
+    const ms = Number(/ in (\d+) ms$/.exec(last().message)![1]);
+    expect(seconds).toBeGreaterThanOrEqual(0.29);
+    expect(seconds).toBeLessThan(10);
+    expect(Math.abs(ms - seconds * 1000)).toBeLessThanOrEqual(2);
+  });
+
+  it('names the caller by email, or by subject when the token has no email', async () => {
+    await request(running.url).get('/caller/email');
+    await settle();
+    expect(last().caller).toBe('sa@p.iam.gserviceaccount.com');
+    await request(running.url).get('/caller/subject');
+    await settle();
+    expect(last().caller).toBe('subject 456');
+  });
+
+  it('logs the full path of a route mounted under a prefix', async () => {
+    await request(running.url).get('/mounted/inner');
+    await settle();
+    expect(last().httpRequest.requestUrl).toBe('/mounted/inner');
   });
 
   it('logs a 4xx at WARNING and a 5xx at ERROR', async () => {
@@ -59,6 +122,9 @@ describe('requestLog', () => {
     await request(running.url).get('/broken');
     await settle();
     expect([last().severity, last().httpRequest.status]).toEqual(['ERROR', 503]);
+    await request(running.url).get('/failed');
+    await settle();
+    expect([last().severity, last().httpRequest.status]).toEqual(['ERROR', 500]);
   });
 
   it('says when the client went away before the answer, at WARNING', async () => {
@@ -78,6 +144,8 @@ describe('requestLog', () => {
     await request(running.url).get('/hello').set('X-Cloud-Trace-Context', `${TRACE}/1;o=1`);
     await settle();
     expect(last()['logging.googleapis.com/trace']).toBe(`projects/my-project/traces/${TRACE}`);
+    expect(last()['logging.googleapis.com/spanId']).toBe('0000000000000001');
+    expect(last()['logging.googleapis.com/trace_sampled']).toBe(true);
     project = undefined;
     await request(running.url).get('/hello').set('X-Cloud-Trace-Context', `${TRACE}/1;o=1`);
     await settle();
@@ -93,7 +161,12 @@ describe('requestLog', () => {
       },
     });
     const app = express();
-    app.use(requestLog(createLogger('emulator', { level: 'info', destination }), { projectId: () => undefined, level: 'debug' }));
+    let projectAsked = 0;
+    const projectId = () => {
+      projectAsked += 1;
+      return undefined;
+    };
+    app.use(requestLog(createLogger('emulator', { level: 'info', destination }), { projectId, level: 'debug' }));
     app.get('/', (_req, res) => {
       res.end('ok');
     });
@@ -106,6 +179,8 @@ describe('requestLog', () => {
       await request(quiet.url).get('/missing');
       await settle();
       expect(written.map((l) => JSON.parse(l).message)).toEqual([expect.stringMatching(/^GET \/missing 404/)]);
+      // A line below the level costs nothing: not even the project is looked up.
+      expect(projectAsked).toBe(1);
     } finally {
       await quiet.close();
     }
