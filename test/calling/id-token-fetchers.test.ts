@@ -13,7 +13,7 @@ import {
   metadataHostFrom,
 } from '../../services/calling/id-token-fetchers.js';
 import { freePort } from '../../scripts/lib/processes.js';
-import { faultyFront } from '../helpers/faults.js';
+import { faultyFront, resettingServer } from '../helpers/faults.js';
 import { serve, startEmulator, type Running, type RunningEmulator } from '../helpers/servers.js';
 import { createMetadataEmulator } from '../../services/metadata-emulator/app.js';
 import { silentLogger } from '../helpers/logs.js';
@@ -37,7 +37,42 @@ describe('metadataHostFrom', () => {
     expect(metadataHostFrom({ GCE_METADATA_HOST: 'h:2' })).toBe('h:2');
     expect(metadataHostFrom({})).toBe('169.254.169.254');
   });
+
+  it('ignores surrounding blanks, and a blank value counts as unset', () => {
+    expect(metadataHostFrom({ GCE_METADATA_IP: ' 127.0.0.1:1 \n' })).toBe('127.0.0.1:1');
+    expect(metadataHostFrom({ GCE_METADATA_IP: '  ', GCE_METADATA_HOST: ' h:2 ' })).toBe('h:2');
+  });
 });
+
+describe('IdTokenFetchError', () => {
+  it('is named, and carries a cause only when given one', () => {
+    const plain = new IdTokenFetchError('x', true);
+    expect(plain.name).toBe('IdTokenFetchError');
+    expect('cause' in plain).toBe(false);
+    expect(plain.silent).toBeUndefined();
+    const cause = new Error('inner');
+    expect(new IdTokenFetchError('x', false, { cause }).cause).toBe(cause);
+  });
+});
+
+/** A metadata-like server answering whatever `answer` does, counting requests. */
+async function fakeMetadata(answer: express.RequestHandler): Promise<Running & { readonly requests: number }> {
+  const app = express();
+  let requests = 0;
+  app.use((_req, _res, next) => {
+    requests += 1;
+    next();
+  }, answer);
+  const running = await serve(app);
+  return {
+    ...running,
+    get requests() {
+      return requests;
+    },
+  };
+}
+
+const activeTimers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
 
 describe('createMetadataIdTokenFetcher', () => {
   let emulator: RunningEmulator;
@@ -66,6 +101,89 @@ describe('createMetadataIdTokenFetcher', () => {
     const host = `127.0.0.1:${await freePort()}`;
     const error = await failureOf(createMetadataIdTokenFetcher(host)('a', 2000));
     expect(error).toMatchObject({ transient: true, reason: `the metadata server at ${host} refused the connection` });
+    expect((error.cause as { code?: string }).code).toBe('ECONNREFUSED');
+  });
+
+  it('reports a reset connection as transient, naming the error code', async () => {
+    const reset = await resettingServer();
+    const host = `127.0.0.1:${reset.port}`;
+    try {
+      const error = await failureOf(createMetadataIdTokenFetcher(host)('a', 2000));
+      expect(error).toMatchObject({ transient: true, reason: `the metadata server at ${host} could not be reached (ECONNRESET)` });
+    } finally {
+      await reset.close();
+    }
+  });
+
+  it('keeps its connection to the metadata server alive between tokens', async () => {
+    const fetcher = createMetadataIdTokenFetcher(running.host);
+    const before = front.requests;
+    let connections = 0;
+    const count = () => {
+      connections += 1;
+    };
+    running.server.on('connection', count);
+    try {
+      for (let i = 0; i < 3; i += 1) await fetcher(`https://aud-${i}.example`, 2000);
+    } finally {
+      running.server.off('connection', count);
+    }
+    expect(front.requests - before).toBe(3);
+    expect(connections).toBe(1);
+  });
+
+  it('leaves no timer behind once a token has come', async () => {
+    const fetcher = createMetadataIdTokenFetcher(running.host);
+    await fetcher('https://warm.example', 60_000);
+    const before = activeTimers();
+    await fetcher('https://after.example', 60_000);
+    expect(activeTimers()).toBe(before);
+  });
+
+  it('trims the answer, and refuses one that is not a token as not transient', async () => {
+    let answer = 'aaa.bbb.ccc\n';
+    const server = await fakeMetadata((_req, res) => {
+      res.set('Metadata-Flavor', 'Google').type('text/plain').send(answer);
+    });
+    try {
+      const fetcher = createMetadataIdTokenFetcher(server.host);
+      await expect(fetcher('a', 2000)).resolves.toBe('aaa.bbb.ccc');
+      for (answer of ['<html>hello</html>', 'x y.b.c', 'a.b.c d', 'a.b']) {
+        const error = await failureOf(fetcher('a', 2000));
+        expect(error).toMatchObject({ transient: false, reason: `the metadata server at ${server.host} answered something that is not a token` });
+      }
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('does not follow a redirect: the answer is the 3xx itself', async () => {
+    const target = await fakeMetadata((_req, res) => {
+      res.set('Metadata-Flavor', 'Google').send('aaa.bbb.ccc');
+    });
+    const redirecting = await fakeMetadata((_req, res) => {
+      res.set('Metadata-Flavor', 'Google').redirect(302, `${target.url}/token`);
+    });
+    try {
+      const error = await failureOf(createMetadataIdTokenFetcher(redirecting.host)('a', 2000));
+      expect(error).toMatchObject({ transient: false, reason: `the metadata server at ${redirecting.host} answered 302` });
+      expect(target.requests).toBe(0);
+    } finally {
+      await redirecting.close();
+      await target.close();
+    }
+  });
+
+  it('reports a 429 as transient', async () => {
+    const server = await fakeMetadata((_req, res) => {
+      res.status(429).set('Metadata-Flavor', 'Google').send('slow down');
+    });
+    try {
+      const error = await failureOf(createMetadataIdTokenFetcher(server.host)('a', 2000));
+      expect(error).toMatchObject({ transient: true, reason: `the metadata server at ${server.host} answered 429` });
+    } finally {
+      await server.close();
+    }
   });
 
   it('reports a slow server as a transient timeout', async () => {
@@ -96,6 +214,7 @@ describe('createMetadataIdTokenFetcher', () => {
     const error = await failureOf(createMetadataIdTokenFetcher(flood.host)('a', 2000));
     await flood.close();
     expect(error).toMatchObject({ transient: false, reason: `the metadata server at ${flood.host} answered more than 64 KB` });
+    expect((error.cause as { type?: string }).type).toBe('max-size');
   });
 
   it('reports a 4xx as not transient', async () => {
@@ -163,5 +282,58 @@ describe('createGoogleAuthIdTokenFetcher (off Google Cloud, with a service-accou
     const fetcher = createGoogleAuthIdTokenFetcher(async () => new GoogleAuth({ keyFilename: '/nonexistent/key.json' }));
     const error = await failureOf(fetcher('a', 5000));
     expect(error.reason).toMatch(/^google-auth-library failed: /);
+    expect((error.cause as { code?: string }).code).toBe('ENOENT');
+  });
+});
+
+describe('createGoogleAuthIdTokenFetcher (its failures, with stand-in credentials)', () => {
+  /** A GoogleAuth stand-in whose getClient does what the test says: a unit test of this module alone. */
+  const authWith = (getClient: () => Promise<unknown>) => async () => ({ getClient }) as unknown as GoogleAuth;
+
+  it('gives up on credentials that never answer, naming google-auth-library as silent', async () => {
+    const fetcher = createGoogleAuthIdTokenFetcher(authWith(() => new Promise(() => undefined)));
+    const error = await failureOf(fetcher('a', 100));
+    expect(error).toMatchObject({ transient: true, silent: 'google-auth-library', reason: 'google-auth-library did not get a token within 100 ms' });
+  });
+
+  it('says so when the credentials cannot mint ID tokens, and does not call that transient', async () => {
+    for (const client of [{}, { fetchIdToken: 'not a function' }]) {
+      const error = await failureOf(createGoogleAuthIdTokenFetcher(authWith(async () => client))('a', 1000));
+      expect(error).toMatchObject({
+        transient: false,
+        reason: 'these credentials cannot mint ID tokens (use a service-account key, or run on Google Cloud)',
+      });
+    }
+  });
+
+  it('calls a failure transient when there was no answer, a 5xx or a 429, and not on another 4xx', async () => {
+    const failing = (status?: number) =>
+      createGoogleAuthIdTokenFetcher(
+        authWith(async () => ({
+          fetchIdToken: async () => {
+            throw Object.assign(new Error(`token endpoint said ${status}`), status === undefined ? {} : { response: { status } });
+          },
+        })),
+      );
+    const verdicts: Record<string, boolean> = {};
+    for (const status of [undefined, 500, 503, 429, 400, 403, 499]) {
+      const error = await failureOf(failing(status)('a', 1000));
+      expect(error.reason).toBe(`google-auth-library failed: token endpoint said ${status}`);
+      verdicts[String(status)] = error.transient;
+    }
+    expect(verdicts).toEqual({ undefined: true, 500: true, 503: true, 429: true, 400: false, 403: false, 499: false });
+  });
+
+  it('asks makeAuth once, and leaves no timer behind once a token has come', async () => {
+    let made = 0;
+    const fetcher = createGoogleAuthIdTokenFetcher(async () => {
+      made += 1;
+      return { getClient: async () => ({ fetchIdToken: async (audience: string) => `token-for-${audience}` }) } as unknown as GoogleAuth;
+    });
+    await expect(fetcher('a', 60_000)).resolves.toBe('token-for-a');
+    const before = activeTimers();
+    await expect(fetcher('b', 60_000)).resolves.toBe('token-for-b');
+    expect(activeTimers()).toBe(before);
+    expect(made).toBe(1);
   });
 });

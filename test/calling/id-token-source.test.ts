@@ -1,0 +1,71 @@
+import { decodeJwt } from 'jose';
+import { createIdTokenSource } from '../../services/calling/id-token-source.js';
+import { freePort } from '../../scripts/lib/processes.js';
+import { capturingLogger, silentLogger } from '../helpers/logs.js';
+import { startEmulator, type RunningEmulator } from '../helpers/servers.js';
+
+const AUDIENCE = 'https://receiving.example';
+
+const failureOf = async (promise: Promise<unknown>): Promise<Error> => {
+  const error = await promise.then(
+    () => undefined,
+    (err: unknown) => err,
+  );
+  expect(error).toBeInstanceOf(Error);
+  return error as Error;
+};
+
+/** The source calling's main.ts builds, for each origin, against the real emulator or a real key-file path. */
+describe('createIdTokenSource', () => {
+  let emulator: RunningEmulator;
+  beforeAll(async () => {
+    emulator = await startEmulator();
+  });
+  afterAll(() => emulator.close());
+
+  it('metadata origin: gets the token for the audience from the metadata server', async () => {
+    const source = createIdTokenSource({ kind: 'metadata', host: emulator.host }, silentLogger());
+    const token = await source.getIdToken(AUDIENCE);
+    expect(decodeJwt(token)).toMatchObject({ aud: AUDIENCE, email: emulator.config.serviceAccount });
+  });
+
+  it('metadata origin: a missing metadata server gets a 503 that says where to point GCE_METADATA_HOST', async () => {
+    const host = `127.0.0.1:${await freePort()}`;
+    const source = createIdTokenSource({ kind: 'metadata', host }, silentLogger(), { attempts: 1 });
+    const error = await failureOf(source.getIdToken(AUDIENCE));
+    expect(error).toMatchObject({ status: 503 });
+    expect(error.message).toBe(
+      `could not get an identity token for audience ${AUDIENCE}: the metadata server at ${host} refused the connection. ` +
+        'On Cloud Run the metadata server is always there; off Google Cloud set GCE_METADATA_HOST to the emulator ' +
+        '(npm start runs one at 127.0.0.1:8082) or GOOGLE_APPLICATION_CREDENTIALS to a service-account key file',
+    );
+  });
+
+  it('google-auth origin: loads google-auth-library on first use and names the key file when it fails', async () => {
+    const source = createIdTokenSource({ kind: 'google-auth', credentialsFile: '/nonexistent/key.json' }, silentLogger(), { attempts: 1 });
+    const error = await failureOf(source.getIdToken(AUDIENCE));
+    expect(error).toMatchObject({ status: 503 });
+    expect(error.message).toMatch(/: google-auth-library failed: .*ENOENT/);
+    expect(error.message).toMatch(/\. Check the service-account key in GOOGLE_APPLICATION_CREDENTIALS \(\/nonexistent\/key\.json\)$/);
+  });
+
+  it('logs a failed background refresh as a warning naming the audience, and keeps the cached token', async () => {
+    let shiftMs = 0;
+    const { logger, lines } = capturingLogger();
+    const other = await startEmulator();
+    const source = createIdTokenSource({ kind: 'metadata', host: other.host }, logger, { attempts: 1, now: () => Date.now() + shiftMs });
+    const token = await source.getIdToken(AUDIENCE);
+    await other.close();
+    // Four minutes before expiry: inside the refresh-ahead window, still far from the minimum validity.
+    shiftMs = (decodeJwt(token).exp! - Math.floor(Date.now() / 1000)) * 1000 - 4 * 60_000;
+    await expect(source.getIdToken(AUDIENCE)).resolves.toBe(token);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const warning = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.severity === 'WARNING');
+    expect(warning).toMatchObject({
+      audience: AUDIENCE,
+      cause: expect.stringContaining(`could not get an identity token for audience ${AUDIENCE}: the metadata server at ${other.host} `),
+      message: 'background ID token refresh failed; the cached token is still valid',
+    });
+    expect(lines.join('\n')).not.toContain(token.split('.')[2]);
+  });
+});
