@@ -17,16 +17,20 @@ export interface UpstreamClient {
 }
 
 const MAX_BODY_BYTES = 1024 * 1024;
-// A kept-alive connection the server has just closed fails like this; a GET is safe to send again.
 const STALE_CONNECTION = new Set(['ECONNRESET', 'EPIPE']);
 
 /**
  * node-fetch 2 over keep-alive agents (measured fastest in STACK.md). Each call, retry included, is
  * bounded by timeoutMs.
  */
-export function createUpstreamClient(options: { timeoutMs: number }): UpstreamClient {
-  const httpAgent = new http.Agent({ keepAlive: true, scheduling: 'lifo' });
-  const httpsAgent = new https.Agent({ keepAlive: true, scheduling: 'lifo' });
+export function createUpstreamClient(options: {
+  timeoutMs: number;
+  /** Certificates to trust besides Node's (tests: a self-signed loopback one). Deployed, none: use NODE_EXTRA_CA_CERTS. */
+  ca?: string | Buffer;
+}): UpstreamClient {
+  // Node's agents hand out the most recently used socket first (scheduling 'lifo' is the default).
+  const httpAgent = new http.Agent({ keepAlive: true });
+  const httpsAgent = new https.Agent({ keepAlive: true, ...(options.ca === undefined ? {} : { ca: options.ca }) });
   const agent = (u: URL) => (u.protocol === 'https:' ? httpsAgent : httpAgent);
 
   const attempt = async (url: URL, headers: Record<string, string>, signal: AbortSignal) => {
@@ -43,14 +47,14 @@ export function createUpstreamClient(options: { timeoutMs: number }): UpstreamCl
         try {
           return await attempt(url, headers, controller.signal);
         } catch (err) {
-          if (controller.signal.aborted || !STALE_CONNECTION.has(codeOf(err))) throw err;
+          if (!isStaleConnection(err)) throw err;
           return await attempt(url, headers, controller.signal);
         }
       } catch (err) {
         if (controller.signal.aborted) {
           throw new UpstreamTimeoutError(url.href, options.timeoutMs, { cause: err });
         }
-        throw new UpstreamUnreachableError(url.href, describe(err), { cause: err });
+        throw new UpstreamUnreachableError(url.href, whyUnreachable(err), { cause: err });
       } finally {
         clearTimeout(timer);
       }
@@ -66,8 +70,15 @@ function codeOf(err: unknown): string {
   return (err as { code?: string }).code ?? '';
 }
 
-function describe(err: unknown): string {
-  switch (codeOf(err)) {
+/** A kept-alive connection the server closed meanwhile: the one failure worth sending a GET (safe to repeat) again for. */
+export function isStaleConnection(err: unknown): boolean {
+  return STALE_CONNECTION.has(codeOf(err));
+}
+
+/** What the 502 says went wrong, in words; the error code when nothing better is known. */
+export function whyUnreachable(err: unknown): string {
+  const code = codeOf(err);
+  switch (code) {
     case 'ECONNREFUSED':
       return 'the connection was refused';
     case 'ECONNRESET':
@@ -77,6 +88,7 @@ function describe(err: unknown): string {
     case 'EAI_AGAIN':
       return 'its host name does not resolve';
     default:
-      return (err as { type?: string }).type === 'max-size' ? 'its answer was too large' : 'a network error';
+      if ((err as { type?: string }).type === 'max-size') return 'its answer was too large';
+      return code === '' ? 'a network error' : `a network error (${code})`;
   }
 }

@@ -1,6 +1,8 @@
 import express from 'express';
+import { readFileSync } from 'node:fs';
+import https from 'node:https';
 import { createServer, type Socket } from 'node:net';
-import { createUpstreamClient } from '../../services/calling/upstream-client.js';
+import { createUpstreamClient, isStaleConnection, whyUnreachable } from '../../services/calling/upstream-client.js';
 import { UpstreamTimeoutError, UpstreamUnreachableError } from '../../services/shared/errors.js';
 import { serve } from '../helpers/servers.js';
 import { freePort } from '../../scripts/lib/processes.js';
@@ -37,6 +39,7 @@ describe('createUpstreamClient', () => {
       expect(error).toBeInstanceOf(UpstreamTimeoutError);
       expect((error as UpstreamTimeoutError).status).toBe(504);
       expect((error as Error).message).toContain('did not answer within 200 ms');
+      expect(((error as Error).cause as { name?: string }).name).toBe('AbortError');
     } finally {
       client.close();
       sockets.forEach((s) => s.destroy());
@@ -51,6 +54,84 @@ describe('createUpstreamClient', () => {
     client.close();
     expect(error).toBeInstanceOf(UpstreamUnreachableError);
     expect((error as UpstreamUnreachableError).status).toBe(502);
+    expect((error as Error).message).toContain('(the connection was refused)');
+    expect(((error as Error).cause as { code?: string }).code).toBe('ECONNREFUSED');
+  });
+
+  it('keeps one connection alive over https too (Cloud Run URLs are https), and close() ends it', async () => {
+    const fixtures = new URL('../fixtures/tls/', import.meta.url);
+    const cert = readFileSync(new URL('loopback.crt', fixtures));
+    const server = https.createServer(
+      { key: readFileSync(new URL('loopback.key', fixtures)), cert },
+      (_req, res) => res.end('ok over tls'),
+    );
+    let connections = 0;
+    let closed = 0;
+    server.on('secureConnection', (socket) => {
+      connections += 1;
+      socket.on('close', () => (closed += 1));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const url = new URL(`https://127.0.0.1:${(server.address() as { port: number }).port}/`);
+    const untrusting = createUpstreamClient({ timeoutMs: 2000 });
+    const client = createUpstreamClient({ timeoutMs: 2000, ca: cert });
+    try {
+      // Certificates are checked: the self-signed fixture is refused unless trusted.
+      const refused = await untrusting.get(url, {}).catch((err: unknown) => err);
+      expect((refused as Error).message).toContain('(a network error (DEPTH_ZERO_SELF_SIGNED_CERT))');
+      untrusting.close();
+      connections = 0;
+      closed = 0;
+      for (let i = 0; i < 5; i += 1) expect(await client.get(url, {})).toEqual({ status: 200, body: 'ok over tls' });
+      expect(connections).toBe(1);
+      client.close();
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(closed).toBe(1);
+    } finally {
+      untrusting.close();
+      server.closeAllConnections();
+      server.close();
+    }
+  });
+
+  it('close() ends its kept-alive http connections', async () => {
+    const app = express();
+    app.get('/', (_req, res) => {
+      res.send('ok');
+    });
+    const upstream = await serve(app);
+    let closed = 0;
+    upstream.server.on('connection', (socket: Socket) => socket.on('close', () => (closed += 1)));
+    const client = createUpstreamClient({ timeoutMs: 2000 });
+    try {
+      await client.get(new URL(upstream.url), {});
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(closed).toBe(0);
+      client.close();
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(closed).toBe(1);
+    } finally {
+      await upstream.close();
+    }
+  });
+
+  it('leaves no timer behind once an answer has come', async () => {
+    const app = express();
+    app.get('/', (_req, res) => {
+      res.send('ok');
+    });
+    const upstream = await serve(app);
+    const client = createUpstreamClient({ timeoutMs: 60_000 });
+    const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+    try {
+      await client.get(new URL(upstream.url), {});
+      const before = timers();
+      await client.get(new URL(upstream.url), {});
+      expect(timers()).toBe(before);
+    } finally {
+      client.close();
+      await upstream.close();
+    }
   });
 
   it('does not follow a redirect, so the token never goes where receiving points', async () => {
@@ -97,9 +178,11 @@ describe('createUpstreamClient', () => {
     }
   });
 
-  it('refuses an answer over 1 MB as unreachable, saying it was too large', async () => {
+  it('refuses an answer over 1 MB as unreachable, saying it was too large, and does not ask again', async () => {
+    let requests = 0;
     const app = express();
     app.get('/', (_req, res) => {
+      requests += 1;
       res.send('x'.repeat(1024 * 1024 + 1));
     });
     const upstream = await serve(app);
@@ -110,6 +193,7 @@ describe('createUpstreamClient', () => {
       expect((error as Error).message).toBe(
         `the receiving service at ${upstream.url}/ could not be reached (its answer was too large): check URL and that the service is up`,
       );
+      expect(requests).toBe(1);
     } finally {
       client.close();
       await upstream.close();
@@ -163,5 +247,31 @@ describe('createUpstreamClient', () => {
       client.close();
       server.close();
     }
+  });
+});
+
+describe('what the upstream client retries, and how it names a failure', () => {
+  const failure = (fields: { code?: string; type?: string }) => Object.assign(new Error('x'), fields);
+
+  it('sends again only after a connection was reset or its pipe broke', () => {
+    expect(['ECONNRESET', 'EPIPE'].map((code) => isStaleConnection(failure({ code })))).toEqual([true, true]);
+    expect(['ECONNREFUSED', 'ETIMEDOUT', 'ENOTFOUND', undefined].map((code) => isStaleConnection(failure({ code })))).toEqual([
+      false,
+      false,
+      false,
+      false,
+    ]);
+    expect(isStaleConnection(failure({ type: 'max-size' }))).toBe(false);
+  });
+
+  it('names each failure in words, and an unknown one by its code', () => {
+    expect(whyUnreachable(failure({ code: 'ECONNREFUSED' }))).toBe('the connection was refused');
+    expect(whyUnreachable(failure({ code: 'ECONNRESET' }))).toBe('the connection was reset');
+    expect(whyUnreachable(failure({ code: 'EPIPE' }))).toBe('the connection was reset');
+    expect(whyUnreachable(failure({ code: 'ENOTFOUND' }))).toBe('its host name does not resolve');
+    expect(whyUnreachable(failure({ code: 'EAI_AGAIN' }))).toBe('its host name does not resolve');
+    expect(whyUnreachable(failure({ type: 'max-size' }))).toBe('its answer was too large');
+    expect(whyUnreachable(failure({ code: 'EHOSTUNREACH' }))).toBe('a network error (EHOSTUNREACH)');
+    expect(whyUnreachable(failure({}))).toBe('a network error');
   });
 });

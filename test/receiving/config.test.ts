@@ -64,4 +64,39 @@ describe('loadReceivingConfig', () => {
     const config = loadReceivingConfig({ TOKEN_CHECK: 'platform', INVOKERS: 'user:a@example.com' });
     expect(config).toMatchObject({ tokenCheck: 'platform', audiences: [] });
   });
+
+  it("defaults to Google's two issuer spellings, listening on every interface", () => {
+    const config = loadReceivingConfig({ AUDIENCES: 'a' });
+    expect(config.issuers).toEqual(['https://accounts.google.com', 'accounts.google.com']);
+    expect(config.host).toBe('0.0.0.0');
+  });
+
+  it('takes HOST, JWKS_URL and ISSUERS as given', () => {
+    const config = loadReceivingConfig({
+      AUDIENCES: 'a',
+      HOST: '127.0.0.1',
+      JWKS_URL: 'http://127.0.0.1:8082/oauth2/v3/certs',
+      ISSUERS: 'https://issuer.example, other',
+    });
+    expect(config).toMatchObject({ host: '127.0.0.1', issuers: ['https://issuer.example', 'other'] });
+    expect(config.jwksUrl.href).toBe('http://127.0.0.1:8082/oauth2/v3/certs');
+  });
+
+  it('refuses an ISSUERS that names no issuer', () => {
+    expect(problemsOf({ AUDIENCES: 'a', ISSUERS: ' , ' })).toEqual(['ISSUERS must name at least one issuer']);
+  });
+
+  it("names the service and says what AUDIENCES should hold", () => {
+    let message = '';
+    try {
+      loadReceivingConfig({});
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    expect(message).toBe(
+      'receiving: invalid configuration:\n' +
+        '  - AUDIENCES is required with TOKEN_CHECK=verify: the audiences tokens must be minted for, ' +
+        "comma-separated; usually this service's own URL, e.g. https://receiving-abc123-uc.a.run.app",
+    );
+  });
 });
