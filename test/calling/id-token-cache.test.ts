@@ -1,3 +1,4 @@
+import { jest } from '@jest/globals';
 import { createCachingIdTokenSource } from '../../services/calling/id-token-cache.js';
 import { IdTokenFetchError, type FetchIdToken } from '../../services/calling/id-token-fetchers.js';
 import { IdTokenUnavailableError } from '../../services/shared/errors.js';
@@ -142,7 +143,7 @@ describe('createCachingIdTokenSource', () => {
   });
 
   it('names the whole wait when every attempt timed out, not the last attempt’s timeout', async () => {
-    let fakeNow = 0;
+    let fakeNow = 1_000_000;
     const source = createCachingIdTokenSource(
       async (_audience, timeoutMs) => {
         fakeNow += timeoutMs;
@@ -196,5 +197,164 @@ describe('createCachingIdTokenSource', () => {
     await new Promise((resolve) => setImmediate(resolve));
     expect(fake.calls).toHaveLength(3);
     expect(serial(await source.getIdToken('a'))).toBe(3);
+  });
+
+  it('refreshes in the background from exactly 5 minutes before expiry, not a millisecond earlier', async () => {
+    const fake = fakeFetcher(clock);
+    const source = sourceWith(fake.fetcher);
+    const first = await source.getIdToken('a');
+    const expiresAt = clock.now + HOUR_MS;
+    clock.now = expiresAt - 5 * 60_000 - 1;
+    await source.getIdToken('a');
+    expect(fake.calls).toHaveLength(1);
+    clock.now = expiresAt - 5 * 60_000;
+    expect(await source.getIdToken('a')).toBe(first);
+    expect(fake.calls).toHaveLength(2);
+  });
+
+  it('hands out a token until exactly 30 s before its expiry, and waits for a fresh one from then', async () => {
+    const fake = fakeFetcher(clock);
+    const source = sourceWith(fake.fetcher);
+    const first = await source.getIdToken('a');
+    const expiresAt = clock.now + HOUR_MS;
+    const release = fake.hold(); // the background refresh started below stays pending
+    clock.now = expiresAt - 30_000 - 1;
+    expect(await source.getIdToken('a')).toBe(first);
+    clock.now = expiresAt - 30_000;
+    const waiting = source.getIdToken('a');
+    release();
+    expect(serial(await waiting)).toBe(2);
+  });
+
+  it('after a failed background refresh, tries again exactly 5 s later', async () => {
+    const fake = fakeFetcher(clock);
+    const source = sourceWith(fake.fetcher, () => undefined);
+    await source.getIdToken('a');
+    clock.now += 57 * 60_000;
+    fake.failWith(new IdTokenFetchError('answered 404', false));
+    await source.getIdToken('a');
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(fake.calls).toHaveLength(2);
+    clock.now += 4999;
+    await source.getIdToken('a');
+    expect(fake.calls).toHaveLength(2);
+    clock.now += 1;
+    await source.getIdToken('a');
+    expect(fake.calls).toHaveLength(3);
+  });
+
+  it('a failed background refresh with nobody listening for it rejects nothing unhandled', async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      const fake = fakeFetcher(clock);
+      const source = createCachingIdTokenSource(fake.fetcher, { hint: '', now: () => clock.now });
+      const first = await source.getIdToken('a');
+      clock.now += 57 * 60_000;
+      fake.failWith(new IdTokenFetchError('answered 404', false));
+      expect(await source.getIdToken('a')).toBe(first);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(fake.calls).toHaveLength(2);
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+
+  it('keeps a token without exp for one minute', async () => {
+    let fetches = 0;
+    const source = createCachingIdTokenSource(
+      async () => {
+        fetches += 1;
+        return `opaque-${fetches}`;
+      },
+      { hint: '', now: () => clock.now },
+    );
+    expect(await source.getIdToken('a')).toBe('opaque-1');
+    clock.now += 60_000 - 30_000 - 1;
+    expect(await source.getIdToken('a')).toBe('opaque-1');
+    clock.now += 1;
+    expect(await source.getIdToken('a')).toBe('opaque-2');
+  });
+
+  it('does not retry a fetcher that throws something other than a fetch error, and keeps it as the cause', async () => {
+    let fetches = 0;
+    const thrown = new TypeError('fetcher bug');
+    const source = createCachingIdTokenSource(
+      async () => {
+        fetches += 1;
+        throw thrown;
+      },
+      { hint: 'Hint.', now: () => clock.now },
+    );
+    const error = (await source.getIdToken('https://r.example').catch((err: unknown) => err)) as Error;
+    expect(fetches).toBe(1);
+    expect(error.message).toBe('could not get an identity token for audience https://r.example: TypeError: fetcher bug. Hint.');
+    expect((error.cause as IdTokenFetchError).cause).toBe(thrown);
+  });
+
+  it('keeps the last attempt’s error as the cause of the 503', async () => {
+    const fake = fakeFetcher(clock);
+    const last = new IdTokenFetchError('answered 403', false);
+    fake.failWith(last);
+    const error = (await sourceWith(fake.fetcher).getIdToken('a').catch((err: unknown) => err)) as Error;
+    expect(error.cause).toBe(last);
+  });
+
+  describe('backoff between attempts (full jitter; Math.random and the waits stood in for)', () => {
+    let waits: number[];
+    beforeEach(() => {
+      waits = [];
+      jest.spyOn(Math, 'random').mockReturnValue(0.5);
+      jest.spyOn(globalThis, 'setTimeout').mockImplementation(((fn: () => void, ms?: number) => {
+        waits.push(ms ?? 0);
+        fn();
+        return 0 as unknown as NodeJS.Timeout;
+      }) as typeof setTimeout);
+    });
+    afterEach(() => jest.restoreAllMocks());
+
+    const failing = (times: number) => {
+      const fake = fakeFetcher(clock);
+      fake.failWith(...Array.from({ length: times }, () => new IdTokenFetchError('answered 500', true)));
+      return fake;
+    };
+
+    it('waits up to 100 ms, then 200 ms, … by default, capped at 1 s', async () => {
+      const fake = failing(5);
+      const source = createCachingIdTokenSource(fake.fetcher, { hint: '', now: () => clock.now, attempts: 6, deadlineMs: 60_000 });
+      await source.getIdToken('a');
+      expect(waits).toEqual([50, 100, 200, 400, 500]);
+    });
+
+    it('doubles from baseDelayMs up to maxDelayMs', async () => {
+      const fake = failing(4);
+      const source = createCachingIdTokenSource(fake.fetcher, {
+        hint: '',
+        now: () => clock.now,
+        attempts: 5,
+        baseDelayMs: 40,
+        maxDelayMs: 100,
+        deadlineMs: 60_000,
+      });
+      await source.getIdToken('a');
+      expect(waits).toEqual([20, 40, 50, 50]);
+    });
+
+    it('gives up when the wait would end exactly at the deadline', async () => {
+      const fake = fakeFetcher(clock);
+      const start = clock.now;
+      const source = createCachingIdTokenSource(
+        async (audience, timeoutMs) => {
+          clock.now = start + 4950; // the attempt took 4950 ms; the next wait is 50 ms
+          return fake.fetcher(audience, timeoutMs);
+        },
+        { hint: '', now: () => clock.now, deadlineMs: 5000 },
+      );
+      fake.failWith(new IdTokenFetchError('answered 500', true));
+      await expect(source.getIdToken('a')).rejects.toThrow('answered 500');
+      expect(fake.calls).toHaveLength(1);
+    });
   });
 });

@@ -53,6 +53,14 @@ describe('receiving over HTTP', () => {
     it('answers /health without a token', async () => {
       const res = await request(receiving.url).get('/health');
       expect(res.status).toBe(200);
+      expect(res.text).toBe('ok\n');
+    });
+
+    it('says nothing about its framework and sends no ETag', async () => {
+      const res = await request(receiving.url).get('/').set('Authorization', `Bearer ${await token()}`);
+      expect(res.status).toBe(200);
+      expect(res.headers).not.toHaveProperty('x-powered-by');
+      expect(res.headers).not.toHaveProperty('etag');
     });
 
     it('answers 401 with a Bearer challenge when the token is missing', async () => {
