@@ -262,20 +262,22 @@ describe('createCachingIdTokenSource', () => {
     }
   });
 
-  it('keeps a token without exp for one minute', async () => {
-    let fetches = 0;
-    const source = createCachingIdTokenSource(
-      async () => {
-        fetches += 1;
-        return `opaque-${fetches}`;
-      },
-      { hint: '', now: () => clock.now },
-    );
-    expect(await source.getIdToken('a')).toBe('opaque-1');
-    clock.now += 60_000 - 30_000 - 1;
-    expect(await source.getIdToken('a')).toBe('opaque-1');
-    clock.now += 1;
-    expect(await source.getIdToken('a')).toBe('opaque-2');
+  it('keeps a token without exp (opaque, or a JWT without the claim) for one minute', async () => {
+    for (const shape of [(n: number) => `opaque-${n}`, (n: number) => `${b64url({ alg: 'RS256' })}.${b64url({ n })}.sig`]) {
+      let fetches = 0;
+      const source = createCachingIdTokenSource(
+        async () => {
+          fetches += 1;
+          return shape(fetches);
+        },
+        { hint: '', now: () => clock.now },
+      );
+      expect(await source.getIdToken('a')).toBe(shape(1));
+      clock.now += 60_000 - 30_000 - 1;
+      expect(await source.getIdToken('a')).toBe(shape(1));
+      clock.now += 1;
+      expect(await source.getIdToken('a')).toBe(shape(2));
+    }
   });
 
   it('does not retry a fetcher that throws something other than a fetch error, and keeps it as the cause', async () => {
