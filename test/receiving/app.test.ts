@@ -61,6 +61,11 @@ describe('receiving over HTTP', () => {
       expect(res.status).toBe(200);
       expect(res.headers).not.toHaveProperty('x-powered-by');
       expect(res.headers).not.toHaveProperty('etag');
+      // Error answers go through res.send, which would add an ETag if it were on.
+      const missing = await request(receiving.url).get('/nowhere').set('Authorization', `Bearer ${await token()}`);
+      expect(missing.status).toBe(404);
+      expect(missing.headers).not.toHaveProperty('etag');
+      expect(missing.headers).not.toHaveProperty('x-powered-by');
     });
 
     it('answers 401 with a Bearer challenge when the token is missing', async () => {
