@@ -125,6 +125,15 @@ describe('receiving over HTTP', () => {
       expect(res.text).toMatch(/no verified email/);
     });
 
+    it('answers 403 naming the subject when the token has no email, even one claiming email_verified', async () => {
+      const res = await request(receiving.url)
+        .get('/')
+        .set('Authorization', `Bearer ${await token({ email: undefined, email_verified: true, sub: '1234567890' })}`);
+      expect(res.status).toBe(403);
+      expect(res.text).toMatch(/no verified email/);
+      expect(res.text).toContain('1234567890');
+    });
+
     it('never answers 5xx, whatever the Authorization header holds', async () => {
       const garbage = [
         'Bearer',

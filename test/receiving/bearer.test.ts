@@ -10,7 +10,11 @@ describe('readBearerToken', () => {
     expect(() => readBearerToken(header)).toThrow(TokenMissingError);
   });
 
-  it.each(['Basic dXNlcjpwYXNz', 'Bearer', 'Bearer a b', 'abc.def.ghi'])('refuses %j as not a bearer token', (header) => {
-    expect(() => readBearerToken(header)).toThrow(TokenInvalidError);
-  });
+  it.each(['Basic dXNlcjpwYXNz', 'Bearer', 'Bearer a b', 'abc.def.ghi', 'XBearer abc.def.ghi', 'Token bearer abc.def.ghi'])(
+    'refuses %j as not a bearer token, saying what the header should look like',
+    (header) => {
+      expect(() => readBearerToken(header)).toThrow(TokenInvalidError);
+      expect(() => readBearerToken(header)).toThrow('Authorization header is not of the form "Bearer <token>"');
+    },
+  );
 });
