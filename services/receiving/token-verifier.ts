@@ -49,9 +49,10 @@ export function createJwksTokenVerifier(options: JwksVerifierOptions): TokenVeri
   const cacheSize = options.cacheSize ?? 1000;
   const verified = new Map<string, { caller: Caller; expS: number; kid: string | undefined }>();
   const nowS = () => Math.floor((options.now?.() ?? new Date()).getTime() / 1000);
-  keySet.onChange((kids) => {
+  keySet.onChange((kids: ReadonlySet<string | undefined>) => {
+    // A token without a kid matches no published kid, so it is forgotten at every key change.
     for (const [token, known] of verified) {
-      if (known.kid === undefined || !kids.has(known.kid)) verified.delete(token);
+      if (!kids.has(known.kid)) verified.delete(token);
     }
   });
 
@@ -101,21 +102,28 @@ export function createJwksTokenVerifier(options: JwksVerifierOptions): TokenVeri
   };
 }
 
+const MISSING_CLAIM: Readonly<Record<string, string>> = {
+  aud: 'token has no audience',
+  iss: 'token has no issuer',
+  iat: 'token has no issue time (iat)',
+  exp: 'token has no expiry (exp)',
+};
+
 /** A short reason for the client; jose's own messages can quote claim values, so none pass through. */
-function describeFailure(err: unknown): string {
+export function describeFailure(err: unknown): string {
   if (err instanceof errors.JWTExpired) {
     return err.claim === 'iat' ? 'token was issued too long ago' : 'token has expired';
   }
   if (err instanceof errors.JWTClaimValidationFailed) {
+    if (err.reason === 'missing') return MISSING_CLAIM[err.claim] ?? `token has no ${err.claim} claim`;
+    if (err.reason === 'invalid') return `token claim ${err.claim} is not a number`;
     switch (err.claim) {
       case 'aud':
-        return err.reason === 'missing' ? 'token has no audience' : 'token audience is not this service';
+        return 'token audience is not this service';
       case 'iss':
-        return err.reason === 'missing' ? 'token has no issuer' : 'token issuer is not trusted';
+        return 'token issuer is not trusted';
       case 'iat':
-        return err.reason === 'missing' ? 'token has no issue time (iat)' : 'token is issued in the future';
-      case 'exp':
-        return 'token has no expiry (exp)';
+        return 'token is issued in the future';
       case 'nbf':
         return 'token is not valid yet (nbf)';
       default:

@@ -2,7 +2,8 @@ import { createHmac } from 'node:crypto';
 import express from 'express';
 import { createSigningKey, type SigningKey } from '../../services/metadata-emulator/signing-key.js';
 import { SigningKeysUnavailableError, TokenInvalidError } from '../../services/shared/errors.js';
-import { createJwksTokenVerifier, type TokenVerifier } from '../../services/receiving/token-verifier.js';
+import { errors } from 'jose';
+import { createJwksTokenVerifier, describeFailure, type TokenVerifier } from '../../services/receiving/token-verifier.js';
 import { serve, startEmulator, nowS, type Running, type RunningEmulator } from '../helpers/servers.js';
 import { b64url, claimsFor } from '../helpers/tokens.js';
 
@@ -111,8 +112,49 @@ describe('createJwksTokenVerifier with the emulator keys', () => {
     ['whose audience is a list of others', { aud: ['https://calling.example'] }, 'token audience is not this service'],
     ['without exp', { exp: undefined }, 'token has no expiry (exp)'],
     ['without iat', { iat: undefined }, 'token has no issue time (iat)'],
+    ['without aud', { aud: undefined }, 'token has no audience'],
+    ['without iss', { iss: undefined }, 'token has no issuer'],
+    ['without sub', { sub: undefined }, 'token has no subject'],
+    ['whose exp is null', { exp: null }, 'token claim exp is not a number'],
+    ['whose iat is a string', { iat: String(nowS()) }, 'token claim iat is not a number'],
   ])('refuses a token %s', async (_name, overrides, reason) => {
     expect(await reasonFor(verifier, await sign(overrides))).toBe(reason);
+  });
+
+  it('refuses a token with a critical header it does not understand, keeping jose’s error as the cause', async () => {
+    const [, payload, signature] = (await sign()).split('.');
+    const header = b64url({ alg: 'RS256', kid: emulator.key.kid, crit: ['urn:example:must-understand'], 'urn:example:must-understand': 1 });
+    const error = await verifier.verify(`${header}.${payload}.${signature}`).catch((err: unknown) => err);
+    expect((error as TokenInvalidError).reason).toBe('token uses an unsupported algorithm or key');
+    expect((error as Error).cause).toBeInstanceOf(errors.JOSENotSupported);
+  });
+
+  it('remembers a token until its exp plus the clock tolerance, to the second', async () => {
+    let now = new Date();
+    const clocked = createJwksTokenVerifier({
+      jwksUrl: emulator.jwksUrl,
+      audiences: [AUDIENCE],
+      issuers: ['https://accounts.google.com'],
+      clockToleranceS: 30,
+      now: () => now,
+    });
+    const exp = nowS() + 120;
+    const token = await sign({ exp });
+    await clocked.verify(token);
+    now = new Date((exp + 29) * 1000);
+    expect(clocked.remembered!(token)).toMatchObject({ emailVerified: true });
+    now = new Date((exp + 30) * 1000);
+    expect(clocked.remembered!(token)).toBeUndefined();
+  });
+
+  it('remembers at most cacheSize tokens, forgetting the oldest first; cacheSize 0 remembers none', async () => {
+    const small = createJwksTokenVerifier({ jwksUrl: emulator.jwksUrl, audiences: [AUDIENCE], issuers: ['https://accounts.google.com'], cacheSize: 2 });
+    const tokens = await Promise.all([1, 2, 3].map((n) => sign({ sub: String(n) })));
+    for (const token of tokens) await small.verify(token);
+    expect(tokens.map((t) => small.remembered!(t)?.subject)).toEqual([undefined, '2', '3']);
+    const none = createJwksTokenVerifier({ jwksUrl: emulator.jwksUrl, audiences: [AUDIENCE], issuers: ['https://accounts.google.com'], cacheSize: 0 });
+    await none.verify(tokens[0]!);
+    expect(none.remembered!(tokens[0]!)).toBeUndefined();
   });
 
   it('stops accepting a remembered token once it expires', async () => {
@@ -134,6 +176,15 @@ describe('createJwksTokenVerifier with the emulator keys', () => {
     await expect(verifier.verify(await sign({ iat: nowS() + 10, exp: nowS() + 3610 }))).resolves.toMatchObject({
       emailVerified: true,
     });
+  });
+});
+
+describe('describeFailure', () => {
+  it('names claims it has no words for, and ambiguous key ids', () => {
+    expect(describeFailure(new errors.JWTClaimValidationFailed('x', {}, 'sub', 'check_failed'))).toBe('token claim sub is invalid');
+    expect(describeFailure(new errors.JWTClaimValidationFailed('x', {}, 'azp', 'missing'))).toBe('token has no azp claim');
+    expect(describeFailure(new errors.JWKSMultipleMatchingKeys())).toBe('token key id is ambiguous');
+    expect(describeFailure(new Error('anything else'))).toBe('token is malformed');
   });
 });
 
