@@ -13,7 +13,7 @@ export interface SigningKeySet {
   getKey: JWTVerifyGetKey;
   /** Starts a background refresh if the cached keys are past their max-age; cheap, synchronous. */
   refreshIfStale(): void;
-  /** Called with the key ids of every key set fetched after the first. */
+  /** Called with the key ids of every key set fetched. */
   onChange(listener: (kids: ReadonlySet<string>) => void): void;
 }
 
@@ -27,6 +27,8 @@ export interface SigningKeySetOptions {
   timeoutMs?: number;
   /** Epoch milliseconds; tests move it. */
   now?: () => number;
+  /** Certificates to trust besides Node's for an https key server (tests: a loopback one). */
+  ca?: string | Buffer;
 }
 
 /** Keys are kept for the key server's Cache-Control max-age, within these bounds. */
@@ -54,14 +56,17 @@ export function createSigningKeySet(options: SigningKeySetOptions): SigningKeySe
   const maxBackoffMs = Math.max(cooldownMs, options.maxBackoffMs ?? 5 * 60_000);
   const timeoutMs = options.timeoutMs ?? 5000;
   const now = options.now ?? Date.now;
-  const agent = options.url.protocol === 'https:' ? new https.Agent() : new http.Agent();
+  const agent =
+    options.url.protocol === 'https:'
+      ? new https.Agent(options.ca === undefined ? {} : { ca: options.ca })
+      : new http.Agent();
   const listeners: ((kids: ReadonlySet<string>) => void)[] = [];
 
   let cached: Cached | undefined;
   let inFlight: Promise<void> | undefined;
   let nextFetchAtMs = 0;
   let failures = 0;
-  let lastFailure = '';
+  let lastFailure: string | undefined; // set by every failed fetch, before anything reads it
 
   /** The one fetch in flight, started now if the cooldown allows; it never rejects. */
   const refresh = (): Promise<void> | undefined => {
@@ -69,12 +74,11 @@ export function createSigningKeySet(options: SigningKeySetOptions): SigningKeySe
     if (now() < nextFetchAtMs) return undefined;
     inFlight = fetchKeys(options.url, agent, timeoutMs).then(
       (fetched) => {
-        const first = cached === undefined;
         failures = 0;
         cached = { ...fetched, staleAtMs: now() + fetched.maxAgeS * 1000 };
         nextFetchAtMs = now() + cooldownMs;
         inFlight = undefined;
-        if (!first) for (const listener of listeners) listener(fetched.kids);
+        for (const listener of listeners) listener(fetched.kids);
       },
       (err: unknown) => {
         failures += 1;
@@ -89,7 +93,7 @@ export function createSigningKeySet(options: SigningKeySetOptions): SigningKeySe
   const unavailable = () =>
     new SigningKeysUnavailableError(
       options.url.href,
-      lastFailure,
+      lastFailure!,
       Math.max(1, Math.ceil((nextFetchAtMs - now()) / 1000)),
     );
 

@@ -1,4 +1,7 @@
 import express from 'express';
+import { readFileSync } from 'node:fs';
+import https from 'node:https';
+import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import request from 'supertest';
 import { createReceivingApp } from '../../services/receiving/app.js';
 import { authenticate } from '../../services/receiving/authenticate.js';
@@ -7,6 +10,7 @@ import { maxAgeOf, type SigningKeySetOptions } from '../../services/receiving/si
 import { createJwksTokenVerifier, type TokenVerifier } from '../../services/receiving/token-verifier.js';
 import { SigningKeysUnavailableError, TokenInvalidError } from '../../services/shared/errors.js';
 import { freePort } from '../../scripts/lib/processes.js';
+import { resettingServer } from '../helpers/faults.js';
 import { silentLogger } from '../helpers/logs.js';
 import { serve, nowS, type Running } from '../helpers/servers.js';
 import { b64url } from '../helpers/tokens.js';
@@ -14,7 +18,7 @@ import { b64url } from '../helpers/tokens.js';
 const AUDIENCE = 'https://receiving-abc123-uc.a.run.app';
 const COOLDOWN_MS = 30_000;
 
-type Mode = 'ok' | 'error-500' | 'silent' | 'refused' | 'not-json' | 'no-keys' | 'redirect' | 'huge' | 'null';
+type Mode = 'ok' | 'error-500' | 'silent' | 'refused' | 'not-json' | 'no-keys' | 'redirect' | 'huge' | 'null' | 'raw';
 
 /**
  * A key server we control: serves `keys` with `Cache-Control: max-age=<maxAgeS>`, counts every
@@ -22,6 +26,8 @@ type Mode = 'ok' | 'error-500' | 'silent' | 'refused' | 'not-json' | 'no-keys' |
  */
 class KeyServer {
   keys: SigningKey[] = [];
+  /** Served as is in mode 'raw'. */
+  raw: unknown = null;
   maxAgeS = 60;
   mode: Mode = 'ok';
   requests = 0;
@@ -52,6 +58,9 @@ class KeyServer {
           return;
         case 'null':
           res.json(null);
+          return;
+        case 'raw':
+          res.set('Cache-Control', `public, max-age=${this.maxAgeS}`).json(this.raw);
           return;
         default:
           res.set('Cache-Control', `public, max-age=${this.maxAgeS}`).json({ keys: this.keys.flatMap((k) => k.jwks.keys) });
@@ -141,10 +150,15 @@ describe('signing keys: a cache that outlives the key server', () => {
     server.maxAgeS = 120;
     const token = await key.sign(claims());
     expect(await outcome(verifier, token)).toBe('ok');
-    advance(119_000);
+    advance(60_000); // past the cooldown, well within max-age: nothing to fetch
     expect(await outcome(verifier, token)).toBe('ok');
+    await settle();
     expect(server.requests).toBe(1);
-    advance(2000);
+    advance(59_999);
+    expect(await outcome(verifier, token)).toBe('ok');
+    await settle();
+    expect(server.requests).toBe(1);
+    advance(1); // exactly max-age
     expect(await outcome(verifier, token)).toBe('ok');
     await settle();
     expect(server.requests).toBe(2);
@@ -228,14 +242,18 @@ describe('signing keys: a cache that outlives the key server', () => {
   });
 
   it.each([
-    ['error-500' as const, 'answered 500'],
-    ['not-json' as const, 'answered something that is not JSON'],
-    ['no-keys' as const, 'answered a key set without RSA keys'],
-    ['null' as const, 'answered a key set without RSA keys'],
-    ['redirect' as const, 'answered 302'],
-    ['huge' as const, 'answered more than 64 KB'],
-  ])('treats a key server in mode %s as failing: "%s"', async (mode, how) => {
+    ['error-500' as const, 'answered 500', undefined],
+    ['not-json' as const, 'answered something that is not JSON', undefined],
+    ['no-keys' as const, 'answered a key set without RSA keys', undefined],
+    ['null' as const, 'answered a key set without RSA keys', undefined],
+    ['raw' as const, 'answered a key set without RSA keys', { keys: [null] }],
+    ['raw' as const, 'answered a key set without RSA keys', { keys: 'not a list' }],
+    ['raw' as const, 'answered a malformed key set', { keys: [{ kty: 'RSA', n: 'AQAB', e: 'AQAB' }, 'not a key'] }],
+    ['redirect' as const, 'answered 302', undefined],
+    ['huge' as const, 'answered more than 64 KB', undefined],
+  ])('treats a key server in mode %s as failing: "%s"', async (mode, how, raw: unknown) => {
     server.mode = mode;
+    server.raw = raw;
     const error = (await verifier.verify(await key.sign(claims())).catch((e: unknown) => e)) as Error;
     expect(error).toBeInstanceOf(SigningKeysUnavailableError);
     expect(error.message).toContain(`key server at ${server.url.href} ${how}; next try in 30 s`);
@@ -260,6 +278,35 @@ describe('signing keys: a cache that outlives the key server', () => {
     expect(((await verifier.verify(await key.sign(claims())).catch((e: Error) => e)) as Error).message).toContain(
       'refused the connection',
     );
+  });
+
+  it('names another network failure by its code', async () => {
+    const reset = await resettingServer();
+    try {
+      const url = new URL(`http://127.0.0.1:${reset.port}/certs`);
+      const resetting = createJwksTokenVerifier({ jwksUrl: url, audiences: [AUDIENCE], issuers: ['https://accounts.google.com'] });
+      const error = (await resetting.verify(await key.sign(claims())).catch((e: unknown) => e)) as Error;
+      expect(error.message).toContain(`key server at ${url.href} could not be reached (ECONNRESET); next try in 30 s`);
+    } finally {
+      await reset.close();
+    }
+  });
+
+  it('does not fetch keys for a token without a key id', async () => {
+    expect(await outcome(verifier, await key.sign(claims()))).toBe('ok');
+    advance(COOLDOWN_MS + 1000); // a fetch would be allowed, and the keys are not stale
+    const noKid = `${b64url({ alg: 'RS256', typ: 'JWT' })}.${b64url(claims())}.c2lnbmF0dXJl`;
+    expect(await outcome(verifier, noKid)).toBe('401 token signature does not verify');
+    await settle();
+    expect(server.requests).toBe(1);
+  });
+
+  it('leaves no timer behind once the keys have come', async () => {
+    const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+    const slowTimeout = verifierFor(server, { timeoutMs: 60_000, now: () => clockMs }, 0);
+    const before = timers();
+    expect(await outcome(slowTimeout, await key.sign(claims()))).toBe('ok');
+    expect(timers()).toBe(before);
   });
 
   it('refuses an unknown key id as the token’s fault (401) while the key server is healthy, without refetching', async () => {
@@ -287,6 +334,31 @@ describe('signing keys: a cache that outlives the key server', () => {
     await server.setMode('error-500');
     advance(COOLDOWN_MS);
     expect(await outcome(verifier, forgedWithKid('z'))).toBe('503 retry-after 30');
+  });
+});
+
+describe('signing keys from an https key server (as Google’s is)', () => {
+  it('fetches over https, checking the certificate', async () => {
+    const key = await createSigningKey();
+    const fixtures = new URL('../fixtures/tls/', import.meta.url);
+    const cert = readFileSync(new URL('loopback.crt', fixtures));
+    const server = https.createServer({ key: readFileSync(new URL('loopback.key', fixtures)), cert }, (_req, res) => {
+      res.setHeader('Content-Type', 'application/json');
+      res.end(JSON.stringify(key.jwks));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const url = new URL(`https://127.0.0.1:${(server.address() as { port: number }).port}/certs`);
+    const options = { jwksUrl: url, audiences: [AUDIENCE], issuers: ['https://accounts.google.com'] };
+    try {
+      const trusting = createJwksTokenVerifier({ ...options, keys: { ca: cert } });
+      expect(await outcome(trusting, await key.sign(claims()))).toBe('ok');
+      const untrusting = createJwksTokenVerifier(options);
+      const error = (await untrusting.verify(await key.sign(claims())).catch((e: unknown) => e)) as Error;
+      expect(error.message).toContain('could not be reached (DEPTH_ZERO_SELF_SIGNED_CERT)');
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
   });
 });
 
@@ -340,6 +412,32 @@ describe('remembered tokens follow their key', () => {
     }
   });
 
+  it('forgets a verified token without a key id at the next key change', async () => {
+    const [a, b] = await Promise.all([generateKeyPair('RS256', { extractable: true }), generateKeyPair('RS256', { extractable: true })]);
+    const jwkOf = async (pair: typeof a) => ({ ...(await exportJWK(pair.publicKey)), alg: 'RS256', use: 'sig' });
+    const server = new KeyServer();
+    server.mode = 'raw';
+    server.raw = { keys: [await jwkOf(a)] };
+    server.maxAgeS = 60;
+    await server.start();
+    let clockMs = Date.now();
+    const verifier = verifierFor(server, { now: () => clockMs });
+    try {
+      const token = await new SignJWT(claims()).setProtectedHeader({ alg: 'RS256' }).sign(a.privateKey);
+      await verifier.verify(token);
+      expect(verifier.remembered!(token)).toMatchObject({ subject: '1' });
+      server.raw = { keys: [await jwkOf(b)] };
+      clockMs += 61_000;
+      verifier.remembered!(token); // starts the refresh
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(server.requests).toBe(2);
+      expect(verifier.remembered!(token)).toBeUndefined();
+      expect((await verifier.verify(token).catch((e: unknown) => e)) as TokenInvalidError).toMatchObject({ reason: 'token signature does not verify' });
+    } finally {
+      await server.close();
+    }
+  });
+
   it('keeps remembered tokens whose key is still published', async () => {
     const key = await createSigningKey();
     const server = new KeyServer();
@@ -370,6 +468,9 @@ describe('maxAgeOf', () => {
     ['s-maxage=5', 300],
     ['no-store', 300],
     ['MAX-AGE="120"', 120],
+    ['public , max-age = 120 , must-revalidate', 120],
+    ['max-ageing=120', 300],
+    ['max-age=120abc', 300],
   ])('reads %p as %d seconds', (header, seconds) => {
     expect(maxAgeOf(header)).toBe(seconds);
   });
