@@ -30,7 +30,7 @@ export function createUpstreamClient(options: {
 }): UpstreamClient {
   // Node's agents hand out the most recently used socket first (scheduling 'lifo' is the default).
   const httpAgent = new http.Agent({ keepAlive: true });
-  const httpsAgent = new https.Agent({ keepAlive: true, ...(options.ca === undefined ? {} : { ca: options.ca }) });
+  const httpsAgent = new https.Agent({ keepAlive: true, ca: options.ca }); // ca undefined: Node's own list
   const agent = (u: URL) => (u.protocol === 'https:' ? httpsAgent : httpAgent);
 
   const attempt = async (url: URL, headers: Record<string, string>, signal: AbortSignal) => {

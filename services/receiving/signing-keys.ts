@@ -56,10 +56,8 @@ export function createSigningKeySet(options: SigningKeySetOptions): SigningKeySe
   const maxBackoffMs = Math.max(cooldownMs, options.maxBackoffMs ?? 5 * 60_000);
   const timeoutMs = options.timeoutMs ?? 5000;
   const now = options.now ?? Date.now;
-  const agent =
-    options.url.protocol === 'https:'
-      ? new https.Agent(options.ca === undefined ? {} : { ca: options.ca })
-      : new http.Agent();
+  // ca undefined: Node's own list.
+  const agent = options.url.protocol === 'https:' ? new https.Agent({ ca: options.ca }) : new http.Agent();
   const listeners: ((kids: ReadonlySet<string>) => void)[] = [];
 
   let cached: Cached | undefined;

@@ -54,6 +54,12 @@ describe('loadReceivingConfig', () => {
     expect(problems.join('\n')).toMatch(/PORT must be a whole number/);
   });
 
+  it('refuses an INVOKERS entry with anything before or after the member', () => {
+    for (const entry of ['xuser:ann@example.com', 'user:ann@example.com:extra', 'group:team@example.com']) {
+      expect(problemsOf({ AUDIENCES: 'a', INVOKERS: entry })).toEqual([expect.stringContaining(`INVOKERS entry "${entry}" is not an IAM member`)]);
+    }
+  });
+
   it('refuses INVOKERS without reading tokens', () => {
     expect(problemsOf({ TOKEN_CHECK: 'none', INVOKERS: 'user:a@example.com' })).toEqual([
       expect.stringMatching(/^INVOKERS needs TOKEN_CHECK=verify or platform/),

@@ -77,6 +77,7 @@ describe('receiving with TOKEN_CHECK=platform', () => {
       ['a stripped token long expired', { iat: nowS() - 7200, exp: nowS() - 3600 }, 'token has expired'],
       ['a stripped token without exp', { exp: undefined }, 'token has expired'],
       ['a stripped token expired just past the 30 s tolerance', { exp: nowS() - 31 }, 'token has expired'],
+      ['a stripped token expired exactly at the 30 s tolerance', { exp: nowS() - 30 }, 'token has expired'],
       ['a stripped token without a subject', { sub: undefined }, 'token has no subject'],
     ])('refuses %s with 401', async (_name, overrides, reason) => {
       const req = request(receiving.url).get('/');
@@ -91,6 +92,18 @@ describe('receiving with TOKEN_CHECK=platform', () => {
         .get('/')
         .set('Authorization', `Bearer ${b64url({ alg: 'RS256' })}.not-json.${SIGNATURE_REMOVED}`);
       expect(res.status).toBe(401);
+      expect(res.text).toContain('token is malformed');
+    });
+
+    it('admits a stripped token within the 30 s tolerance of its exp', async () => {
+      const res = await request(receiving.url).get('/').set('Authorization', `Bearer ${await stripped({ exp: nowS() - 25 })}`);
+      expect([res.status, res.text]).toEqual([200, 'Hello World!']);
+    });
+
+    it('treats an email claim that is not a string as no email (403), not as a crash', async () => {
+      const res = await request(receiving.url).get('/').set('Authorization', `Bearer ${await stripped({ email: 42 })}`);
+      expect(res.status).toBe(403);
+      expect(res.text).toMatch(/no verified email/);
     });
   });
 

@@ -172,6 +172,12 @@ describe('createJwksTokenVerifier with the emulator keys', () => {
     expect(await reasonFor(clocked, token)).toBe('token has expired');
   });
 
+  it('accepts a token valid for exactly a day, the longest allowed', async () => {
+    const iat = nowS();
+    await expect(verifier.verify(await sign({ iat, exp: iat + 86400 }))).resolves.toMatchObject({ emailVerified: true });
+    expect(await reasonFor(verifier, await sign({ iat, exp: iat + 86401 }))).toBe('token is valid for more than a day');
+  });
+
   it('forgives a small clock skew', async () => {
     await expect(verifier.verify(await sign({ iat: nowS() + 10, exp: nowS() + 3610 }))).resolves.toMatchObject({
       emailVerified: true,

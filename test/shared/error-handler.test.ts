@@ -31,6 +31,10 @@ describe('errorHandler', () => {
     app.get('/bug-with-status', () => {
       throw Object.assign(new Error('upstream library said 503 with secrets'), { status: 503 });
     });
+    app.get('/status/:kind', (req) => {
+      const status = { 'string-404': '404', '399': 399, '499': 499, '600': 600 }[req.params.kind as string];
+      throw Object.assign(new Error('a library error with a status of its own'), { status });
+    });
     app.post('/json', (_req, res) => {
       res.send('parsed');
     });
@@ -95,6 +99,20 @@ describe('errorHandler', () => {
   it('does not pass a 5xx status carried by a foreign error through', async () => {
     const res = await request(running.url).get('/bug-with-status');
     expect([res.status, res.text]).toEqual([500, 'internal error\n']);
+  });
+
+  it('passes through only a 4xx status that is a number, answering 500 for anything else', async () => {
+    const answers: Record<string, [number, string]> = {};
+    for (const kind of ['string-404', '399', '499', '600']) {
+      const res = await request(running.url).get(`/status/${kind}`);
+      answers[kind] = [res.status, res.text];
+    }
+    expect(answers).toEqual({
+      'string-404': [500, 'internal error\n'],
+      399: [500, 'internal error\n'],
+      499: [499, 'bad request\n'],
+      600: [500, 'internal error\n'],
+    });
   });
 
   it('answers a malformed JSON body with 400 bad request, not 500', async () => {
