@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,6 +7,8 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Ajv } from 'ajv';
 import { parse } from 'yaml';
+import { placeholdersIn, readDeployDir } from '../../scripts/lib/deploy-manifests.js';
+import { checkWithGcloud, findGcloud, type GcloudSdk } from '../helpers/gcloud.js';
 
 const run = promisify(execFile);
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -29,25 +31,16 @@ const step = (id: string): Step => {
 /** A step's command line as one string. */
 const commandOf = (id: string): string => [step(id).entrypoint ?? '', ...step(id).args].join(' ').replace(/\s+/g, ' ');
 
-const gcloudSdk = async (): Promise<string | undefined> => {
-  try {
-    const { stdout } = await run('gcloud', ['info', '--format=value(installation.sdk_root)'], { timeout: 30_000 });
-    return stdout.trim() || undefined;
-  } catch {
-    return undefined;
-  }
-};
-
 /** Loads a config with gcloud's own Cloud Build loader (gcloud's bundled python); resolves with its step ids. */
-async function loadWithGcloud(sdk: string, path: string): Promise<string[]> {
+async function loadWithGcloud(sdk: GcloudSdk, path: string): Promise<string[]> {
   const script = [
     'import json, sys',
     'from googlecloudsdk.api_lib.cloudbuild import cloudbuild_util, config',
     'build = config.LoadCloudbuildConfigFromPath(sys.argv[1], cloudbuild_util.GetMessagesModule())',
     'print(json.dumps([s.id for s in build.steps]))',
   ].join('\n');
-  const { stdout } = await run(join(sdk, 'platform/bundledpythonunix/bin/python3'), ['-c', script, path], {
-    env: { ...process.env, PYTHONPATH: `${join(sdk, 'lib')}:${join(sdk, 'lib/third_party')}` },
+  const { stdout } = await run(sdk.python, ['-c', script, path], {
+    env: { ...process.env, PYTHONPATH: sdk.pythonPath },
     timeout: 60_000,
   });
   return JSON.parse(stdout) as string[];
@@ -70,15 +63,13 @@ describe('cloudbuild.yaml', () => {
   });
 
   describe("in gcloud's own loader", () => {
-    let sdk: string | undefined;
+    let sdk: GcloudSdk | undefined;
     beforeAll(async () => {
-      sdk = await gcloudSdk();
-      // These machines, and so CI, have gcloud: there its absence is a failure, not a skip.
-      if (sdk === undefined && process.env.CI) throw new Error('gcloud is not installed: cannot load cloudbuild.yaml');
+      sdk = await findGcloud("cloudbuild.yaml in gcloud's loader");
     });
 
     it('loads without error', async () => {
-      if (sdk === undefined) return console.warn('gcloud is not installed: loader check skipped');
+      if (sdk === undefined) return;
       expect(await loadWithGcloud(sdk, configPath)).toEqual(config.steps.map((s) => s.id));
     });
 
@@ -95,7 +86,7 @@ describe('cloudbuild.yaml', () => {
     });
   });
 
-  it('tests, builds, pushes, deploys receiving, reads its URL, deploys calling, then grants the invoker role', () => {
+  it('tests, builds, pushes, resolves deploy/, deploys both services side by side, then sets receiving\'s policy', () => {
     expect(config.steps.map((s) => s.id)).toEqual([
       'install',
       'test',
@@ -103,14 +94,17 @@ describe('cloudbuild.yaml', () => {
       'build-calling',
       'push-receiving',
       'push-calling',
+      'render-manifests',
       'deploy-receiving',
-      'read-receiving-url',
+      'set-receiving-policy',
       'deploy-calling',
-      'grant-invoker',
     ]);
     expect(step('build-calling').waitFor).toEqual(['test']);
-    expect(step('deploy-calling').waitFor).toEqual(['read-receiving-url', 'push-calling']);
-    expect(step('grant-invoker').waitFor).toEqual(['deploy-calling']);
+    expect(step('render-manifests').waitFor).toEqual(['test']);
+    expect(step('deploy-receiving').waitFor).toEqual(['render-manifests', 'push-receiving']);
+    expect(step('set-receiving-policy').waitFor).toEqual(['deploy-receiving']);
+    // calling needs nothing from receiving's deployment: it calls receiving's deterministic URL.
+    expect(step('deploy-calling').waitFor).toEqual(['render-manifests', 'push-calling']);
   });
 
   it('builds from the real Dockerfiles and pushes to Artifact Registry, never gcr.io', () => {
@@ -121,25 +115,74 @@ describe('cloudbuild.yaml', () => {
     for (const s of config.steps) expect(s.args.join(' ')).not.toMatch(/gcr\.io\//);
   });
 
-  it('deploys receiving private, as its own service account, with TOKEN_CHECK=platform', () => {
-    const deploy = commandOf('deploy-receiving');
-    expect(deploy).toContain('--service-account=${_RECEIVING_SERVICE_ACCOUNT}@$PROJECT_ID.iam.gserviceaccount.com');
-    expect(deploy).toMatch(/^gcloud run deploy \$\{_RECEIVING_SERVICE\} /);
-    expect(deploy).toContain('--no-allow-unauthenticated');
-    expect(deploy).toContain('--set-env-vars=TOKEN_CHECK=platform');
-    expect(deploy).not.toContain('--allow-unauthenticated ');
+  it('deploys from deploy/ only: every gcloud command is services replace or set-iam-policy, with no flag a manifest holds', () => {
+    const gcloudSteps = config.steps.filter((s) => s.entrypoint === 'gcloud' || s.args.join(' ').includes('gcloud'));
+    expect(gcloudSteps.map((s) => commandOf(s.id))).toEqual([
+      'gcloud run services replace dist/deploy/receiving.yaml',
+      'gcloud run services set-iam-policy receiving dist/deploy/receiving-policy.yaml --region=${_REGION} --quiet',
+      'gcloud run services replace dist/deploy/calling.yaml',
+    ]);
+    expect(text).not.toMatch(/--(service-account|set-env-vars|image|(no-)?allow-unauthenticated|(no-)?invoker-iam-check|concurrency|memory|cpu|port|timeout)\b/);
   });
 
-  it("deploys calling public, as its own service account, with receiving's URL", () => {
-    const deploy = commandOf('deploy-calling');
-    const account = '${_CALLING_SERVICE_ACCOUNT}@$PROJECT_ID.iam.gserviceaccount.com';
-    expect(deploy).toContain('--allow-unauthenticated');
-    expect(deploy).toContain(`--service-account=${account}`);
-    expect(deploy).toContain('--set-env-vars=URL=$$(cat /workspace/receiving-url)');
-    expect(commandOf('read-receiving-url')).toContain("--format='value(status.url)' > /workspace/receiving-url");
-    expect(commandOf('grant-invoker')).toBe(
-      `gcloud run services add-iam-policy-binding \${_RECEIVING_SERVICE} --region=\${_REGION} --member=serviceAccount:${account} --role=roles/run.invoker`,
-    );
+  it("resolves exactly deploy/'s placeholders, with the images this build pushes", () => {
+    const render = step('render-manifests');
+    expect(render.entrypoint).toBe('node');
+    expect(render.args.slice(0, 2)).toEqual(['dist/scripts/render-deploy.js', '--out=dist/deploy']);
+    const values = Object.fromEntries(render.args.slice(2).map((a) => a.split(/=(.*)/s, 2) as [string, string]));
+    const used = new Set(readDeployDir(join(root, 'deploy')).flatMap((f) => placeholdersIn(f.text)));
+    expect(Object.keys(values).sort()).toEqual([...used].sort());
+    expect(values).toMatchObject({ PROJECT_ID: '$PROJECT_ID', PROJECT_NUMBER: '$PROJECT_NUMBER', REGION: '${_REGION}' });
+    expect([values.RECEIVING_IMAGE, values.CALLING_IMAGE]).toEqual(config.images);
+  });
+
+  describe('run as Cloud Build runs it, from resolving deploy/ on (gcloud replaced by its own offline parsing)', () => {
+    const BUILTIN: Record<string, string> = { PROJECT_ID: 'my-project', PROJECT_NUMBER: '123456789012', BUILD_ID: 'b1' };
+    /** Cloud Build's substitution: $NAME and ${NAME} from the built-ins and the defaults; $$ is a $. */
+    const substitute = (arg: string) =>
+      arg.replace(/\$\$|\$\{(\w+)\}|\$(\w+)/g, (m, braced?: string, bare?: string) => {
+        if (m === '$$') return '$';
+        const name = (braced ?? bare)!;
+        const value = BUILTIN[name] ?? config.substitutions[name];
+        if (value === undefined) throw new Error(`no substitution for ${m}`);
+        return value;
+      });
+    let sdk: GcloudSdk | undefined;
+    let workspace: string;
+    beforeAll(async () => {
+      sdk = await findGcloud('the deploy steps of cloudbuild.yaml');
+      // /workspace after the test step: the repository with dist/ built (npm test builds it).
+      workspace = mkdtempSync(join(tmpdir(), 'workspace-'));
+      mkdirSync(join(workspace, 'dist'));
+      for (const dir of ['scripts', 'services']) symlinkSync(join(root, 'dist', dir), join(workspace, 'dist', dir));
+    });
+    afterAll(() => rmSync(workspace, { recursive: true, force: true }));
+
+    it('render-manifests writes each file the deploy steps read; each is what gcloud accepts, in the right region', async () => {
+      const render = step('render-manifests');
+      await run(process.execPath, render.args.map(substitute), { cwd: workspace, timeout: 20_000 });
+
+      const receiving = parse(readFileSync(join(workspace, 'dist/deploy/receiving.yaml'), 'utf8'));
+      for (const id of ['deploy-receiving', 'set-receiving-policy', 'deploy-calling']) {
+        const args = step(id).args.map(substitute);
+        const file = args.find((a) => a.startsWith('dist/deploy/'))!;
+        expect({ id, exists: existsSync(join(workspace, file)) }).toEqual({ id, exists: true });
+        const manifest = parse(readFileSync(join(workspace, file), 'utf8'));
+        if (args[2] === 'replace') {
+          // gcloud takes the region from this label when --region is not given.
+          expect(manifest.metadata.labels['cloud.googleapis.com/location']).toBe('us-central1');
+          expect(manifest.spec.template.spec.containers[0].image).toBe(
+            `us-central1-docker.pkg.dev/my-project/cloudrun-auth/${manifest.metadata.name}:b1`,
+          );
+        } else {
+          expect(args.slice(0, 4)).toEqual(['run', 'services', 'set-iam-policy', receiving.metadata.name]);
+          expect(args).toContain('--region=us-central1');
+        }
+        if (sdk === undefined) continue;
+        const verdict = await checkWithGcloud(sdk, args[2] === 'replace' ? 'service' : 'policy', join(workspace, file));
+        expect({ id, verdict: verdict.slice(0, 3) }).toEqual({ id, verdict: 'OK ' });
+      }
+    });
   });
 
   it('declares every substitution it uses, each with a default', () => {
