@@ -7,7 +7,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
-import { loadEmulatorConfig } from '../../services/metadata-emulator/config.js';
+import { loadEmulatorConfig } from '../../local/metadata-emulator/config.js';
 import { freePort, startProcess, startService, type ServiceProcess, type StartOptions } from '../lib/processes.js';
 
 interface Options {

@@ -1,4 +1,4 @@
-import { loadEmulatorConfig, type EmulatorConfig } from '../../services/metadata-emulator/config.js';
+import { loadEmulatorConfig, type EmulatorConfig } from '../../local/metadata-emulator/config.js';
 import { startService, type ServiceProcess } from './processes.js';
 
 export interface ChainPorts {

@@ -23,7 +23,8 @@ export type ServiceName = 'calling' | 'receiving' | 'metadata-emulator';
 export function entryOf(name: ServiceName): string {
   const root = fileURLToPath(new URL('../../', import.meta.url));
   const dist = basename(root) === 'dist' ? root : join(root, 'dist');
-  return join(dist, 'services', name, 'main.js');
+  // The deployed services live in services/, the local stand-ins for Google in local/.
+  return join(dist, name === 'metadata-emulator' ? 'local' : 'services', name, 'main.js');
 }
 
 /** A port that was free a moment ago on 127.0.0.1. */

@@ -15,7 +15,7 @@ import {
 import { freePort } from '../../scripts/lib/processes.js';
 import { faultyFront, resettingServer } from '../helpers/faults.js';
 import { serve, startEmulator, type Running, type RunningEmulator } from '../helpers/servers.js';
-import { createMetadataEmulator } from '../../services/metadata-emulator/app.js';
+import { createMetadataEmulator } from '../../local/metadata-emulator/app.js';
 import { silentLogger } from '../helpers/logs.js';
 
 // google-auth-library is CommonJS: its transporter must be the CommonJS gaxios it loads itself.

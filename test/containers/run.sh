@@ -100,9 +100,9 @@ free_port() { node -e "const s=require('net').createServer().listen(0,'127.0.0.1
 metadata_port=$(free_port)
 receiving_port=$(free_port)
 calling_port=$(free_port)
-PORT=$metadata_port HOST=127.0.0.1 node dist/services/metadata-emulator/main.js >"$work/emulator.log" 2>&1 &
+PORT=$metadata_port HOST=127.0.0.1 node dist/local/metadata-emulator/main.js >"$work/emulator.log" 2>&1 &
 emulator_pid=$!
-identity=$(node -e "import('./dist/services/metadata-emulator/config.js').then(m=>console.log(m.loadEmulatorConfig({}).serviceAccount))")
+identity=$(node -e "import('./dist/local/metadata-emulator/config.js').then(m=>console.log(m.loadEmulatorConfig({}).serviceAccount))")
 
 wait_for() { # wait_for URL
   for _ in $(seq 1 100); do curl -fs -o /dev/null "$1" && return 0; sleep 0.1; done
@@ -140,7 +140,7 @@ for svc in receiving calling; do
   # Anything of ours but this service and shared code, any source or test, any dev dependency.
   extra=$("${PODMAN_RUN[@]}" --rm --entrypoint sh "$image" -c "cd /app && {
       ls -d dist/services/* | grep -v -x -e dist/services/$svc -e dist/services/shared
-      ls -d dist/scripts test scripts services node_modules/typescript node_modules/jest node_modules/ts-jest \
+      ls -d dist/local dist/scripts local test scripts services node_modules/typescript node_modules/jest node_modules/ts-jest \
         node_modules/supertest node_modules/@types/* 2>/dev/null
       find . -path ./node_modules -prune -o \( -name '*.test.*' -o -name '*.ts' -o -name '*.map' \) -print
     } || true")

@@ -1,8 +1,8 @@
 import type { Server } from 'node:http';
 import type { Express } from 'express';
-import { createMetadataEmulator, type EmulatorStats } from '../../services/metadata-emulator/app.js';
-import { loadEmulatorConfig, type EmulatorConfig } from '../../services/metadata-emulator/config.js';
-import { createSigningKey, type SigningKey } from '../../services/metadata-emulator/signing-key.js';
+import { createMetadataEmulator, type EmulatorStats } from '../../local/metadata-emulator/app.js';
+import { loadEmulatorConfig, type EmulatorConfig } from '../../local/metadata-emulator/config.js';
+import { createSigningKey, type SigningKey } from '../../local/metadata-emulator/signing-key.js';
 import { listen, portOf } from '../../services/shared/server.js';
 import { silentLogger } from './logs.js';
 

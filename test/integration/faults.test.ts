@@ -2,7 +2,7 @@ import request from 'supertest';
 import { createCallingApp } from '../../services/calling/app.js';
 import { createIdTokenSource } from '../../services/calling/id-token-source.js';
 import { createUpstreamClient, type UpstreamClient } from '../../services/calling/upstream-client.js';
-import { createMetadataEmulator, type EmulatorStats } from '../../services/metadata-emulator/app.js';
+import { createMetadataEmulator, type EmulatorStats } from '../../local/metadata-emulator/app.js';
 import { createReceivingApp } from '../../services/receiving/app.js';
 import { authenticate } from '../../services/receiving/authenticate.js';
 import { createJwksTokenVerifier } from '../../services/receiving/token-verifier.js';

@@ -5,7 +5,7 @@ import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import request from 'supertest';
 import { createReceivingApp } from '../../services/receiving/app.js';
 import { authenticate } from '../../services/receiving/authenticate.js';
-import { createSigningKey, type SigningKey } from '../../services/metadata-emulator/signing-key.js';
+import { createSigningKey, type SigningKey } from '../../local/metadata-emulator/signing-key.js';
 import { maxAgeOf, type SigningKeySetOptions } from '../../services/receiving/signing-keys.js';
 import { createJwksTokenVerifier, type TokenVerifier } from '../../services/receiving/token-verifier.js';
 import { SigningKeysUnavailableError, TokenInvalidError } from '../../services/shared/errors.js';

@@ -1,6 +1,6 @@
 import { createHmac } from 'node:crypto';
 import express from 'express';
-import { createSigningKey, type SigningKey } from '../../services/metadata-emulator/signing-key.js';
+import { createSigningKey, type SigningKey } from '../../local/metadata-emulator/signing-key.js';
 import { SigningKeysUnavailableError, TokenInvalidError } from '../../services/shared/errors.js';
 import { errors } from 'jose';
 import { createJwksTokenVerifier, describeFailure, type TokenVerifier } from '../../services/receiving/token-verifier.js';

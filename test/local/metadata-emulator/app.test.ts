@@ -1,8 +1,8 @@
 import { createPublicKey, createVerify } from 'node:crypto';
 import http from 'node:http';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
-import { isMetadataHost } from '../../services/metadata-emulator/app.js';
-import { startEmulator, nowS, type RunningEmulator } from '../helpers/servers.js';
+import { isMetadataHost } from '../../../local/metadata-emulator/app.js';
+import { startEmulator, nowS, type RunningEmulator } from '../../helpers/servers.js';
 
 const V1 = '/computeMetadata/v1';
 const FLAVOR = { 'Metadata-Flavor': 'Google' };

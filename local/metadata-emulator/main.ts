@@ -1,6 +1,6 @@
-import { createLogger } from '../shared/logger.js';
-import { loadConfigOrExit } from '../shared/main-support.js';
-import { exitOnSignals, listenOrExit, portOf } from '../shared/server.js';
+import { createLogger } from '../../services/shared/logger.js';
+import { loadConfigOrExit } from '../../services/shared/main-support.js';
+import { exitOnSignals, listenOrExit, portOf } from '../../services/shared/server.js';
 import { createMetadataEmulator } from './app.js';
 import { loadEmulatorConfig } from './config.js';
 import { createSigningKey } from './signing-key.js';

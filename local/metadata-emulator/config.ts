@@ -1,4 +1,4 @@
-import { EnvReader, type Env } from '../shared/env.js';
+import { EnvReader, type Env } from '../../services/shared/env.js';
 
 export interface EmulatorConfig {
   host: string;

@@ -1,5 +1,5 @@
-import { ConfigError } from '../../services/shared/env.js';
-import { loadEmulatorConfig } from '../../services/metadata-emulator/config.js';
+import { ConfigError } from '../../../services/shared/env.js';
+import { loadEmulatorConfig } from '../../../local/metadata-emulator/config.js';
 
 describe('loadEmulatorConfig', () => {
   it("defaults to loopback and Cloud Run's default compute identity", () => {

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { isIPv4 } from 'node:net';
 import express, { type Express, type Request, type Response } from 'express';
-import type { Logger } from '../shared/logger.js';
-import { requestLog } from '../shared/request-log.js';
+import type { Logger } from '../../services/shared/logger.js';
+import { requestLog } from '../../services/shared/request-log.js';
 import type { EmulatorConfig } from './config.js';
 import { identityClaims } from './identity.js';
 import { buildMetadataTree, isDir, lookup, renderJson, renderText } from './metadata-tree.js';
