@@ -1,0 +1,311 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SignJWT, generateKeyPair, type JWTPayload } from 'jose';
+import { freePort } from '../../../scripts/lib/processes.js';
+import { createCloudRunFront } from '../../../local/cloud-run-front/front.js';
+import { PolicyFile, addBinding, removeBinding, writePolicyFile, type Policy } from '../../../local/cloud-run-front/policy.js';
+import type { ServiceManifest } from '../../../local/cloud-run-front/service.js';
+import { capturingLogger } from '../../helpers/logs.js';
+import { nowS, startEmulator, type RunningEmulator } from '../../helpers/servers.js';
+import { claimsFor } from '../../helpers/tokens.js';
+
+const CALLER = 'cloudrun-authenticated-sa@local-project.iam.gserviceaccount.com';
+const OTHER = 'someone-else@local-project.iam.gserviceaccount.com';
+const invokers = (...members: string[]): Policy => ({ bindings: [{ role: 'roles/run.invoker', members }] });
+
+/** A stand-in container: answers 200 with what it saw; /slow answers after 3 s. */
+async function container(): Promise<{ url: string; seen: IncomingHttpHeaders[]; close(): Promise<void>; server: Server }> {
+  const seen: IncomingHttpHeaders[] = [];
+  const server = createServer((req, res) => {
+    seen.push(req.headers);
+    const answer = () => res.writeHead(200, { 'content-type': 'text/plain', 'x-from': 'container' }).end(`Hello from ${req.method} ${req.url}`);
+    if (req.url === '/slow') setTimeout(answer, 3000).unref();
+    else answer();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  return {
+    url: `http://127.0.0.1:${port}`,
+    seen,
+    server,
+    close: () => new Promise((resolve) => server.closeAllConnections() ?? server.close(() => resolve())),
+  };
+}
+
+const manifest = (overrides: Partial<ServiceManifest> = {}): ServiceManifest => ({
+  name: 'receiving',
+  invokerIamDisabled: false,
+  customAudiences: [],
+  timeoutSeconds: 30,
+  serviceAccount: 'cloudrun-receiving-sa@local-project.iam.gserviceaccount.com',
+  env: {},
+  containerPort: 8080,
+  region: 'local',
+  ...overrides,
+});
+
+describe('the local Cloud Run front door (real HTTP: client → front → stand-in container)', () => {
+  let emulator: RunningEmulator;
+  let backend: Awaited<ReturnType<typeof container>>;
+  const fronts: Server[] = [];
+  beforeAll(async () => {
+    emulator = await startEmulator({ SERVICE_ACCOUNT: CALLER });
+    backend = await container();
+  });
+  afterAll(async () => {
+    for (const f of fronts) {
+      f.closeAllConnections();
+      f.close();
+    }
+    await backend.close();
+    await emulator.close();
+  });
+  beforeEach(() => {
+    backend.seen.length = 0;
+  });
+
+  /** A front on an ephemeral port; its URL is its audience. */
+  async function front(service: Partial<ServiceManifest> = {}, policies: () => Policy[] = () => [invokers(`serviceAccount:${CALLER}`)]) {
+    const { logger, lines } = capturingLogger();
+    const port = await freePort();
+    const url = `http://127.0.0.1:${port}`;
+    const server = createCloudRunFront({ service: manifest(service), url, target: backend.url, jwksUrl: emulator.jwksUrl, policies, logger });
+    await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+    fronts.push(server);
+    return { url, lines };
+  }
+
+  /** An ID token from the emulator itself, as calling gets one. */
+  const idToken = async (audience: string) => {
+    const res = await fetch(`${emulator.url}/computeMetadata/v1/instance/service-accounts/default/identity?audience=${encodeURIComponent(audience)}`, {
+      headers: { 'Metadata-Flavor': 'Google' },
+    });
+    return res.text();
+  };
+  const signed = (claims: JWTPayload) => emulator.key.sign(claims);
+  const get = (url: string, headers: Record<string, string> = {}) => fetch(url, { headers });
+
+  it('refuses a request without a token with 403 and Cloud Run’s page; the container never sees it; the log says why', async () => {
+    const { url, lines } = await front();
+    const res = await get(`${url}/`);
+    expect(res.status).toBe(403);
+    expect(res.headers.get('content-type')).toBe('text/html; charset=UTF-8');
+    const body = await res.text();
+    expect(body).toContain('<title>403 Forbidden</title>');
+    expect(body).toContain('<h1>Error: Forbidden</h1>');
+    expect(body).toContain('Your client does not have permission to get URL <code>/</code> from this server.');
+    expect(backend.seen).toEqual([]);
+    expect(lines).toHaveLength(1);
+    expect(JSON.parse(lines[0]!)).toMatchObject({ severity: 'WARNING', rule: 'token-missing', status: 403 });
+    expect(lines[0]).toContain('receiving front refused GET / with 403: the request has no Authorization header: receiving is private');
+  });
+
+  it('admits an invoker’s ID token and hands the container the token without its signature', async () => {
+    const { url } = await front();
+    const token = await idToken(url);
+    const res = await get(`${url}/hello?x=1`, { Authorization: `Bearer ${token}` });
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe('Hello from GET /hello?x=1');
+    expect(res.headers.get('x-from')).toBe('container');
+    const [seen] = backend.seen;
+    const [header, payload] = token.split('.');
+    expect(seen!.authorization).toBe(`Bearer ${header}.${payload}.SIGNATURE_REMOVED_BY_GOOGLE`);
+    expect(seen!['x-serverless-authorization']).toBeUndefined();
+    expect(seen!['x-forwarded-for']).toBe('127.0.0.1');
+    expect(seen!['x-forwarded-proto']).toBe('http');
+    // A trace is started for a request that has none, in both of Cloud Run's formats.
+    const traceparent = /^00-([\da-f]{32})-([\da-f]{16})-00$/.exec(String(seen!.traceparent));
+    expect(traceparent).not.toBeNull();
+    expect(seen!['x-cloud-trace-context']).toBe(`${traceparent![1]}/${BigInt(`0x${traceparent![2]}`)};o=0`);
+  });
+
+  it('keeps a trace the request brings, and adds to X-Forwarded-For', async () => {
+    const { url } = await front();
+    const traceparent = `00-${'a'.repeat(32)}-${'b'.repeat(16)}-01`;
+    await get(`${url}/`, { Authorization: `Bearer ${await idToken(url)}`, traceparent, 'X-Forwarded-For': '203.0.113.7' });
+    expect(backend.seen[0]!.traceparent).toBe(traceparent);
+    expect(backend.seen[0]!['x-cloud-trace-context']).toBeUndefined();
+    expect(backend.seen[0]!['x-forwarded-for']).toBe('203.0.113.7, 127.0.0.1');
+  });
+
+  it('checks X-Serverless-Authorization when present and leaves Authorization untouched', async () => {
+    const { url } = await front();
+    const token = await idToken(url);
+    const res = await get(`${url}/`, { 'X-Serverless-Authorization': `Bearer ${token}`, Authorization: 'Bearer app-level-token' });
+    expect(res.status).toBe(200);
+    expect(backend.seen[0]!['x-serverless-authorization']).toBe(`Bearer ${token.split('.').slice(0, 2).join('.')}.SIGNATURE_REMOVED_BY_GOOGLE`);
+    expect(backend.seen[0]!.authorization).toBe('Bearer app-level-token');
+  });
+
+  it('does not fall back to Authorization when X-Serverless-Authorization is present but bad', async () => {
+    const { url, lines } = await front();
+    const res = await get(`${url}/`, { 'X-Serverless-Authorization': 'Bearer not-a-jwt', Authorization: `Bearer ${await idToken(url)}` });
+    expect(res.status).toBe(401);
+    expect(lines[0]).toContain('the x-serverless-authorization token is not a JWT');
+    expect(backend.seen).toEqual([]);
+  });
+
+  it('refuses a token for another audience with 401, naming both audiences but never the token', async () => {
+    const { url, lines } = await front();
+    const token = await idToken('https://a.example');
+    const res = await get(`${url}/`, { Authorization: `Bearer ${token}` });
+    expect(res.status).toBe(401);
+    expect(res.headers.get('www-authenticate')).toBe('Bearer error="invalid_token" error_description="The access token could not be verified"');
+    const body = await res.text();
+    expect(body).toContain('<title>401 Unauthorized</title>');
+    expect(body).toContain('Your client does not have permission to the requested URL <code>/</code>.');
+    expect(lines[0]).toContain(`aud is \\"https://a.example\\" but this service accepts ${url} (its URL) and no custom audience`);
+    for (const part of token.split('.')) expect(lines.join('\n')).not.toContain(part);
+  });
+
+  it.each([
+    ['expired', { exp: nowS() - 10, iat: nowS() - 3610 }, 'token expired at'],
+    ['from another issuer', { iss: 'https://evil.example' }, 'iss is \\"https://evil.example\\", not Google\'s'],
+    ['without an email', { email: undefined }, 'has no email claim'],
+  ])('refuses a token %s with 401 and says so', async (_what, overrides, reason) => {
+    const { url, lines } = await front();
+    const res = await get(`${url}/`, { Authorization: `Bearer ${await signed(claimsFor(emulator, url, overrides))}` });
+    expect(res.status).toBe(401);
+    expect(lines[0]).toContain(reason);
+    expect(backend.seen).toEqual([]);
+  });
+
+  it('refuses tokens Google did not sign: another key, a forged alg, an access token', async () => {
+    const { url, lines } = await front();
+    const { privateKey } = await generateKeyPair('RS256');
+    const foreign = await new SignJWT(claimsFor(emulator, url)).setProtectedHeader({ alg: 'RS256', kid: emulator.key.kid }).sign(privateKey);
+    const [h, p] = (await idToken(url)).split('.');
+    const none = `${Buffer.from(JSON.stringify({ alg: 'none' })).toString('base64url')}.${p}.`;
+    const stripped = `${h}.${p}.SIGNATURE_REMOVED_BY_GOOGLE`;
+    for (const token of [foreign, none, stripped, 'ya29.a0AfH6SMBx-access-token']) {
+      const res = await get(`${url}/`, { Authorization: `Bearer ${token}` });
+      expect({ token, status: res.status }).toEqual({ token, status: 401 });
+    }
+    expect(lines[0]).toContain("signature does not verify with Google's keys");
+    expect(lines[1]).toContain('is not RS256');
+    expect(lines[3]).toContain('is not a JWT');
+    expect(backend.seen).toEqual([]);
+  });
+
+  it('refuses a valid token whose identity holds no invoker role with 403, naming it and the command that fixes it', async () => {
+    const { url, lines } = await front({}, () => [invokers(`serviceAccount:${OTHER}`)]);
+    const res = await get(`${url}/`, { Authorization: `Bearer ${await idToken(url)}` });
+    expect(res.status).toBe(403);
+    expect(lines[0]).toContain(
+      `${CALLER} holds no roles/run.invoker on receiving; grant it with: npm run local -- run services add-iam-policy-binding receiving ` +
+        `--member=serviceAccount:${CALLER} --role=roles/run.invoker`,
+    );
+    expect(JSON.parse(lines[0]!)).toMatchObject({ rule: 'not-invoker' });
+  });
+
+  it('accepts a custom audience from the manifest', async () => {
+    const { url } = await front({ customAudiences: ['https://receiving.example.com'] });
+    expect((await get(`${url}/`, { Authorization: `Bearer ${await idToken('https://receiving.example.com')}` })).status).toBe(200);
+    const { url: plain, lines } = await front();
+    expect((await get(`${plain}/`, { Authorization: `Bearer ${await idToken('https://receiving.example.com')}` })).status).toBe(401);
+    expect(lines[0]).toContain('and no custom audience');
+    const { url: other, lines: otherLines } = await front({ customAudiences: ['https://x.example'] });
+    await get(`${other}/`, { Authorization: `Bearer ${await idToken('https://a.example')}` });
+    expect(otherLines[0]).toContain(`accepts ${other} (its URL) and its custom audiences https://x.example`);
+  });
+
+  it('admits a project Editor (the tutorial’s default compute identity) through the project policy', async () => {
+    const editor = { bindings: [{ role: 'roles/editor', members: [`serviceAccount:${CALLER}`] }] };
+    const { url } = await front({}, () => [{ bindings: [] }, editor]);
+    expect((await get(`${url}/`, { Authorization: `Bearer ${await idToken(url)}` })).status).toBe(200);
+    const viewer = { bindings: [{ role: 'roles/viewer', members: [`serviceAccount:${CALLER}`] }] };
+    const { url: url2 } = await front({}, () => [{ bindings: [] }, viewer]);
+    expect((await get(`${url2}/`, { Authorization: `Bearer ${await idToken(url2)}` })).status).toBe(403);
+  });
+
+  it('allUsers admits anyone, token or not; allAuthenticatedUsers admits any valid Google token only', async () => {
+    const { url } = await front({}, () => [invokers('allUsers')]);
+    expect((await get(`${url}/`)).status).toBe(200);
+    expect((await get(`${url}/`, { Authorization: 'Bearer whatever' })).status).toBe(200);
+    const { url: authed } = await front({}, () => [invokers('allAuthenticatedUsers')]);
+    expect((await get(`${authed}/`)).status).toBe(403);
+    const anyone = await signed(claimsFor(emulator, authed, { email: OTHER }));
+    expect((await get(`${authed}/`, { Authorization: `Bearer ${anyone}` })).status).toBe(200);
+  });
+
+  it('checks nothing when the invoker IAM check is disabled, and passes headers on untouched', async () => {
+    const { url } = await front({ name: 'calling', invokerIamDisabled: true }, () => {
+      throw new Error('a public service has no policy to read');
+    });
+    const res = await get(`${url}/`, { Authorization: 'Bearer not-a-google-token' });
+    expect(res.status).toBe(200);
+    expect(backend.seen[0]!.authorization).toBe('Bearer not-a-google-token');
+  });
+
+  it('enforces a policy file as it changes, within a second, without a restart', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'policy-'));
+    try {
+      const path = join(dir, 'receiving.yaml');
+      writePolicyFile(path, invokers(`serviceAccount:${OTHER}`));
+      const file = new PolicyFile(path);
+      const { url } = await front({}, () => [file.current()]);
+      const token = await idToken(url);
+      const status = async () => (await get(`${url}/`, { Authorization: `Bearer ${token}` })).status;
+      expect(await status()).toBe(403);
+
+      writePolicyFile(path, addBinding(file.current(), 'roles/run.invoker', `serviceAccount:${CALLER}`));
+      const until = async (expected: number) => {
+        const started = Date.now();
+        while (Date.now() - started < 1000) {
+          if ((await status()) === expected) return Date.now() - started;
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        throw new Error(`not ${expected} within a second`);
+      };
+      await until(200);
+      writePolicyFile(path, removeBinding(file.current(), 'roles/run.invoker', `serviceAccount:${CALLER}`)!);
+      await until(403);
+
+      // A policy file that cannot be read makes the front answer 500 and say why, not admit.
+      writePolicyFile(path, invokers(`serviceAccount:${CALLER}`));
+      await until(200);
+      rmSync(path);
+      await until(500);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('ends a request that outlasts timeoutSeconds with 504 and keeps serving', async () => {
+    const { url, lines } = await front({ timeoutSeconds: 1 });
+    const auth = { Authorization: `Bearer ${await idToken(url)}` };
+    const res = await get(`${url}/slow`, auth);
+    expect(res.status).toBe(504);
+    expect(await res.text()).toBe('upstream request timeout');
+    expect(lines.at(-1)).toContain('no full answer within timeoutSeconds 1');
+    expect((await get(`${url}/`, auth)).status).toBe(200);
+  });
+
+  it('answers 503 when the container is not there', async () => {
+    const { logger, lines } = capturingLogger();
+    const server = createCloudRunFront({
+      service: manifest({ invokerIamDisabled: true }),
+      url: 'http://127.0.0.1:1',
+      target: 'http://127.0.0.1:1',
+      jwksUrl: emulator.jwksUrl,
+      policies: () => [],
+      logger,
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    fronts.push(server);
+    const res = await get(`http://127.0.0.1:${(server.address() as { port: number }).port}/`);
+    expect(res.status).toBe(503);
+    expect(lines[0]).toContain('could not reach its container at http://127.0.0.1:1 (ECONNREFUSED)');
+  });
+
+  it('keeps a token pasted into the path out of its log', async () => {
+    const { url, lines } = await front();
+    const token = await idToken('https://a.example');
+    const res = await get(`${url}/${token}`);
+    expect(res.status).toBe(403);
+    expect(await res.text()).not.toContain(token.split('.')[1]!);
+    expect(lines.join('\n')).not.toContain(token.split('.')[1]!);
+  });
+});
