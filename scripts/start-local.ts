@@ -1,19 +1,27 @@
 /**
- * `npm start`: the whole chain on this machine, each service its own process as on Cloud Run.
- * Ctrl-C (or SIGTERM) stops all three.
+ * `npm start`: the production topology on this machine, from deploy/. Each service runs as its own
+ * process started from its Cloud Run manifest, behind a local Cloud Run front door that does what
+ * Cloud Run IAM does (receiving private, its policy from deploy/receiving-policy.yaml; calling
+ * public); the metadata emulator gives calling its tokens. Ctrl-C (or SIGTERM) stops everything.
  */
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { prettyFactory } from 'pino-pretty';
 import { EnvReader } from '../services/shared/env.js';
 import { PRETTY_OPTIONS } from '../services/shared/logger.js';
 import { loadConfigOrExit } from '../services/shared/main-support.js';
 import { startLocalChain, type LocalChain } from './lib/local-chain.js';
 
-const ports = loadConfigOrExit(() => {
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const config = loadConfigOrExit(() => {
   const read = new EnvReader('npm start', process.env);
   return read.done({
-    calling: read.port('CALLING_PORT', 8080),
-    receiving: read.port('RECEIVING_PORT', 8081),
-    metadata: read.port('METADATA_PORT', 8082),
+    ports: {
+      calling: read.port('CALLING_PORT', 8080),
+      receiving: read.port('RECEIVING_PORT', 8081),
+      metadata: read.port('METADATA_PORT', 8082),
+    },
+    stateDir: read.raw('LOCAL_STATE_DIR') ?? join(root, '.local-state'),
   });
 });
 
@@ -27,19 +35,23 @@ const onLine = (name: string, line: string) => {
 
 let chain: LocalChain;
 try {
-  chain = await startLocalChain({ ports, baseEnv: process.env, onLine });
+  chain = await startLocalChain({ ports: config.ports, stateDir: config.stateDir, baseEnv: process.env, onLine });
 } catch (err) {
   process.stderr.write(`could not start the chain: ${err instanceof Error ? err.message : String(err)}\n`);
   process.exit(1);
 }
 
+const { calling, receiving, metadata } = chain;
 process.stdout.write(`
-  calling            ${chain.calling.url}   public: gets an ID token, calls receiving
-  receiving          ${chain.receiving.url}   private: verifies tokens, invoker ${chain.identity.serviceAccount}
-  metadata emulator  ${chain.metadata.url}   mints ID tokens, publishes keys at /oauth2/v3/certs
+  calling            ${calling.url}   public (invoker IAM check disabled), runs as ${calling.serviceAccount}
+  receiving          ${receiving.url}   private behind Cloud Run IAM, TOKEN_CHECK=${receiving.manifest.env.TOKEN_CHECK}, runs as ${receiving.serviceAccount}
+  metadata emulator  ${metadata.url}   mints calling's ID tokens, publishes keys at /oauth2/v3/certs
+  Each service runs as in deploy/*.yaml, behind a local Cloud Run front door on the port above.
+  receiving's invokers: ${chain.receivingPolicyFile} (from deploy/receiving-policy.yaml)
 
-  Try:  curl ${chain.calling.url}     -> Second service says: Hello World!
-        curl -i ${chain.receiving.url}  -> 401, no token
+  Try:  curl ${calling.url}     -> Second service says: Hello World!
+        curl -i ${receiving.url}  -> 403, Cloud Run's answer to a request without a token
+        npm run local -- run services get-iam-policy receiving
   Ctrl-C stops all three.
 
 `);
@@ -54,7 +66,7 @@ const stopAll = async (code: number) => {
 };
 process.on('SIGINT', () => void stopAll(0));
 process.on('SIGTERM', () => void stopAll(0));
-for (const service of [chain.calling, chain.receiving, chain.metadata]) {
+for (const service of [chain.calling.process, chain.receiving.process, chain.metadata]) {
   void service.exited.then((code) => {
     if (stopping) return;
     process.stderr.write(`${service.name} exited unexpectedly (code ${code}); stopping the others\n`);

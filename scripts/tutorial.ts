@@ -1,15 +1,25 @@
 /**
  * `npm run tutorial`: replays the four stages of the "Service to service authentication" tutorial
- * (meteatamel/cloudrun-tutorial, docs/auth.md) on this machine, each with real processes, and
- * exits non-zero if any stage ends differently from the tutorial.
+ * (meteatamel/cloudrun-tutorial, docs/auth.md) on this machine in the production topology: each
+ * service started from deploy/, behind a local Cloud Run front door that checks tokens and IAM as
+ * Cloud Run does and says why it refused. Exits non-zero if any stage ends differently.
  */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { freePort } from './lib/processes.js';
 import { startLocalChain, type LocalChain } from './lib/local-chain.js';
 
+const run = promisify(execFile);
 const PROJECT_ID = 'local-project';
 const PROJECT_NUMBER = '123456789012';
 const DEFAULT_SA = `${PROJECT_NUMBER}-compute@developer.gserviceaccount.com`;
 const OWN_SA = `cloudrun-authenticated-sa@${PROJECT_ID}.iam.gserviceaccount.com`;
+const GRANT = ['run', 'services', 'add-iam-policy-binding', 'receiving', `--member=serviceAccount:${OWN_SA}`, '--role=roles/run.invoker'];
+const localCommand = fileURLToPath(new URL('./local.js', import.meta.url));
 
 interface Stage {
   title: string;
@@ -17,8 +27,11 @@ interface Stage {
   gcloud: string[];
   /** The same change here. */
   local: string;
-  env: { calling?: Record<string, string>; receiving?: Record<string, string>; metadata?: Record<string, string> };
-  expected: { status: number; contains: string[] };
+  /** Start a fresh chain with this env (else keep the previous stage's chain running). */
+  chain?: { calling?: Record<string, string>; metadata?: Record<string, string> };
+  /** A local command to run on the running chain first (npm run local -- ...). */
+  command?: string[];
+  expected: { status: number; contains: string[]; front?: string };
   outcome: string;
   why: string;
 }
@@ -30,29 +43,32 @@ const stages: Stage[] = [
       'gcloud run deploy receiving --image=$IMAGE_RECEIVING --no-allow-unauthenticated --region=$REGION',
       'gcloud run deploy calling --image=$IMAGE_CALLING --allow-unauthenticated --region=$REGION \\\n      --set-env-vars=URL=$RECEIVING_SERVICE_URL',
     ],
-    local: `calling AUTH=none; receiving TOKEN_CHECK=verify, INVOKERS=serviceAccount:${DEFAULT_SA}`,
-    env: { calling: { AUTH: 'none' } },
-    expected: { status: 502, contains: ['answered 401', 'calling sent no token (AUTH=none)', 'Fix: set AUTH=id-token'] },
+    local: 'receiving private behind the local Cloud Run front, with no invoker yet; calling with AUTH=none',
+    chain: { calling: { AUTH: 'none' }, metadata: { SERVICE_ACCOUNT: DEFAULT_SA } },
+    expected: {
+      status: 502,
+      contains: ['answered 403', 'calling sent no token (AUTH=none)', 'Fix: set AUTH=id-token'],
+      front: 'the request has no Authorization header',
+    },
     outcome: 'refused',
     why:
-      'receiving is private: without an ID token it refuses the call (on Cloud Run, IAM answers 403 or 401 before\n' +
-      'the container sees the request). The tutorial\'s calling service wrapped that refusal in a 200; ours answers 502\n' +
-      'and says what to fix.',
+      "receiving is private: Cloud Run IAM answers 403 to a request without an ID token, before the container sees it.\n" +
+      "The tutorial's calling service wrapped that refusal in a 200; ours answers 502 and says what to fix.",
   },
   {
     title: 'Sending an ID token as the default compute identity works',
     gcloud: [
       'gcloud run deploy authenticated --image=$IMAGE_AUTHENTICATED --allow-unauthenticated --region=$REGION \\\n      --set-env-vars=URL=$RECEIVING_SERVICE_URL',
     ],
-    local: `calling AUTH=id-token; the metadata server's identity is ${DEFAULT_SA}`,
-    env: {},
+    local: `calling sends an ID token from the metadata server, whose identity is ${DEFAULT_SA}`,
+    chain: { metadata: { SERVICE_ACCOUNT: DEFAULT_SA } },
     expected: { status: 200, contains: ['Second service says: Hello World!'] },
     outcome: 'works',
     why:
       `calling gets an ID token for receiving's URL from the metadata server and sends it. It works because Cloud Run\n` +
       `runs services as the Compute Engine default service account (${DEFAULT_SA}),\n` +
-      'which is a project Editor, and Editor carries roles/run.invoker on every service in the project. Locally that\n' +
-      'identity is in receiving\'s INVOKERS. It works, but every service in the project can now call receiving.',
+      'which is a project Editor, and Editor carries run.routes.invoke on every service in the project (the front\n' +
+      "reads the project's policy as well as receiving's). It works, but every service in the project can now call receiving.",
   },
   {
     title: 'Calling with its own service account is refused',
@@ -60,31 +76,26 @@ const stages: Stage[] = [
       'gcloud iam service-accounts create cloudrun-authenticated-sa --display-name="Cloud Run Authenticated Service Account"',
       `gcloud run services update authenticated --service-account=${OWN_SA} --region=$REGION`,
     ],
-    local: `the metadata server's identity is SERVICE_ACCOUNT=${OWN_SA}`,
-    env: { metadata: { SERVICE_ACCOUNT: OWN_SA } },
+    local: `calling runs as its own account from deploy/calling.yaml, ${OWN_SA}`,
+    chain: {},
     expected: {
       status: 502,
       contains: ['answered 403', `calling called as ${OWN_SA}`, `--member=serviceAccount:${OWN_SA} --role=roles/run.invoker`],
+      front: `${OWN_SA} holds no roles/run.invoker on receiving`,
     },
     outcome: 'refused',
     why:
-      'calling now has an identity of its own, with no role on receiving: its token is valid, but receiving (Cloud Run\n' +
-      'IAM) answers 403. calling names the identity it called as and the binding that fixes it.',
+      'calling now has an identity of its own, with no role on receiving: its token is valid, but Cloud Run IAM\n' +
+      'answers 403. calling names the identity it called as and the binding that fixes it.',
   },
   {
     title: 'Granting roles/run.invoker on receiving makes it work',
-    gcloud: [
-      `gcloud run services add-iam-policy-binding receiving --member=serviceAccount:${OWN_SA} \\\n      --role=roles/run.invoker --region=$REGION`,
-    ],
-    local: `receiving INVOKERS gains serviceAccount:${OWN_SA}`,
-    env: {
-      metadata: { SERVICE_ACCOUNT: OWN_SA },
-      receiving: { INVOKERS: `serviceAccount:${DEFAULT_SA},serviceAccount:${OWN_SA}` },
-    },
+    gcloud: [`gcloud run services add-iam-policy-binding receiving --member=serviceAccount:${OWN_SA} \\\n      --role=roles/run.invoker --region=$REGION`],
+    local: `npm run local -- ${GRANT.join(' ')}   (on the running chain: no restart)`,
+    command: GRANT,
     expected: { status: 200, contains: ['Second service says: Hello World!'] },
     outcome: 'works',
-    why:
-      'only the identities granted roles/run.invoker on receiving may call it: least privilege, the right way.',
+    why: 'only the identities granted roles/run.invoker on receiving may call it: least privilege, the right way.',
   },
 ];
 
@@ -99,8 +110,16 @@ const say = (text = '') => process.stdout.write(`${text}\n`);
 const indent = (text: string, by = '    ') => text.replace(/^/gm, by);
 
 let current: LocalChain | undefined;
-const interrupt = async () => {
+let logs: string[] = [];
+let frontSaid: string[] = [];
+const stateDir = mkdtempSync(join(tmpdir(), 'tutorial-'));
+const stopCurrent = async () => {
   await current?.stop();
+  current = undefined;
+};
+const interrupt = async () => {
+  await stopCurrent();
+  rmSync(stateDir, { recursive: true, force: true });
   process.exit(130);
 };
 process.on('SIGINT', () => void interrupt());
@@ -113,34 +132,57 @@ async function runStage(stage: Stage, index: number): Promise<boolean> {
   say(dim('  Here:'));
   say(`    ${stage.local}`);
 
-  const logs: string[] = [];
-  const ports = { calling: await freePort(), receiving: await freePort(), metadata: await freePort() };
-  current = await startLocalChain({
-    ports,
-    baseEnv: { PATH: process.env.PATH, PROJECT_ID, PROJECT_NUMBER },
-    ...stage.env,
-    // The project's Editors (the default compute identity among them) may invoke every service.
-    receiving: { INVOKERS: `serviceAccount:${DEFAULT_SA}`, ...stage.env.receiving },
-    onLine: (name, line) => logs.push(`${name}: ${line}`),
-  });
   let status = 0;
   let body = '';
   try {
+    if (stage.chain !== undefined || current === undefined) {
+      await stopCurrent();
+      logs = [];
+      const ports = { calling: await freePort(), receiving: await freePort(), metadata: await freePort() };
+      current = await startLocalChain({
+        ports,
+        stateDir,
+        baseEnv: { PATH: process.env.PATH, PROJECT_ID, PROJECT_NUMBER },
+        ...stage.chain,
+        // The tutorial's starting point: receiving private, with no invoker of its own.
+        receivingPolicy: { bindings: [] },
+        onLine: (name, line) => logs.push(`${name}: ${line}`),
+      });
+    }
+    if (stage.command !== undefined) {
+      const { stdout } = await run(process.execPath, [localCommand, ...stage.command], {
+        env: { ...process.env, LOCAL_STATE_DIR: stateDir },
+        timeout: 15_000,
+      });
+      say(dim("  receiving's policy is now:"));
+      say(indent(stdout.trimEnd()));
+    }
     say(dim('  Request:'));
     say(cyan(`    $ curl ${current.calling.url}`));
+    const seenBefore = logs.length;
     const response = await fetch(`${current.calling.url}/`, { signal: AbortSignal.timeout(15_000) });
     status = response.status;
     body = await response.text();
+    // The front logs its refusal as it answers; give the line a moment to arrive.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const refusals = logs.slice(seenBefore).filter((line) => line.startsWith('receiving front:'));
+    frontSaid = refusals.map((line) => messageOf(line));
   } catch (err) {
     body = `request failed: ${err instanceof Error ? err.message : String(err)}`;
-  } finally {
-    await current.stop();
-    current = undefined;
+    frontSaid = [];
   }
   say(dim('  Answer:'));
   say(indent(`HTTP ${status}\n${body.trimEnd()}`));
+  if (frontSaid.length > 0) {
+    say(dim("  receiving's Cloud Run front said (Cloud Run itself never says why):"));
+    say(indent(frontSaid.join('\n')));
+  }
 
   const missing = stage.expected.contains.filter((text) => !body.includes(text));
+  if (stage.expected.front !== undefined && !frontSaid.some((line) => line.includes(stage.expected.front!))) {
+    missing.push(`front: ${stage.expected.front}`);
+  }
+  if (stage.expected.front === undefined && frontSaid.length > 0) missing.push('no refusal by the front');
   const ok = status === stage.expected.status && missing.length === 0;
   say(dim('  Why:'));
   say(indent(stage.why));
@@ -155,13 +197,25 @@ async function runStage(stage: Stage, index: number): Promise<boolean> {
   return ok;
 }
 
+/** The message of a JSON log line, else the line. */
+function messageOf(line: string): string {
+  const json = line.slice(line.indexOf(':') + 1).trim();
+  try {
+    return String((JSON.parse(json) as { message?: unknown }).message ?? json);
+  } catch {
+    return json;
+  }
+}
+
 say(bold('Service-to-service authentication on Cloud Run, replayed on this machine'));
-say(dim('(meteatamel/cloudrun-tutorial, docs/auth.md; each stage starts calling, receiving and the metadata emulator afresh)'));
+say(dim('(meteatamel/cloudrun-tutorial, docs/auth.md; services started from deploy/, behind a local Cloud Run front door)'));
 say();
 let passed = 0;
 for (const [index, stage] of stages.entries()) {
   if (await runStage(stage, index)) passed += 1;
 }
+await stopCurrent();
+rmSync(stateDir, { recursive: true, force: true });
 const failed = stages.length - passed;
 say(failed === 0 ? green(bold(`All ${passed} stages ended as in the tutorial.`)) : red(bold(`${failed} of ${stages.length} stages did not end as in the tutorial.`)));
 say(`tutorial: ${passed} passed, ${failed} failed`);

@@ -127,8 +127,8 @@ export function writePolicyFile(path: string, policy: Policy): void {
 
 /**
  * A policy file that may change while the front runs (`npm run local -- run services
- * add-iam-policy-binding ...` rewrites it): re-read when its modification time or size changes,
- * looked at no more often than every `checkEveryMs`.
+ * add-iam-policy-binding ...` rewrites it): re-read when its modification time, size or inode
+ * changes, looked at (one stat) on every request by default, so a change holds from the next one.
  */
 export class PolicyFile {
   private policy: Policy = { bindings: [] };
@@ -138,7 +138,7 @@ export class PolicyFile {
 
   constructor(
     readonly path: string,
-    private readonly checkEveryMs = 100,
+    private readonly checkEveryMs = 0,
     private readonly now: () => number = () => performance.now(),
   ) {
     this.reload();

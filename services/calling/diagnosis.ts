@@ -45,7 +45,7 @@ export function explainRefusal(refusal: Refusal): UpstreamRefusedError {
       'UPSTREAM_FORBIDDEN',
       `${head}: ${as}, and that identity may not invoke it.${receivingSaid}\n` +
         `Fix: grant the caller the Cloud Run Invoker role on the receiving service:\n  ${fix}\n` +
-        `(locally: add ${member} to the receiving service's INVOKERS)`,
+        `(locally: npm run local -- run services add-iam-policy-binding ${service.name} --member=${member} --role=roles/run.invoker)`,
       { ...extensions, fix },
     );
   }

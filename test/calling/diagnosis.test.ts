@@ -15,7 +15,9 @@ describe('explainRefusal', () => {
     expect(error.message).toContain(
       `gcloud run services add-iam-policy-binding receiving --member=serviceAccount:${SA} --role=roles/run.invoker`,
     );
-    expect(error.message).toContain(`add serviceAccount:${SA} to the receiving service's INVOKERS`);
+    expect(error.message).toContain(
+      `(locally: npm run local -- run services add-iam-policy-binding receiving --member=serviceAccount:${SA} --role=roles/run.invoker)`,
+    );
     expect(error.extensions).toMatchObject({ upstreamStatus: 403, caller: SA, audience: url.origin });
   });
 

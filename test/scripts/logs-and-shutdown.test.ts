@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import express from 'express';
 import { freePort, startService } from '../../scripts/lib/processes.js';
 import { startLocalChain } from '../../scripts/lib/local-chain.js';
@@ -9,8 +12,10 @@ describe('what the running services write (real processes)', () => {
   it('no token, or any part of one, appears in any log line or answer', async () => {
     const lines: string[] = [];
     const ports = { calling: await freePort(), receiving: await freePort(), metadata: await freePort() };
+    const stateDir = mkdtempSync(join(tmpdir(), 'logs-'));
     const chain = await startLocalChain({
       ports,
+      stateDir,
       baseEnv: { PATH: process.env.PATH, LOG_LEVEL: 'debug' },
       onLine: (name, line) => lines.push(`${name}: ${line}`),
     });
@@ -41,13 +46,14 @@ describe('what the running services write (real processes)', () => {
       expect(await call(`${chain.receiving.url}/nowhere?access_token=${good}`, { Authorization: `Bearer ${good}` })).toBe(404);
     } finally {
       await chain.stop();
+      rmSync(stateDir, { recursive: true, force: true });
     }
     const everything = [...lines, ...answers].join('\n');
     expect(lines.length).toBeGreaterThan(10);
     expect(everything.match(JWT)).toBeNull();
     // What was logged is still useful: the reasons and the caller are there.
-    expect(everything).toContain('token audience is not this service');
-    expect(everything).toContain(chain.identity.serviceAccount);
+    expect(everything).toContain('aud is \\"https://another-service.example\\" but this service accepts');
+    expect(everything).toContain(chain.calling.serviceAccount);
   });
 });
 

@@ -1,9 +1,14 @@
-import { spawn } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { execFile, spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { freePort } from '../../scripts/lib/processes.js';
 
 const launcher = fileURLToPath(new URL('../../dist/scripts/start-local.js', import.meta.url));
+const localCommand = fileURLToPath(new URL('../../dist/scripts/local.js', import.meta.url));
+const run = promisify(execFile);
 
 /** "PID ARGS" of each child of a process, read from /proc (no ps in slim images). */
 const childrenOf = (parent: number): string[] =>
@@ -32,12 +37,14 @@ const isAlive = (pid: number): boolean => {
 describe('npm start (the built launcher, as a real process)', () => {
   it('starts the three services, serves the chain, and Ctrl-C stops them all', async () => {
     const ports = { calling: await freePort(), receiving: await freePort(), metadata: await freePort() };
+    const stateDir = mkdtempSync(join(tmpdir(), 'start-'));
     const child = spawn(process.execPath, [launcher], {
       env: {
         ...process.env,
         CALLING_PORT: String(ports.calling),
         RECEIVING_PORT: String(ports.receiving),
         METADATA_PORT: String(ports.metadata),
+        LOCAL_STATE_DIR: stateDir,
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -63,8 +70,44 @@ describe('npm start (the built launcher, as a real process)', () => {
       const chain = await fetch(`http://127.0.0.1:${ports.calling}/`);
       expect(chain.status).toBe(200);
       expect(await chain.text()).toBe('Second service says: Hello World!');
+      // receiving is private behind its Cloud Run front: no token, Cloud Run's 403.
       const direct = await fetch(`http://127.0.0.1:${ports.receiving}/`);
-      expect(direct.status).toBe(401);
+      expect(direct.status).toBe(403);
+      expect(await direct.text()).toContain('Your client does not have permission to get URL <code>/</code> from this server.');
+      expect(output).toContain('receiving front refused GET / with 403');
+      // receiving runs as deployed: TOKEN_CHECK=platform, its own account, from deploy/receiving.yaml.
+      expect(output).toContain('TOKEN_CHECK=platform, runs as cloudrun-receiving-sa@local-project.iam.gserviceaccount.com');
+      expect(output).toContain('runs as cloudrun-authenticated-sa@local-project.iam.gserviceaccount.com');
+
+      // A token the emulator minted for another audience: Cloud Run's 401.
+      const foreign = await (
+        await fetch(`http://127.0.0.1:${ports.metadata}/computeMetadata/v1/instance/service-accounts/default/identity?audience=https://elsewhere.example`, {
+          headers: { 'Metadata-Flavor': 'Google' },
+        })
+      ).text();
+      expect((await fetch(`http://127.0.0.1:${ports.receiving}/`, { headers: { Authorization: `Bearer ${foreign}` } })).status).toBe(401);
+
+      // The local policy command changes what the running front enforces, within a second.
+      const binding = ['receiving', '--member=serviceAccount:cloudrun-authenticated-sa@local-project.iam.gserviceaccount.com', '--role=roles/run.invoker'];
+      const policy = (verb: string, ...args: string[]) =>
+        run(process.execPath, [localCommand, 'run', 'services', verb, ...args, '--region=us-central1'], {
+          env: { ...process.env, LOCAL_STATE_DIR: stateDir },
+        });
+      const within = async (ms: number, check: () => Promise<boolean>) => {
+        const started = Date.now();
+        while (!(await check())) {
+          if (Date.now() - started > ms) throw new Error(`not within ${ms} ms`);
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+      };
+      expect((await policy('get-iam-policy', 'receiving')).stdout).toContain('serviceAccount:cloudrun-authenticated-sa@local-project.iam.gserviceaccount.com');
+      await policy('remove-iam-policy-binding', ...binding);
+      await within(1000, async () => {
+        const res = await fetch(`http://127.0.0.1:${ports.calling}/`);
+        return res.status === 502 && (await res.text()).includes('answered 403');
+      });
+      await policy('add-iam-policy-binding', ...binding);
+      await within(1000, async () => (await fetch(`http://127.0.0.1:${ports.calling}/`)).status === 200);
 
       child.kill('SIGINT');
       expect(await exited).toBe(0);
@@ -77,6 +120,7 @@ describe('npm start (the built launcher, as a real process)', () => {
       // Should the test fail midway, leave nothing running.
       if (child.exitCode === null) child.kill('SIGKILL');
       pids.filter(isAlive).forEach((pid) => process.kill(pid, 'SIGKILL'));
+      rmSync(stateDir, { recursive: true, force: true });
     }
   });
 });
