@@ -41,18 +41,19 @@ try {
   process.exit(1);
 }
 
-const { calling, receiving, metadata } = chain;
+const { calling, receiving, metadata, receivingMetadata } = chain;
 process.stdout.write(`
   calling            ${calling.url}   public (invoker IAM check disabled), runs as ${calling.serviceAccount}
   receiving          ${receiving.url}   private behind Cloud Run IAM, TOKEN_CHECK=${receiving.manifest.env.TOKEN_CHECK}, runs as ${receiving.serviceAccount}
-  metadata emulator  ${metadata.url}   mints calling's ID tokens, publishes keys at /oauth2/v3/certs
+  metadata emulator  ${metadata.url}   calling's metadata server: mints its ID tokens, publishes keys at /oauth2/v3/certs
+                     (receiving has its own, reporting its account, at ${receivingMetadata.url})
   Each service runs as in deploy/*.yaml, behind a local Cloud Run front door on the port above.
   receiving's invokers: ${chain.receivingPolicyFile} (from deploy/receiving-policy.yaml)
 
   Try:  curl ${calling.url}     -> Second service says: Hello World!
         curl -i ${receiving.url}  -> 403, Cloud Run's answer to a request without a token
         npm run local -- run services get-iam-policy receiving
-  Ctrl-C stops all three.
+  Ctrl-C stops them all.
 
 `);
 
@@ -66,7 +67,7 @@ const stopAll = async (code: number) => {
 };
 process.on('SIGINT', () => void stopAll(0));
 process.on('SIGTERM', () => void stopAll(0));
-for (const service of [chain.calling.process, chain.receiving.process, chain.metadata]) {
+for (const service of [chain.calling.process, chain.receiving.process, chain.metadata, chain.receivingMetadata]) {
   void service.exited.then((code) => {
     if (stopping) return;
     process.stderr.write(`${service.name} exited unexpectedly (code ${code}); stopping the others\n`);

@@ -7,6 +7,8 @@ export interface EmulatorConfig {
   projectNumber: string;
   /** The identity tokens are minted for; `default` is an alias of it, as on Cloud Run. */
   serviceAccount: string;
+  /** A PKCS#8 PEM RSA key to sign with (SIGNING_KEY_FILE); a fresh key per start when absent. */
+  signingKeyFile?: string;
 }
 
 const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
@@ -26,11 +28,13 @@ export function loadEmulatorConfig(env: Env): EmulatorConfig {
   if (!EMAIL.test(serviceAccount)) {
     read.problem(`SERVICE_ACCOUNT must be a service account email, got "${serviceAccount}"`);
   }
+  const signingKeyFile = read.raw('SIGNING_KEY_FILE');
   return read.done({
     host: read.raw('HOST') ?? '127.0.0.1',
     port: read.port('PORT', 8082),
     projectId,
     projectNumber,
     serviceAccount,
+    ...(signingKeyFile === undefined ? {} : { signingKeyFile }),
   });
 }

@@ -1,13 +1,15 @@
+import { readFileSync } from 'node:fs';
 import { createLogger } from '../../services/shared/logger.js';
 import { loadConfigOrExit } from '../../services/shared/main-support.js';
 import { exitOnSignals, listenOrExit, portOf } from '../../services/shared/server.js';
 import { createMetadataEmulator } from './app.js';
 import { loadEmulatorConfig } from './config.js';
-import { createSigningKey } from './signing-key.js';
+import { createSigningKey, loadSigningKey, type SigningKey } from './signing-key.js';
 
 const logger = createLogger('metadata-emulator');
 const config = loadConfigOrExit(() => loadEmulatorConfig(process.env));
-const { app } = createMetadataEmulator({ config, key: await createSigningKey(), logger });
+const key = config.signingKeyFile === undefined ? await createSigningKey() : await loadKeyOrExit(config.signingKeyFile);
+const { app } = createMetadataEmulator({ config, key, logger });
 const server = await listenOrExit(app, config.host, config.port);
 const where = `${config.host}:${portOf(server)}`;
 logger.info(
@@ -16,3 +18,13 @@ logger.info(
     `GCE_METADATA_HOST=${where}, JWKS at http://${where}/oauth2/v3/certs`,
 );
 exitOnSignals(server, logger);
+
+async function loadKeyOrExit(file: string): Promise<SigningKey> {
+  try {
+    return await loadSigningKey(readFileSync(file, 'utf8'));
+  } catch (err) {
+    const why = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message;
+    process.stderr.write(`metadata-emulator: invalid configuration:\n  - SIGNING_KEY_FILE ${file}: ${why}\nrefusing to start.\n`);
+    process.exit(1);
+  }
+}

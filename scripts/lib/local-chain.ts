@@ -1,4 +1,5 @@
-import { mkdirSync } from 'node:fs';
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -30,6 +31,7 @@ export interface ChainOptions {
   /** Extra or overriding env per service, beyond its manifest, e.g. { calling: { AUTH: 'none' } }. */
   calling?: Record<string, string | undefined>;
   receiving?: Record<string, string | undefined>;
+  /** Extra env for calling's metadata server, e.g. { SERVICE_ACCOUNT: ... } to run calling as another identity. */
   metadata?: Record<string, string | undefined>;
   /** receiving's policy at start; deploy/receiving-policy.yaml (with local values) when absent. */
   receivingPolicy?: Policy;
@@ -51,7 +53,10 @@ export interface LocalService {
 export interface LocalChain {
   calling: LocalService;
   receiving: LocalService;
+  /** calling's metadata server (the emulator, on ports.metadata): mints calling's tokens. */
   metadata: ServiceProcess;
+  /** receiving's own metadata server, reporting receiving's account, signing with the same key. */
+  receivingMetadata: ServiceProcess;
   projectId: string;
   projectNumber: string;
   /** The live policy file of receiving. */
@@ -132,19 +137,38 @@ export async function startLocalChain(options: ChainOptions): Promise<LocalChain
       }),
     });
 
-  try {
-    const metadata = await startService('metadata-emulator', {
-      env: { ...base, SERVICE_ACCOUNT: callingAccount, ...options.metadata },
-      port: options.ports.metadata,
+  // Each Cloud Run service has its own metadata server, all minting tokens Google signs with one
+  // key set: two emulators, one per service, sharing a key kept (0600) in the state directory.
+  const keyFile = join(options.stateDir, 'metadata-signing-key.pem');
+  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  writeFileSync(keyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+  const emulator = async (account: string, port: number, extra: Record<string, string | undefined> = {}) => {
+    const process = await startService('metadata-emulator', {
+      env: { ...base, ...extra, SERVICE_ACCOUNT: account, SIGNING_KEY_FILE: keyFile },
+      port,
       onLine: options.onLine,
       readyPath: '/computeMetadata/v1/instance/id',
       readyHeaders: { 'Metadata-Flavor': 'Google' },
     });
-    started.push(metadata);
+    started.push(process);
+    return process;
+  };
+
+  try {
+    const metadata = await emulator(callingAccount, options.ports.metadata, options.metadata);
     const jwksUrl = new URL(`http://${metadataHost}/oauth2/v3/certs`);
+    const receivingMetadata = await emulator(receivingManifest.serviceAccount!, await freePort());
 
     const receivingProcess = await startService('receiving', {
-      env: { ...base, ...localize(receivingManifest.env), ...containerEnv(receivingManifest), ...options.receiving },
+      env: {
+        ...base,
+        ...localize(receivingManifest.env),
+        ...containerEnv(receivingManifest),
+        GCE_METADATA_HOST: new URL(receivingMetadata.url).host,
+        GCE_METADATA_IP: undefined,
+        GOOGLE_APPLICATION_CREDENTIALS: undefined,
+        ...options.receiving,
+      },
       port: await freePort(),
       onLine: options.onLine,
     });
@@ -186,6 +210,7 @@ export async function startLocalChain(options: ChainOptions): Promise<LocalChain
         serviceAccount: receivingManifest.serviceAccount!,
       },
       metadata,
+      receivingMetadata,
       projectId: project.projectId,
       projectNumber: project.projectNumber,
       receivingPolicyFile,

@@ -1,3 +1,6 @@
+import type { Server } from 'node:http';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import request from 'supertest';
 import { createCallingApp } from '../../services/calling/app.js';
 import type { TokenHeader } from '../../services/calling/config.js';
@@ -6,12 +9,20 @@ import { createUpstreamClient, type UpstreamClient } from '../../services/callin
 import { createReceivingApp } from '../../services/receiving/app.js';
 import { createTokenCheck } from '../../services/receiving/token-check.js';
 import { freePort } from '../../scripts/lib/processes.js';
-import { cloudRunFront } from '../helpers/cloud-run-front.js';
+import { createCloudRunFront } from '../../local/cloud-run-front/front.js';
+import { parseServiceManifest } from '../../local/cloud-run-front/service.js';
+import { readDeployDir, renderDeploy } from '../../scripts/lib/deploy-manifests.js';
+import { SAMPLE_VALUES } from '../helpers/deploy-values.js';
 import { silentLogger } from '../helpers/logs.js';
 import { serve, startEmulator, type Running, type RunningEmulator } from '../helpers/servers.js';
 
-/** calling → (a stand-in for Cloud Run IAM) → receiving, in each token mode. */
-describe('token modes behind Cloud Run IAM', () => {
+const root = fileURLToPath(new URL('../../', import.meta.url));
+/** receiving's manifest as deployed (its timeout, its custom audiences: none). */
+const renderedReceiving = renderDeploy(readDeployDir(join(root, 'deploy')), SAMPLE_VALUES).find((f) => f.name === 'receiving.yaml')!.text;
+
+/** calling → the local Cloud Run front door → receiving, in each token mode. */
+describe('token modes behind Cloud Run IAM (the local front door)', () => {
+  const fronts: Server[] = [];
   let emulator: RunningEmulator;
   let upstream: UpstreamClient;
   const running: Running[] = [];
@@ -22,6 +33,10 @@ describe('token modes behind Cloud Run IAM', () => {
   afterAll(async () => {
     upstream.close();
     await Promise.all(running.map((r) => r.close()));
+    for (const front of fronts) {
+      front.closeAllConnections();
+      front.close();
+    }
     await emulator.close();
   });
 
@@ -32,13 +47,20 @@ describe('token modes behind Cloud Run IAM', () => {
     // The same wiring receiving's main.ts uses for TOKEN_CHECK.
     const receivingAuth = createTokenCheck({ tokenCheck, audiences: [audience], jwksUrl: emulator.jwksUrl, issuers, invokers: null });
     const receiving = await serve(createReceivingApp({ authenticate: receivingAuth, logger: silentLogger() }));
-    const front = await serve(
-      cloudRunFront({ target: receiving.url, audience, jwksUrl: emulator.jwksUrl, invokers: [emulator.config.serviceAccount] }),
-      frontPort,
-    );
+    // The real local Cloud Run front door, with calling's account as receiving's only invoker.
+    const front = createCloudRunFront({
+      service: parseServiceManifest(renderedReceiving, 'deploy/receiving.yaml'),
+      url: audience,
+      target: receiving.url,
+      jwksUrl: emulator.jwksUrl,
+      policies: () => [{ bindings: [{ role: 'roles/run.invoker', members: [`serviceAccount:${emulator.config.serviceAccount}`] }] }],
+      logger: silentLogger(),
+    });
+    await new Promise<void>((resolve) => front.listen(frontPort, '127.0.0.1', resolve));
+    fronts.push(front);
     const calling = await serve(
       createCallingApp({
-        url: new URL(front.url),
+        url: new URL(audience),
         audience,
         auth: 'id-token',
         tokenHeader,
@@ -47,7 +69,7 @@ describe('token modes behind Cloud Run IAM', () => {
         logger: silentLogger(),
       }),
     );
-    running.push(receiving, front, calling);
+    running.push(receiving, calling);
     return calling.url;
   };
 

@@ -1,4 +1,8 @@
 import { execFile } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createServer } from 'node:net';
 import { promisify } from 'node:util';
 import { entryOf, freePort, startService, type ServiceName } from '../../scripts/lib/processes.js';
@@ -53,6 +57,24 @@ describe('services refuse to start on bad configuration (real processes)', () =>
     const { code, stderr } = await startWith('metadata-emulator', { PORT: String(await freePort()), SERVICE_ACCOUNT: 'me' });
     expect(code).toBe(1);
     expect(stderr).toContain('SERVICE_ACCOUNT must be a service account email');
+  });
+
+  it('the emulator refuses a SIGNING_KEY_FILE that is missing or not an RSA key, naming it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'key-'));
+    try {
+      const missing = join(dir, 'none.pem');
+      const gone = await startWith('metadata-emulator', { PORT: String(await freePort()), SIGNING_KEY_FILE: missing });
+      expect(gone.code).toBe(1);
+      expect(gone.stderr).toContain(`SIGNING_KEY_FILE ${missing}: no such file`);
+      const ec = join(dir, 'ec.pem');
+      writeFileSync(ec, generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
+      const wrong = await startWith('metadata-emulator', { PORT: String(await freePort()), SIGNING_KEY_FILE: ec });
+      expect(wrong.code).toBe(1);
+      expect(wrong.stderr).toContain(`SIGNING_KEY_FILE ${ec}: an RSA key is needed for RS256, not ec`);
+      expect(wrong.stderr).toContain('refusing to start');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -1,5 +1,5 @@
 import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -35,7 +35,7 @@ const isAlive = (pid: number): boolean => {
 };
 
 describe('npm start (the built launcher, as a real process)', () => {
-  it('starts the three services, serves the chain, and Ctrl-C stops them all', async () => {
+  it('starts each service from deploy/ behind its Cloud Run front, serves the chain, and Ctrl-C stops them all', async () => {
     const ports = { calling: await freePort(), receiving: await freePort(), metadata: await freePort() };
     const stateDir = mkdtempSync(join(tmpdir(), 'start-'));
     const child = spawn(process.execPath, [launcher], {
@@ -55,7 +55,7 @@ describe('npm start (the built launcher, as a real process)', () => {
     let pids: number[] = [];
     try {
       const deadline = Date.now() + 20_000;
-      while (!output.includes('Ctrl-C stops all three') && Date.now() < deadline) {
+      while (!output.includes('Ctrl-C stops them all') && Date.now() < deadline) {
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
       const services = childrenOf(child.pid!);
@@ -64,8 +64,19 @@ describe('npm start (the built launcher, as a real process)', () => {
       expect(services.map((line) => line.match(/(?:services|local)\/([a-z-]+)\/main\.js/)?.[1]).sort()).toEqual([
         'calling',
         'metadata-emulator',
+        'metadata-emulator',
         'receiving',
       ]);
+      // Each service has its own metadata server reporting its own account; both sign with one key set.
+      const receivingMetadata = /receiving has its own, reporting its account, at (http:\/\/127\.0\.0\.1:\d+)/.exec(output)![1]!;
+      const ask = async (base: string, path: string) =>
+        (await fetch(`${base}/computeMetadata/v1/${path}`, { headers: { 'Metadata-Flavor': 'Google' } })).text();
+      const callingMetadata = `http://127.0.0.1:${ports.metadata}`;
+      expect(await ask(callingMetadata, 'instance/service-accounts/default/email')).toBe('cloudrun-authenticated-sa@local-project.iam.gserviceaccount.com');
+      expect(await ask(receivingMetadata, 'instance/service-accounts/default/email')).toBe('cloudrun-receiving-sa@local-project.iam.gserviceaccount.com');
+      const jwks = async (base: string) => (await fetch(`${base}/oauth2/v3/certs`)).json();
+      expect(await jwks(receivingMetadata)).toEqual(await jwks(callingMetadata));
+      expect(statSync(join(stateDir, 'metadata-signing-key.pem')).mode & 0o777).toBe(0o600);
 
       const chain = await fetch(`http://127.0.0.1:${ports.calling}/`);
       expect(chain.status).toBe(200);
@@ -74,6 +85,8 @@ describe('npm start (the built launcher, as a real process)', () => {
       const direct = await fetch(`http://127.0.0.1:${ports.receiving}/`);
       expect(direct.status).toBe(403);
       expect(await direct.text()).toContain('Your client does not have permission to get URL <code>/</code> from this server.');
+      // The front's log line reaches the launcher's output a moment after the answer.
+      for (let i = 0; i < 100 && !output.includes('receiving front refused GET / with 403'); i += 1) await new Promise((r) => setTimeout(r, 20));
       expect(output).toContain('receiving front refused GET / with 403');
       // receiving runs as deployed: TOKEN_CHECK=platform, its own account, from deploy/receiving.yaml.
       expect(output).toContain('TOKEN_CHECK=platform, runs as cloudrun-receiving-sa@local-project.iam.gserviceaccount.com');

@@ -19,6 +19,11 @@ describe('loadEmulatorConfig', () => {
     ).toBe('cloudrun-authenticated-sa@p-1234.iam.gserviceaccount.com');
   });
 
+  it('takes SIGNING_KEY_FILE as given, and has none by default', () => {
+    expect(loadEmulatorConfig({ SIGNING_KEY_FILE: '/tmp/k.pem' }).signingKeyFile).toBe('/tmp/k.pem');
+    expect('signingKeyFile' in loadEmulatorConfig({ SIGNING_KEY_FILE: ' ' })).toBe(false);
+  });
+
   it('names every bad variable', () => {
     let error: ConfigError | undefined;
     try {
