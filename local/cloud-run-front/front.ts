@@ -43,7 +43,8 @@ export function createCloudRunFront(options: FrontOptions): Server {
   const { service, logger } = options;
   const keys: JWTVerifyGetKey = createRemoteJWKSet(options.jwksUrl, { timeoutDuration: 5000 });
   const origin = new URL(options.url).origin;
-  const audiences = [origin, `${origin}/`, ...service.customAudiences];
+  // The service's URL (an origin, no path, as Cloud Run's docs give it) and its custom audiences.
+  const audiences = [origin, ...service.customAudiences];
 
   async function check(req: IncomingMessage): Promise<Verdict> {
     if (service.invokerIamDisabled) return { admit: true };
@@ -180,14 +181,17 @@ function whyInvalid(err: unknown, token: string, audiences: readonly string[], h
   })();
   const where = `the ${header} token`;
   if (claims === undefined || err instanceof errors.JWSInvalid || err instanceof errors.JWTInvalid) {
-    return `${where} is not a JWT (an ID token is three base64url parts): perhaps an OAuth access token; Cloud Run wants an ID token`;
+    return (
+      `${where} is not a JWT (an ID token is three base64url parts): perhaps an OAuth access token, which Cloud Run ` +
+      'also accepts but this front cannot check on one machine; send an ID token'
+    );
   }
   if (err instanceof errors.JWTExpired) {
     return `${where} expired at ${new Date(Number(claims.exp) * 1000).toISOString()}; fetch a new one`;
   }
   if (err instanceof errors.JWTClaimValidationFailed) {
     if (err.claim === 'aud') {
-      const custom = audiences.slice(2);
+      const custom = audiences.slice(1);
       return (
         `aud is ${JSON.stringify(claims.aud)} but this service accepts ${audiences[0]} (its URL)` +
         (custom.length > 0 ? ` and its custom audiences ${custom.join(', ')}` : ' and no custom audience')

@@ -203,6 +203,8 @@ describe('the local Cloud Run front door (real HTTP: client → front → stand-
   it('accepts a custom audience from the manifest', async () => {
     const { url } = await front({ customAudiences: ['https://receiving.example.com'] });
     expect((await get(`${url}/`, { Authorization: `Bearer ${await idToken('https://receiving.example.com')}` })).status).toBe(200);
+    // The URL itself, exactly: with a path (even "/") it is another audience.
+    expect((await get(`${url}/`, { Authorization: `Bearer ${await idToken(`${url}/`)}` })).status).toBe(401);
     const { url: plain, lines } = await front();
     expect((await get(`${plain}/`, { Authorization: `Bearer ${await idToken('https://receiving.example.com')}` })).status).toBe(401);
     expect(lines[0]).toContain('and no custom audience');
