@@ -60,7 +60,8 @@ export function createCloudRunFront(options: FrontOptions): Server {
     const publicService = policies.length > 0 && isPublic(policies[0]!);
     if (token === undefined) {
       if (publicService) return { admit: true };
-      const sent = req.headers[header] === undefined ? `no ${header === 'authorization' ? 'Authorization' : 'X-Serverless-Authorization'} header` : `a ${header} header that is not "Bearer <token>"`;
+      const name = header === 'authorization' ? 'Authorization' : 'X-Serverless-Authorization';
+      const sent = req.headers[header] === undefined ? `no ${name} header` : `an ${name} header that is not "Bearer <token>"`;
       return {
         admit: false,
         status: 403,
@@ -158,6 +159,7 @@ export function createCloudRunFront(options: FrontOptions): Server {
       res.writeHead(503, { 'content-type': 'text/html; charset=UTF-8' }).end(page(503, 'Service Unavailable', 'The service you requested is not available yet. Please try again in 30 seconds.'));
     });
     res.once('close', () => {
+      clearTimeout(timer);
       if (!res.writableEnded) upstream.destroy();
     });
     req.pipe(upstream);

@@ -193,7 +193,13 @@ export async function startLocalChain(options: ChainOptions): Promise<LocalChain
       const front = createCloudRunFront({ service: manifest, url: frontUrl(port), target: target.url, jwksUrl, policies, logger: frontLogger(manifest.name) });
       fronts.push(front);
       await new Promise<void>((resolve, reject) => {
-        front.once('error', reject);
+        front.once('error', (err: NodeJS.ErrnoException) =>
+          reject(
+            err.code === 'EADDRINUSE'
+              ? new Error(`port ${port} on 127.0.0.1 (${manifest.name}'s front) is already in use: stop what holds it or set ${manifest.name.toUpperCase()}_PORT`)
+              : err,
+          ),
+        );
         front.listen(port, '127.0.0.1', () => resolve());
       });
     };

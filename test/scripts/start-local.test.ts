@@ -2,6 +2,7 @@ import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { freePort } from '../../scripts/lib/processes.js';
@@ -133,6 +134,38 @@ describe('npm start (the built launcher, as a real process)', () => {
       // Should the test fail midway, leave nothing running.
       if (child.exitCode === null) child.kill('SIGKILL');
       pids.filter(isAlive).forEach((pid) => process.kill(pid, 'SIGKILL'));
+      rmSync(stateDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('npm start with a port taken', () => {
+  it("exits 1 naming the port and the variable that moves it, and leaves nothing running", async () => {
+    const holder = createServer().listen(0, '127.0.0.1');
+    await new Promise((resolve) => holder.once('listening', resolve));
+    const taken = (holder.address() as { port: number }).port;
+    const stateDir = mkdtempSync(join(tmpdir(), 'start-'));
+    try {
+      const metadataPort = await freePort();
+      const child = spawn(process.execPath, [launcher], {
+        env: {
+          ...process.env,
+          CALLING_PORT: String(await freePort()),
+          RECEIVING_PORT: String(taken),
+          METADATA_PORT: String(metadataPort),
+          LOCAL_STATE_DIR: stateDir,
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stderr = '';
+      child.stderr.on('data', (chunk) => (stderr += chunk));
+      const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+      expect(code).toBe(1);
+      expect(stderr).toContain(`port ${taken} on 127.0.0.1 (receiving's front) is already in use: stop what holds it or set RECEIVING_PORT`);
+      // The metadata emulator had started before the front failed: it was stopped again.
+      await expect(fetch(`http://127.0.0.1:${metadataPort}/`)).rejects.toThrow();
+    } finally {
+      holder.close();
       rmSync(stateDir, { recursive: true, force: true });
     }
   });

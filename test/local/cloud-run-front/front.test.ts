@@ -139,6 +139,17 @@ describe('the local Cloud Run front door (real HTTP: client → front → stand-
     expect(backend.seen[0]!.authorization).toBe('Bearer app-level-token');
   });
 
+  it('takes a header that is not "Bearer <token>" for no token: 403, saying so', async () => {
+    const { url, lines } = await front();
+    for (const value of ['Basic dXNlcjpwYXNz', 'Bearer', 'Bearer a b']) {
+      expect((await get(`${url}/`, { Authorization: value })).status).toBe(403);
+    }
+    expect((await get(`${url}/`, { 'X-Serverless-Authorization': 'Token x', Authorization: `Bearer ${await idToken(url)}` })).status).toBe(403);
+    expect(lines[0]).toContain('the request has an Authorization header that is not \\"Bearer <token>\\"');
+    expect(lines[3]).toContain('the request has an X-Serverless-Authorization header that is not');
+    expect(backend.seen).toEqual([]);
+  });
+
   it('does not fall back to Authorization when X-Serverless-Authorization is present but bad', async () => {
     const { url, lines } = await front();
     const res = await get(`${url}/`, { 'X-Serverless-Authorization': 'Bearer not-a-jwt', Authorization: `Bearer ${await idToken(url)}` });
