@@ -35,13 +35,13 @@ const SIGNATURE_REMOVED = 'SIGNATURE_REMOVED_BY_GOOGLE';
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
 
 type Verdict =
-  | { admit: true; header?: 'authorization' | 'x-serverless-authorization'; token?: string; caller?: string }
+  | { admit: true; header?: 'authorization' | 'x-serverless-authorization'; token?: string }
   | { admit: false; status: 401 | 403 | 500; rule: string; reason: string };
 
 /** A front for one service: an HTTP server, not yet listening. */
 export function createCloudRunFront(options: FrontOptions): Server {
   const { service, logger } = options;
-  const keys: JWTVerifyGetKey = createRemoteJWKSet(options.jwksUrl, { timeoutDuration: 5000 });
+  const keys: JWTVerifyGetKey = createRemoteJWKSet(options.jwksUrl);
   const origin = new URL(options.url).origin;
   // The service's URL (an origin, no path, as Cloud Run's docs give it) and its custom audiences.
   const audiences = [origin, ...service.customAudiences];
@@ -54,12 +54,13 @@ export function createCloudRunFront(options: FrontOptions): Server {
     } catch (err) {
       return { admit: false, status: 500, rule: 'policy', reason: `the IAM policy cannot be read: ${(err as Error).message}` };
     }
+    // allUsers holding an invoker role on the service (the first policy; the project's follows): public, no check.
+    const [own] = policies;
+    if (own !== undefined && isPublic(own)) return { admit: true };
     // Cloud Run checks X-Serverless-Authorization when present, else Authorization.
     const header = req.headers['x-serverless-authorization'] !== undefined ? 'x-serverless-authorization' : 'authorization';
-    const token = bearer(req.headers[header]);
-    const publicService = policies.length > 0 && isPublic(policies[0]!);
+    const token = bearer(req.headers[header] as string | undefined);
     if (token === undefined) {
-      if (publicService) return { admit: true };
       const name = header === 'authorization' ? 'Authorization' : 'X-Serverless-Authorization';
       const sent = req.headers[header] === undefined ? `no ${name} header` : `an ${name} header that is not "Bearer <token>"`;
       return {
@@ -69,7 +70,6 @@ export function createCloudRunFront(options: FrontOptions): Server {
         reason: `the request has ${sent}: ${service.name} is private (the invoker IAM check is on) and wants a Google-signed ID token`,
       };
     }
-    if (publicService) return { admit: true, header, token };
     let email: unknown;
     try {
       ({ payload: { email } } = await jwtVerify(token, keys, { issuer: ISSUERS, audience: audiences, algorithms: ['RS256'] }));
@@ -89,30 +89,32 @@ export function createCloudRunFront(options: FrontOptions): Server {
           `add-iam-policy-binding ${service.name} --member=${iamMember(email)} --role=roles/run.invoker`,
       };
     }
-    return { admit: true, header, token, caller: email };
+    return { admit: true, header, token };
   }
 
   return createServer((req, res) => {
+    // Never the raw path in a log or a page: a token pasted into it is cut out.
+    const path = redactPath(req.url!);
     void check(req).then(
       (verdict) => {
         if (!verdict.admit) {
           logger.warn(
-            { service: service.name, rule: verdict.rule, status: verdict.status, method: req.method, path: redactPath(req.url ?? '/') },
-            `${service.name} front refused ${req.method} ${redactPath(req.url ?? '/')} with ${verdict.status}: ${verdict.reason}`,
+            { service: service.name, rule: verdict.rule, status: verdict.status, method: req.method, path },
+            `${service.name} front refused ${req.method} ${path} with ${verdict.status}: ${verdict.reason}`,
           );
-          refuse(res, verdict.status, req.url ?? '/');
+          refuse(res, verdict.status, path);
           return;
         }
-        forward(req, res, verdict);
+        forward(req, res, verdict, path);
       },
       (err: unknown) => {
-        logger.error({ err, service: service.name }, `${service.name} front failed`);
-        if (!res.headersSent) refuse(res, 500, req.url ?? '/');
+        logger.error({ err, service: service.name }, `${service.name} front failed on ${req.method} ${path}`);
+        refuse(res, 500, path);
       },
     );
   });
 
-  function forward(req: IncomingMessage, res: ServerResponse, verdict: Verdict & { admit: true }): void {
+  function forward(req: IncomingMessage, res: ServerResponse, verdict: Verdict & { admit: true }, path: string): void {
     const headers: IncomingHttpHeaders = {};
     for (const [name, value] of Object.entries(req.headers)) if (!HOP_BY_HOP.has(name)) headers[name] = value;
     // The container sees the checked token without its signature, in the header it came in.
@@ -125,24 +127,29 @@ export function createCloudRunFront(options: FrontOptions): Server {
       headers.traceparent = `00-${traceId}-${spanId.toString('hex')}-00`;
       headers['x-cloud-trace-context'] = `${traceId}/${spanId.readBigUInt64BE()};o=0`;
     }
-    const client = req.socket.remoteAddress ?? '';
+    const client = req.socket.remoteAddress!;
     const forwardedFor = req.headers['x-forwarded-for'];
     headers['x-forwarded-for'] = forwardedFor ? `${String(forwardedFor)}, ${client}` : client;
     headers['x-forwarded-proto'] = 'http';
 
-    const target = new URL(req.url ?? '/', options.target);
+    const target = new URL(req.url!, options.target);
     const upstream = httpRequest(target, { method: req.method, headers }, (answer) => {
       const out: Record<string, string | string[]> = {};
       for (const [name, value] of Object.entries(answer.headers)) if (value !== undefined && !HOP_BY_HOP.has(name)) out[name] = value;
-      res.writeHead(answer.statusCode ?? 502, out);
+      res.writeHead(answer.statusCode!, out);
       answer.pipe(res);
       answer.once('end', () => clearTimeout(timer));
+      // The container cut its answer short (a reset, a crash): cut the client's too, as a proxy must.
+      answer.once('error', () => res.destroy());
+      answer.once('close', () => {
+        if (!answer.complete) res.destroy();
+      });
     });
     // The request timeout (timeoutSeconds): the whole answer must come within it.
     const timer = setTimeout(() => {
       logger.warn(
-        { service: service.name, rule: 'timeout', status: 504, path: redactPath(req.url ?? '/') },
-        `${service.name} front ended ${req.method} ${redactPath(req.url ?? '/')} with 504: no full answer within timeoutSeconds ${service.timeoutSeconds}`,
+        { service: service.name, rule: 'timeout', status: 504, path },
+        `${service.name} front ended ${req.method} ${path} with 504: no full answer within timeoutSeconds ${service.timeoutSeconds}`,
       );
       if (res.headersSent) res.destroy();
       else res.writeHead(504, { 'content-type': 'text/plain' }).end('upstream request timeout');
@@ -166,10 +173,9 @@ export function createCloudRunFront(options: FrontOptions): Server {
   }
 }
 
-function bearer(value: string | string[] | undefined): string | undefined {
-  if (typeof value !== 'string') return undefined;
-  const match = /^Bearer +([^\s]+) *$/i.exec(value);
-  return match?.[1];
+/** The token of a `Bearer <token>` header (as receiving reads it: scheme in any case, blanks around). */
+function bearer(value: string | undefined): string | undefined {
+  return /^bearer[ \t]+([^\s]+)[ \t]*$/i.exec(value ?? '')?.[1];
 }
 
 /** What a developer should read about a token that failed the check; never the token itself. */
@@ -213,7 +219,7 @@ function whyInvalid(err: unknown, token: string, audiences: readonly string[], h
 
 /** Cloud Run's answers: HTML pages of the shape Google's front end sends. */
 function refuse(res: ServerResponse, status: 401 | 403 | 500, path: string): void {
-  const shown = escapeHtml(redactPath(path));
+  const shown = escapeHtml(path);
   if (status === 403) {
     res.writeHead(403, { 'content-type': 'text/html; charset=UTF-8' });
     res.end(page(403, 'Forbidden', `Your client does not have permission to get URL <code>${shown}</code> from this server.`));

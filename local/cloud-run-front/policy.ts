@@ -50,7 +50,12 @@ export function roleProblem(role: string): string | undefined {
 
 /** A policy from YAML or JSON text, with every member and role checked. */
 export function parsePolicy(text: string, source: string): Policy {
-  const doc: unknown = parse(text);
+  let doc: unknown;
+  try {
+    doc = parse(text);
+  } catch (err) {
+    throw new Error(`${source}: not valid YAML: ${(err as Error).message.split('\n')[0]}`);
+  }
   const problems: string[] = [];
   const policy: Policy = { bindings: [] };
   if (doc === null || doc === undefined) return policy;
@@ -127,41 +132,36 @@ export function writePolicyFile(path: string, policy: Policy): void {
 
 /**
  * A policy file that may change while the front runs (`npm run local -- run services
- * add-iam-policy-binding ...` rewrites it): re-read when its modification time, size or inode
- * changes, looked at (one stat) on every request by default, so a change holds from the next one.
+ * add-iam-policy-binding ...` rewrites it): looked at (one stat) on every request, and re-read when
+ * its modification time, size or inode changed, so a change holds from the next request.
  */
 export class PolicyFile {
-  private policy: Policy = { bindings: [] };
-  private seen = '';
-  private checkedAt = -Infinity;
+  private seen: string | undefined;
+  private policy: Policy | undefined;
   private problem: string | undefined;
 
-  constructor(
-    readonly path: string,
-    private readonly checkEveryMs = 0,
-    private readonly now: () => number = () => performance.now(),
-  ) {
-    this.reload();
-  }
+  constructor(readonly path: string) {}
 
-  /** The current policy; throws with the file's problem if it cannot be read or parsed. */
+  /** The current policy; throws naming the file and its problem if it cannot be read or parsed. */
   current(): Policy {
-    if (this.now() - this.checkedAt >= this.checkEveryMs) this.reload();
-    if (this.problem !== undefined) throw new Error(this.problem);
-    return this.policy;
-  }
-
-  private reload(): void {
-    this.checkedAt = this.now();
+    let version: string;
     try {
       const stat = statSync(this.path);
-      const version = `${stat.mtimeMs}:${stat.size}:${stat.ino}`;
-      if (version === this.seen && this.problem === undefined) return;
-      this.policy = parsePolicy(readFileSync(this.path, 'utf8'), this.path);
-      this.seen = version;
-      this.problem = undefined;
+      version = `${stat.mtimeMs}:${stat.size}:${stat.ino}`;
     } catch (err) {
-      this.problem = err instanceof Error ? err.message : String(err);
+      this.seen = undefined;
+      throw new Error(`${this.path}: ${(err as Error).message}`);
     }
+    if (version !== this.seen) {
+      this.seen = version;
+      try {
+        this.policy = parsePolicy(readFileSync(this.path, 'utf8'), this.path);
+        this.problem = undefined;
+      } catch (err) {
+        this.problem = (err as Error).message;
+      }
+    }
+    if (this.problem !== undefined) throw new Error(this.problem);
+    return this.policy!;
   }
 }

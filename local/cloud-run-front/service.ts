@@ -15,19 +15,17 @@ export interface ServiceManifest {
   serviceAccount: string | undefined;
   /** The container's env, as its manifest sets it. */
   env: Record<string, string>;
-  containerPort: number;
-  region: string | undefined;
 }
 
 interface RawService {
   kind?: unknown;
-  metadata?: { name?: unknown; labels?: Record<string, unknown>; annotations?: Record<string, unknown> };
+  metadata?: { name?: unknown; annotations?: Record<string, unknown> };
   spec?: {
     template?: {
       spec?: {
         serviceAccountName?: unknown;
         timeoutSeconds?: unknown;
-        containers?: { env?: { name?: unknown; value?: unknown }[]; ports?: { containerPort?: unknown }[] }[];
+        containers?: { env?: { name?: unknown; value?: unknown }[] }[];
       };
     };
   };
@@ -47,15 +45,18 @@ export function parseServiceManifest(text: string, source: string): ServiceManif
   }
   const audiences = annotations['run.googleapis.com/custom-audiences'];
   let customAudiences: string[] = [];
-  if (typeof audiences === 'string') {
-    const parsed: unknown = JSON.parse(audiences);
+  if (audiences !== undefined) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(String(audiences));
+    } catch {
+      parsed = undefined;
+    }
     if (!Array.isArray(parsed) || !parsed.every((a) => typeof a === 'string')) {
       throw new Error(`${source}: run.googleapis.com/custom-audiences must be a JSON list of strings`);
     }
     customAudiences = parsed as string[];
   }
-  const region = raw.metadata.labels?.['cloud.googleapis.com/location'];
-  const port = container.ports?.[0]?.containerPort;
   return {
     name: raw.metadata.name,
     invokerIamDisabled: String(annotations['run.googleapis.com/invoker-iam-disabled'] ?? '').toLowerCase() === 'true',
@@ -63,7 +64,5 @@ export function parseServiceManifest(text: string, source: string): ServiceManif
     timeoutSeconds: typeof spec.timeoutSeconds === 'number' ? spec.timeoutSeconds : 300,
     serviceAccount: typeof spec.serviceAccountName === 'string' ? spec.serviceAccountName : undefined,
     env,
-    containerPort: typeof port === 'number' ? port : 8080,
-    region: typeof region === 'string' ? region : undefined,
   };
 }

@@ -1,5 +1,5 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import { createServer, request as httpRequest, type IncomingHttpHeaders, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SignJWT, generateKeyPair, type JWTPayload } from 'jose';
@@ -16,19 +16,30 @@ const OTHER = 'someone-else@local-project.iam.gserviceaccount.com';
 const invokers = (...members: string[]): Policy => ({ bindings: [{ role: 'roles/run.invoker', members }] });
 
 /** A stand-in container: answers 200 with what it saw; /slow answers after 3 s. */
-async function container(): Promise<{ url: string; seen: IncomingHttpHeaders[]; close(): Promise<void>; server: Server }> {
+async function container(): Promise<{ url: string; seen: IncomingHttpHeaders[]; closedEarly: string[]; close(): Promise<void>; server: Server }> {
   const seen: IncomingHttpHeaders[] = [];
+  const closedEarly: string[] = [];
   const server = createServer((req, res) => {
     seen.push(req.headers);
+    req.once('close', () => {
+      if (!res.writableEnded) closedEarly.push(req.url!);
+    });
     const answer = () => res.writeHead(200, { 'content-type': 'text/plain', 'x-from': 'container' }).end(`Hello from ${req.method} ${req.url}`);
     if (req.url === '/slow') setTimeout(answer, 3000).unref();
-    else answer();
+    else if (req.url === '/stall') res.writeHead(200, { 'content-type': 'text/plain' }).write('part of an answer');
+    else if (req.url === '/reset') {
+      res.writeHead(200, { 'content-type': 'text/plain' }).write('part of an answer');
+      setTimeout(() => req.socket.destroy(), 50).unref();
+    } else if (req.url === '/hop') {
+      res.writeHead(200, { 'keep-alive': 'timeout=99', 'proxy-connection': 'keep-alive', 'x-kept': 'yes' }).end('hop');
+    } else answer();
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as { port: number };
   return {
     url: `http://127.0.0.1:${port}`,
     seen,
+    closedEarly,
     server,
     close: () => new Promise((resolve) => server.closeAllConnections() ?? server.close(() => resolve())),
   };
@@ -41,8 +52,6 @@ const manifest = (overrides: Partial<ServiceManifest> = {}): ServiceManifest => 
   timeoutSeconds: 30,
   serviceAccount: 'cloudrun-receiving-sa@local-project.iam.gserviceaccount.com',
   env: {},
-  containerPort: 8080,
-  region: 'local',
   ...overrides,
 });
 
@@ -64,6 +73,7 @@ describe('the local Cloud Run front door (real HTTP: client → front → stand-
   });
   beforeEach(() => {
     backend.seen.length = 0;
+    backend.closedEarly.length = 0;
   });
 
   /** A front on an ephemeral port; its URL is its audience. */
@@ -291,6 +301,7 @@ describe('the local Cloud Run front door (real HTTP: client → front → stand-
     const auth = { Authorization: `Bearer ${await idToken(url)}` };
     const res = await get(`${url}/slow`, auth);
     expect(res.status).toBe(504);
+    expect(res.headers.get('content-type')).toBe('text/plain');
     expect(await res.text()).toBe('upstream request timeout');
     expect(lines.at(-1)).toContain('no full answer within timeoutSeconds 1');
     expect((await get(`${url}/`, auth)).status).toBe(200);
@@ -310,7 +321,10 @@ describe('the local Cloud Run front door (real HTTP: client → front → stand-
     fronts.push(server);
     const res = await get(`http://127.0.0.1:${(server.address() as { port: number }).port}/`);
     expect(res.status).toBe(503);
+    expect(res.headers.get('content-type')).toBe('text/html; charset=UTF-8');
+    expect(await res.text()).toContain('<title>503 Service Unavailable</title>');
     expect(lines[0]).toContain('could not reach its container at http://127.0.0.1:1 (ECONNREFUSED)');
+    expect(JSON.parse(lines[0]!)).toMatchObject({ rule: 'container-unreachable', status: 503, code: 'ECONNREFUSED' });
   });
 
   it('keeps a token pasted into the path out of its log', async () => {
@@ -320,5 +334,164 @@ describe('the local Cloud Run front door (real HTTP: client → front → stand-
     expect(res.status).toBe(403);
     expect(await res.text()).not.toContain(token.split('.')[1]!);
     expect(lines.join('\n')).not.toContain(token.split('.')[1]!);
+  });
+  it('accepts Google’s other issuer spelling, accounts.google.com', async () => {
+    const { url } = await front();
+    const token = await signed(claimsFor(emulator, url, { iss: 'accounts.google.com', email: CALLER }));
+    expect((await get(`${url}/`, { Authorization: `Bearer ${token}` })).status).toBe(200);
+  });
+
+  it('reads the scheme in any case with blanks around, and nothing else as a bearer token', async () => {
+    const { url } = await front();
+    const token = await idToken(url);
+    for (const value of [`bearer ${token}`, `BEARER  ${token}`, `Bearer\t${token} `]) {
+      expect({ value: value.slice(0, 8), status: (await get(`${url}/`, { Authorization: value })).status }).toEqual({ value: value.slice(0, 8), status: 200 });
+    }
+    for (const value of [`xBearer ${token}`, `Bearer ${token} x`, `Bearer${token}`]) {
+      expect({ value: value.slice(0, 8), status: (await get(`${url}/`, { Authorization: value })).status }).toEqual({ value: value.slice(0, 8), status: 403 });
+    }
+  });
+
+  it('does not forward hop-by-hop headers either way', async () => {
+    const { url } = await front({ invokerIamDisabled: true });
+    const answer = await new Promise<{ headers: IncomingHttpHeaders; body: string }>((resolve, reject) => {
+      const req = httpRequest(`${url}/hop`, { headers: { 'keep-alive': 'timeout=1', 'proxy-connection': 'close', te: 'trailers', 'x-mine': 'kept' } }, (res) => {
+        let body = '';
+        res.on('data', (c) => (body += c));
+        res.on('end', () => resolve({ headers: res.headers, body }));
+      });
+      req.once('error', reject);
+      req.end();
+    });
+    expect(answer.body).toBe('hop');
+    expect(answer.headers['x-kept']).toBe('yes');
+    expect(answer.headers['proxy-connection']).toBeUndefined();
+    expect(answer.headers['keep-alive']).not.toBe('timeout=99');
+    const [seen] = backend.seen;
+    expect(seen!['x-mine']).toBe('kept');
+    for (const name of ['keep-alive', 'proxy-connection', 'te']) expect({ name, value: seen![name] }).toEqual({ name, value: undefined });
+  });
+
+  it('starts no trace when the request brings X-Cloud-Trace-Context only', async () => {
+    const { url } = await front({ invokerIamDisabled: true });
+    await get(`${url}/`, { 'X-Cloud-Trace-Context': `${'c'.repeat(32)}/1;o=1` });
+    expect(backend.seen[0]!.traceparent).toBeUndefined();
+    expect(backend.seen[0]!['x-cloud-trace-context']).toBe(`${'c'.repeat(32)}/1;o=1`);
+  });
+
+  it('passes a public service’s token through untouched: allUsers, or the invoker check disabled', async () => {
+    const { url } = await front({}, () => [invokers('allUsers')]);
+    const token = await idToken(url);
+    await get(`${url}/`, { Authorization: `Bearer ${token}` });
+    const { url: open } = await front({ invokerIamDisabled: true });
+    await get(`${open}/`, { Authorization: `Bearer ${token}`, 'X-Serverless-Authorization': `Bearer ${token}` });
+    expect(backend.seen.map((h) => h.authorization)).toEqual([`Bearer ${token}`, `Bearer ${token}`]);
+    expect(backend.seen[1]!['x-serverless-authorization']).toBe(`Bearer ${token}`);
+    expect(backend.seen.flatMap((h) => Object.keys(h)).filter((name) => name === 'undefined')).toEqual([]);
+  });
+
+  it('refuses everyone when the service has no policy at all (only the project’s)', async () => {
+    const { url, lines } = await front({}, () => []);
+    expect((await get(`${url}/`)).status).toBe(403);
+    expect((await get(`${url}/`, { Authorization: `Bearer ${await idToken(url)}` })).status).toBe(403);
+    expect(lines[1]).toContain('holds no roles/run.invoker on receiving');
+  });
+
+  it('answers 500 and keeps serving when its policy cannot be read, or lies', async () => {
+    const { url, lines } = await front({}, () => {
+      throw new Error('policy store down');
+    });
+    const res = await get(`${url}/`);
+    expect(res.status).toBe(500);
+    expect(res.headers.get('content-type')).toBe('text/html; charset=UTF-8');
+    expect(await res.text()).toContain('<title>500 Server Error</title>');
+    expect(JSON.parse(lines[0]!)).toMatchObject({ rule: 'policy', status: 500 });
+    expect(lines[0]).toContain('the IAM policy cannot be read: policy store down');
+    const { url: lying, lines: lyingLines } = await front({}, () => [null as unknown as Policy]);
+    expect((await get(`${lying}/x`)).status).toBe(500);
+    expect((await get(`${lying}/x`)).status).toBe(500);
+    expect(lyingLines[0]).toContain('receiving front failed on GET /x');
+    expect(backend.seen).toEqual([]);
+  });
+
+  it('says when a token is signed with a key Google does not have, and when Google’s keys cannot be had', async () => {
+    const { url, lines } = await front();
+    const { privateKey } = await generateKeyPair('RS256');
+    const unknownKid = await new SignJWT(claimsFor(emulator, url)).setProtectedHeader({ alg: 'RS256', kid: 'f'.repeat(40) }).sign(privateKey);
+    expect((await get(`${url}/`, { Authorization: `Bearer ${unknownKid}` })).status).toBe(401);
+    expect(lines[0]).toContain("the authorization token is signed with a key that is not one of Google's (kid unknown)");
+    expect(JSON.parse(lines[0]!)).toMatchObject({ rule: 'token-invalid', status: 401 });
+
+    const { logger, lines: deadLines } = capturingLogger();
+    const port = await freePort();
+    const server = createCloudRunFront({
+      service: manifest(),
+      url: `http://127.0.0.1:${port}`,
+      target: backend.url,
+      jwksUrl: new URL(`http://127.0.0.1:${await freePort()}/oauth2/v3/certs`),
+      policies: () => [invokers(`serviceAccount:${CALLER}`)],
+      logger,
+    });
+    await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+    fronts.push(server);
+    expect((await get(`http://127.0.0.1:${port}/`, { Authorization: `Bearer ${await idToken(`http://127.0.0.1:${port}`)}` })).status).toBe(401);
+    expect(deadLines[0]).toContain("Google's keys could not be fetched to check the authorization token");
+  });
+
+  it('names the time a token expired, and a token with an empty email', async () => {
+    const { url, lines } = await front();
+    const exp = nowS() - 100;
+    await get(`${url}/`, { Authorization: `Bearer ${await signed(claimsFor(emulator, url, { exp, iat: exp - 3600 }))}` });
+    expect(lines[0]).toContain(`the authorization token expired at ${new Date(exp * 1000).toISOString()}; fetch a new one`);
+    expect((await get(`${url}/`, { Authorization: `Bearer ${await signed(claimsFor(emulator, url, { email: '' }))}` })).status).toBe(401);
+    expect(lines[1]).toContain('the authorization token has no email claim');
+  });
+
+  it('escapes the path it shows in its pages', async () => {
+    const { url } = await front();
+    const body = await new Promise<string>((resolve, reject) => {
+      const req = httpRequest(`${url}/`, { path: `/<b>"&'` }, (res) => {
+        let text = '';
+        res.on('data', (c) => (text += c));
+        res.on('end', () => resolve(text));
+      });
+      req.once('error', reject);
+      req.end();
+    });
+    expect(body).toContain('<code>/&#60;b&#62;&#34;&#38;&#39;</code>');
+  });
+
+  it('leaves no timeout behind an answer that came in time', async () => {
+    const { url, lines } = await front({ timeoutSeconds: 1 });
+    expect((await get(`${url}/`, { Authorization: `Bearer ${await idToken(url)}` })).status).toBe(200);
+    await new Promise((resolve) => setTimeout(resolve, 1200));
+    expect(lines).toEqual([]);
+  });
+
+  it('cuts an answer that stalls past timeoutSeconds once it has begun, and keeps serving', async () => {
+    const { url, lines } = await front({ timeoutSeconds: 1, invokerIamDisabled: true });
+    const res = await get(`${url}/stall`);
+    expect(res.status).toBe(200);
+    await expect(res.text()).rejects.toThrow();
+    expect(JSON.parse(lines[0]!)).toMatchObject({ rule: 'timeout', status: 504 });
+    expect((await get(`${url}/`)).status).toBe(200);
+  });
+
+  it('survives a container that resets mid-answer: the client sees the cut, the front keeps serving', async () => {
+    const { url } = await front({ invokerIamDisabled: true });
+    const res = await get(`${url}/reset`);
+    await expect(res.text()).rejects.toThrow();
+    expect((await get(`${url}/`)).status).toBe(200);
+  });
+
+  it('ends the container’s request when the client goes away', async () => {
+    const { url } = await front({ invokerIamDisabled: true });
+    const aborted = new AbortController();
+    const pending = fetch(`${url}/slow`, { signal: aborted.signal }).catch(() => 'aborted');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    aborted.abort();
+    expect(await pending).toBe('aborted');
+    for (let i = 0; i < 50 && backend.closedEarly.length === 0; i += 1) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(backend.closedEarly).toEqual(['/slow']);
   });
 });
