@@ -35,7 +35,7 @@ const SIGNATURE_REMOVED = 'SIGNATURE_REMOVED_BY_GOOGLE';
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
 
 type Verdict =
-  | { admit: true; header?: 'authorization' | 'x-serverless-authorization'; token?: string }
+  | { admit: true; checked?: { header: 'authorization' | 'x-serverless-authorization'; token: string } }
   | { admit: false; status: 401 | 403 | 500; rule: string; reason: string };
 
 /** A front for one service: an HTTP server, not yet listening. */
@@ -89,7 +89,7 @@ export function createCloudRunFront(options: FrontOptions): Server {
           `add-iam-policy-binding ${service.name} --member=${iamMember(email)} --role=roles/run.invoker`,
       };
     }
-    return { admit: true, header, token };
+    return { admit: true, checked: { header, token } };
   }
 
   return createServer((req, res) => {
@@ -118,8 +118,9 @@ export function createCloudRunFront(options: FrontOptions): Server {
     const headers: IncomingHttpHeaders = {};
     for (const [name, value] of Object.entries(req.headers)) if (!HOP_BY_HOP.has(name)) headers[name] = value;
     // The container sees the checked token without its signature, in the header it came in.
-    if (verdict.header !== undefined && verdict.token !== undefined) {
-      headers[verdict.header] = `Bearer ${verdict.token.split('.').slice(0, 2).join('.')}.${SIGNATURE_REMOVED}`;
+    if (verdict.checked !== undefined) {
+      const { header, token } = verdict.checked;
+      headers[header] = `Bearer ${token.split('.').slice(0, 2).join('.')}.${SIGNATURE_REMOVED}`;
     }
     if (headers.traceparent === undefined && headers['x-cloud-trace-context'] === undefined) {
       const traceId = randomBytes(16).toString('hex');
@@ -138,12 +139,9 @@ export function createCloudRunFront(options: FrontOptions): Server {
       for (const [name, value] of Object.entries(answer.headers)) if (value !== undefined && !HOP_BY_HOP.has(name)) out[name] = value;
       res.writeHead(answer.statusCode!, out);
       answer.pipe(res);
-      answer.once('end', () => clearTimeout(timer));
-      // The container cut its answer short (a reset, a crash): cut the client's too, as a proxy must.
+      // The container cut its answer short (a reset, a crash): Node reports it as an error on the
+      // answer ("aborted"); cut the client's answer too, as a proxy must.
       answer.once('error', () => res.destroy());
-      answer.once('close', () => {
-        if (!answer.complete) res.destroy();
-      });
     });
     // The request timeout (timeoutSeconds): the whole answer must come within it.
     const timer = setTimeout(() => {
@@ -158,7 +156,7 @@ export function createCloudRunFront(options: FrontOptions): Server {
     timer.unref();
     upstream.once('error', (err: NodeJS.ErrnoException) => {
       clearTimeout(timer);
-      if (res.headersSent || res.writableEnded) return void res.destroy();
+      if (res.headersSent) return void res.destroy();
       logger.error(
         { service: service.name, rule: 'container-unreachable', status: 503, code: err.code },
         `${service.name} front could not reach its container at ${options.target} (${err.code ?? err.message})`,
@@ -188,7 +186,8 @@ function whyInvalid(err: unknown, token: string, audiences: readonly string[], h
     }
   })();
   const where = `the ${header} token`;
-  if (claims === undefined || err instanceof errors.JWSInvalid || err instanceof errors.JWTInvalid) {
+  // Not three base64url parts of JSON, or a header jose cannot read: not a JWT at all.
+  if (claims === undefined || err instanceof errors.JWSInvalid) {
     return (
       `${where} is not a JWT (an ID token is three base64url parts): perhaps an OAuth access token, which Cloud Run ` +
       'also accepts but this front cannot check on one machine; send an ID token'

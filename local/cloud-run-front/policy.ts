@@ -76,7 +76,7 @@ export function parsePolicy(text: string, source: string): Policy {
       const problem = memberProblem(member);
       if (problem) problems.push(`bindings[${i}]: ${problem}`);
     }
-    if (typeof role === 'string') policy.bindings.push({ role, members: [...(members as string[])] });
+    policy.bindings.push({ role: role as string, members: [...(members as string[])] }); // kept only if no problem
   }
   if (problems.length > 0) throw new Error(`${source}: ${problems.join('; ')}`);
   return policy;

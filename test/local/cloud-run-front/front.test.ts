@@ -173,6 +173,7 @@ describe('the local Cloud Run front door (real HTTP: client → front → stand-
     const token = await idToken('https://a.example');
     const res = await get(`${url}/`, { Authorization: `Bearer ${token}` });
     expect(res.status).toBe(401);
+    expect(res.headers.get('content-type')).toBe('text/html; charset=UTF-8');
     expect(res.headers.get('www-authenticate')).toBe('Bearer error="invalid_token" error_description="The access token could not be verified"');
     const body = await res.text();
     expect(body).toContain('<title>401 Unauthorized</title>');
@@ -206,7 +207,10 @@ describe('the local Cloud Run front door (real HTTP: client → front → stand-
     }
     expect(lines[0]).toContain("signature does not verify with Google's keys");
     expect(lines[1]).toContain('is not RS256');
-    expect(lines[3]).toContain('is not a JWT');
+    expect(lines[3]).toContain(
+      'the authorization token is not a JWT (an ID token is three base64url parts): perhaps an OAuth access token, ' +
+        'which Cloud Run also accepts but this front cannot check on one machine; send an ID token',
+    );
     expect(backend.seen).toEqual([]);
   });
 
@@ -322,7 +326,9 @@ describe('the local Cloud Run front door (real HTTP: client → front → stand-
     const res = await get(`http://127.0.0.1:${(server.address() as { port: number }).port}/`);
     expect(res.status).toBe(503);
     expect(res.headers.get('content-type')).toBe('text/html; charset=UTF-8');
-    expect(await res.text()).toContain('<title>503 Service Unavailable</title>');
+    const page = await res.text();
+    expect(page).toContain('<title>503 Service Unavailable</title>');
+    expect(page).toContain('The service you requested is not available yet. Please try again in 30 seconds.');
     expect(lines[0]).toContain('could not reach its container at http://127.0.0.1:1 (ECONNREFUSED)');
     expect(JSON.parse(lines[0]!)).toMatchObject({ rule: 'container-unreachable', status: 503, code: 'ECONNREFUSED' });
   });
@@ -404,13 +410,16 @@ describe('the local Cloud Run front door (real HTTP: client → front → stand-
     const res = await get(`${url}/`);
     expect(res.status).toBe(500);
     expect(res.headers.get('content-type')).toBe('text/html; charset=UTF-8');
-    expect(await res.text()).toContain('<title>500 Server Error</title>');
+    const page = await res.text();
+    expect(page).toContain('<title>500 Server Error</title>');
+    expect(page).toContain('<h2>The server encountered an error.</h2>');
     expect(JSON.parse(lines[0]!)).toMatchObject({ rule: 'policy', status: 500 });
     expect(lines[0]).toContain('the IAM policy cannot be read: policy store down');
     const { url: lying, lines: lyingLines } = await front({}, () => [null as unknown as Policy]);
     expect((await get(`${lying}/x`)).status).toBe(500);
     expect((await get(`${lying}/x`)).status).toBe(500);
     expect(lyingLines[0]).toContain('receiving front failed on GET /x');
+    expect(JSON.parse(lyingLines[0]!)).toMatchObject({ severity: 'ERROR', service: 'receiving', err: { type: 'TypeError' } });
     expect(backend.seen).toEqual([]);
   });
 
@@ -445,6 +454,7 @@ describe('the local Cloud Run front door (real HTTP: client → front → stand-
     expect(lines[0]).toContain(`the authorization token expired at ${new Date(exp * 1000).toISOString()}; fetch a new one`);
     expect((await get(`${url}/`, { Authorization: `Bearer ${await signed(claimsFor(emulator, url, { email: '' }))}` })).status).toBe(401);
     expect(lines[1]).toContain('the authorization token has no email claim');
+    expect(JSON.parse(lines[1]!)).toMatchObject({ rule: 'token-invalid', status: 401 });
   });
 
   it('escapes the path it shows in its pages', async () => {
@@ -493,5 +503,19 @@ describe('the local Cloud Run front door (real HTTP: client → front → stand-
     expect(await pending).toBe('aborted');
     for (let i = 0; i < 50 && backend.closedEarly.length === 0; i += 1) await new Promise((resolve) => setTimeout(resolve, 20));
     expect(backend.closedEarly).toEqual(['/slow']);
+  });
+  it('names the claim a token fails, a header jose cannot read, and a header it does not support', async () => {
+    const { url, lines } = await front();
+    const payload = Buffer.from(JSON.stringify(claimsFor(emulator, url))).toString('base64url');
+    const badHeader = `bm90LWpzb24.${payload}.c2ln`;
+    const future = await signed(claimsFor(emulator, url, { nbf: nowS() + 3600 }));
+    // An unknown critical header is refused before the signature is looked at: no real signature needed.
+    const critHeader = Buffer.from(JSON.stringify({ alg: 'RS256', kid: emulator.key.kid, crit: ['x-ext'], 'x-ext': 1 })).toString('base64url');
+    const crit = `${critHeader}.${payload}.c2ln`;
+    for (const token of [badHeader, future, crit]) expect((await get(`${url}/`, { Authorization: `Bearer ${token}` })).status).toBe(401);
+    expect(lines[0]).toContain('the authorization token is not a JWT');
+    expect(lines[1]).toContain('the authorization token fails its nbf claim: ');
+    expect(lines[2]).toContain('the authorization token does not verify: ');
+    expect(lines[2]).not.toContain("Google's keys could not be fetched");
   });
 });

@@ -84,7 +84,7 @@ describe('IAM policies as the front reads them', () => {
     expect(() => parsePolicy('- a\n- b', 'p.yaml')).toThrow('p.yaml: an IAM policy is a mapping with bindings');
     expect(() => parsePolicy('hello', 'p.yaml')).toThrow('p.yaml: an IAM policy is a mapping with bindings');
     expect(() => parsePolicy('bindings: {}', 'p.yaml')).toThrow('p.yaml: bindings must be a list');
-    expect(() => parsePolicy('bindings: [', 'p.yaml')).toThrow(/^p\.yaml: not valid YAML: /);
+    expect(() => parsePolicy('bindings: [', 'p.yaml')).toThrow(/^p\.yaml: not valid YAML: \S.*[^\n]$/);
     const bad = [
       'bindings:',
       '  - members: [allUsers]',

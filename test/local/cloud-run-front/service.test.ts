@@ -38,6 +38,8 @@ describe('what the front reads from a Cloud Run manifest', () => {
       env: {},
     });
     expect(parseServiceManifest(minimal('spec:\n  template:\n    spec:\n      containers: []\n'), 'm.yaml').env).toEqual({});
+    expect(parseServiceManifest(minimal('spec: {}\n'), 'm.yaml').timeoutSeconds).toBe(300);
+    expect(parseServiceManifest(minimal('spec:\n  template: {}\n'), 'm.yaml').env).toEqual({});
     expect(parseServiceManifest(minimal('spec:\n  template:\n    spec:\n      timeoutSeconds: "30"\n      serviceAccountName: 7\n'), 'm.yaml')).toMatchObject({
       timeoutSeconds: 300,
       serviceAccount: undefined,
