@@ -58,7 +58,7 @@ export function parsePolicy(text: string, source: string): Policy {
   }
   const problems: string[] = [];
   const policy: Policy = { bindings: [] };
-  if (doc === null || doc === undefined) return policy;
+  if (doc === null) return policy;
   if (typeof doc !== 'object' || Array.isArray(doc)) throw new Error(`${source}: an IAM policy is a mapping with bindings`);
   const { bindings, etag, version } = doc as { bindings?: unknown; etag?: unknown; version?: unknown };
   if (typeof etag === 'string') policy.etag = etag;

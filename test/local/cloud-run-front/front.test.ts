@@ -55,7 +55,7 @@ const manifest = (overrides: Partial<ServiceManifest> = {}): ServiceManifest => 
   ...overrides,
 });
 
-describe('the local Cloud Run front door (real HTTP: client → front → stand-in container)', () => {
+describe('the local Cloud Run front door, over real HTTP: client, front, stand-in container', () => {
   let emulator: RunningEmulator;
   let backend: Awaited<ReturnType<typeof container>>;
   const fronts: Server[] = [];
@@ -233,9 +233,10 @@ describe('the local Cloud Run front door (real HTTP: client → front → stand-
     const { url: plain, lines } = await front();
     expect((await get(`${plain}/`, { Authorization: `Bearer ${await idToken('https://receiving.example.com')}` })).status).toBe(401);
     expect(lines[0]).toContain('and no custom audience');
-    const { url: other, lines: otherLines } = await front({ customAudiences: ['https://x.example'] });
+    const { url: other, lines: otherLines } = await front({ customAudiences: ['https://x.example', 'https://y.example'] });
     await get(`${other}/`, { Authorization: `Bearer ${await idToken('https://a.example')}` });
-    expect(otherLines[0]).toContain(`accepts ${other} (its URL) and its custom audiences https://x.example`);
+    expect(otherLines[0]).toContain(`accepts ${other} (its URL) and its custom audiences https://x.example, https://y.example`);
+    expect((await get(`${other}/`, { Authorization: `Bearer ${await idToken('https://y.example')}` })).status).toBe(200);
   });
 
   it('admits a project Editor (the tutorial’s default compute identity) through the project policy', async () => {
