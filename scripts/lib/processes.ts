@@ -19,12 +19,32 @@ export interface ServiceProcess {
 
 export type ServiceName = 'calling' | 'receiving' | 'metadata-emulator';
 
-/** The built entry point of a service (dist/services/NAME/main.js), from source or from dist. */
-export function entryOf(name: ServiceName): string {
+/** The repository's dist/ folder, whether this runs from source (ts-jest) or from dist. */
+function distDir(): string {
   const root = fileURLToPath(new URL('../../', import.meta.url));
-  const dist = basename(root) === 'dist' ? root : join(root, 'dist');
-  // The deployed services live in services/, the local stand-ins for Google in local/.
-  return join(dist, name === 'metadata-emulator' ? 'local' : 'services', name, 'main.js');
+  return basename(root) === 'dist' ? root : join(root, 'dist');
+}
+
+/**
+ * The file each service runs from: for the deployed services the bundle the images ship
+ * (dist/bundle/NAME/main.mjs, made by scripts/bundle.ts), for the emulator tsc's output.
+ */
+export function entryOf(name: ServiceName): string {
+  const dist = distDir();
+  return name === 'metadata-emulator' ? join(dist, 'local', name, 'main.js') : join(dist, 'bundle', name, 'main.mjs');
+}
+
+/**
+ * Node's flags for the deployed services, the same in the Dockerfiles' CMD and package.json's
+ * start scripts (a test holds them together). DEP0169: node-fetch 2 calls url.parse() on a URL it
+ * has already normalised with WHATWG URL; Node 24+ warns about url.parse() in code outside
+ * node_modules, which a bundle is, so without this every instance would print that warning once.
+ */
+export const SERVICE_NODE_FLAGS = ['--disable-warning=DEP0169'] as const;
+
+/** The arguments after `node` that start a service. */
+export function nodeArgsOf(name: ServiceName): string[] {
+  return name === 'metadata-emulator' ? [entryOf(name)] : [...SERVICE_NODE_FLAGS, entryOf(name)];
 }
 
 /** A port that was free a moment ago on 127.0.0.1. */
@@ -53,13 +73,13 @@ export interface StartOptions {
 }
 
 export function startService(name: ServiceName, options: StartOptions): Promise<ServiceProcess> {
-  return startProcess(name, entryOf(name), options);
+  return startProcess(name, nodeArgsOf(name), options);
 }
 
-/** Any node script as a service process (the benchmark's baselines). */
-export async function startProcess(name: string, entry: string, options: StartOptions): Promise<ServiceProcess> {
+/** Any node script (its path, or node's arguments) as a service process (the benchmark's baselines). */
+export async function startProcess(name: string, entry: string | string[], options: StartOptions): Promise<ServiceProcess> {
   const spawnedAt = performance.now();
-  const child = spawn(process.execPath, [entry], {
+  const child = spawn(process.execPath, typeof entry === 'string' ? [entry] : entry, {
     env: { ...cleanEnv(options.env), PORT: String(options.port), HOST: '127.0.0.1' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -5,14 +5,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer } from 'node:net';
 import { promisify } from 'node:util';
-import { entryOf, freePort, startService, type ServiceName } from '../../scripts/lib/processes.js';
+import { nodeArgsOf, freePort, startService, type ServiceName } from '../../scripts/lib/processes.js';
 
 const run = promisify(execFile);
 
 /** Runs a built service with only the given env; resolves with its exit code and stderr. */
 async function startWith(name: ServiceName, env: Record<string, string>) {
   try {
-    await run(process.execPath, [entryOf(name)], { env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', ...env }, timeout: 10_000 });
+    await run(process.execPath, nodeArgsOf(name), { env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', ...env }, timeout: 10_000 });
     return { code: 0, stderr: '' };
   } catch (err) {
     const { code, stderr } = err as { code: number; stderr: string };

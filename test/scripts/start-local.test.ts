@@ -62,7 +62,7 @@ describe('npm start (the built launcher, as a real process)', () => {
       const services = childrenOf(child.pid!);
       pids = services.map((line) => Number.parseInt(line, 10));
       expect(output).toContain(`curl http://127.0.0.1:${ports.calling}`);
-      expect(services.map((line) => line.match(/(?:services|local)\/([a-z-]+)\/main\.js/)?.[1]).sort()).toEqual([
+      expect(services.map((line) => line.match(/(?:bundle|local)\/([a-z-]+)\/main\.m?js/)?.[1]).sort()).toEqual([
         'calling',
         'metadata-emulator',
         'metadata-emulator',

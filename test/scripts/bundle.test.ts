@@ -1,0 +1,251 @@
+/**
+ * The bundles the images ship (dist/bundle/NAME/, made by `npm run build`), run as processes from
+ * a copy outside the repository, where no node_modules can be found: what an image holds.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { cpSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpsServer } from 'node:https';
+import { isBuiltin, SourceMap } from 'node:module';
+import { createServer as createNetServer, connect, type Server as NetServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { SourceTextModule } from 'node:vm';
+import { join } from 'node:path';
+import { jwtVerify } from 'jose';
+import { entryOf, freePort, nodeArgsOf, SERVICE_NODE_FLAGS, startProcess, type ServiceProcess } from '../../scripts/lib/processes.js';
+import { startEmulator, type RunningEmulator } from '../helpers/servers.js';
+
+const repo = new URL('../../', import.meta.url);
+const bundleDir = (service: 'calling' | 'receiving') => join(entryOf(service), '..');
+
+describe('the bundles, run where no node_modules can be found (as in the images)', () => {
+  let outside: string;
+  let emulator: RunningEmulator;
+  const started: ServiceProcess[] = [];
+
+  beforeAll(async () => {
+    outside = mkdtempSync(join(tmpdir(), 'bundle-'));
+    for (const service of ['calling', 'receiving'] as const) cpSync(bundleDir(service), join(outside, service), { recursive: true });
+    emulator = await startEmulator();
+  });
+  afterEach(async () => {
+    await Promise.all(started.splice(0).map((s) => s.stop()));
+  });
+  afterAll(async () => {
+    await emulator.close();
+    rmSync(outside, { recursive: true, force: true });
+  });
+
+  const start = async (name: string, file: string, env: Record<string, string>) => {
+    const lines: string[] = [];
+    const service = await startProcess(name, [...SERVICE_NODE_FLAGS, file], {
+      env: { PATH: process.env.PATH, ...env },
+      port: await freePort(),
+      onLine: (_name, line) => lines.push(line),
+    });
+    started.push(service);
+    return { service, lines };
+  };
+
+  const startReceiving = async (port: number) => {
+    const url = `http://127.0.0.1:${port}`;
+    const service = await startProcess('receiving', [...SERVICE_NODE_FLAGS, join(outside, 'receiving', 'main.mjs')], {
+      env: {
+        PATH: process.env.PATH,
+        TOKEN_CHECK: 'verify',
+        AUDIENCES: url,
+        JWKS_URL: emulator.jwksUrl.href,
+        INVOKERS: `serviceAccount:${emulator.config.serviceAccount}`,
+      },
+      port,
+    });
+    started.push(service);
+    return service;
+  };
+
+  it('the metadata path: the chain answers, and never loads the lazy google-auth-library file (removed here)', async () => {
+    const copy = mkdtempSync(join(tmpdir(), 'bundle-calling-'));
+    try {
+      cpSync(join(outside, 'calling'), copy, { recursive: true });
+      rmSync(join(copy, 'google-auth-library.mjs'));
+      const receiving = await startReceiving(await freePort());
+      const { service: calling, lines } = await start('calling', join(copy, 'main.mjs'), { URL: receiving.url, GCE_METADATA_HOST: emulator.host });
+      const response = await fetch(`${calling.url}/`);
+      expect([response.status, await response.text()]).toEqual([200, 'Second service says: Hello World!']);
+      // Not a terminal: one JSON object per line, for Cloud Logging.
+      expect(lines.length).toBeGreaterThan(0);
+      for (const line of lines) expect(() => JSON.parse(line) as unknown).not.toThrow();
+    } finally {
+      rmSync(copy, { recursive: true, force: true });
+    }
+  });
+
+  it('the key-file path: google-auth-library, loaded from its own file on first use, signs with the key and its token gets through', async () => {
+    // Google's token endpoint is https://oauth2.googleapis.com/token, fixed in google-auth-library.
+    // Here it is a local HTTPS server behind a local proxy (HTTPS_PROXY) with a certificate calling
+    // trusts through NODE_EXTRA_CA_CERTS: nothing leaves 127.0.0.1.
+    const dir = mkdtempSync(join(tmpdir(), 'key-file-'));
+    const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const account = 'key-file-caller@demo-project.iam.gserviceaccount.com';
+    writeFileSync(
+      join(dir, 'key.json'),
+      JSON.stringify({
+        type: 'service_account',
+        project_id: 'demo-project',
+        private_key_id: 'test-key-1',
+        private_key: privateKey.export({ type: 'pkcs8', format: 'pem' }),
+        client_email: account,
+        client_id: '1234567890',
+        token_uri: 'https://oauth2.googleapis.com/token',
+      }),
+    );
+    execFileSync('openssl', [
+      'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=oauth2.googleapis.com',
+      '-addext', 'subjectAltName=DNS:oauth2.googleapis.com', '-keyout', join(dir, 'tls.key'), '-out', join(dir, 'tls.crt'),
+    ], { stdio: 'ignore' });
+    const receiving = await startReceiving(await freePort());
+    const assertions: Record<string, unknown>[] = [];
+    const tokenEndpoint = createHttpsServer({ key: readFileSync(join(dir, 'tls.key')), cert: readFileSync(join(dir, 'tls.crt')) }, (req, res) => {
+      let body = '';
+      req.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      req.on('end', () => {
+        void answerTokenRequest(req.url ?? '', new URLSearchParams(body), publicKey, emulator, assertions).then(([status, answer]) => {
+          res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(answer));
+        });
+      });
+    });
+    await new Promise<void>((resolve) => tokenEndpoint.listen(0, '127.0.0.1', resolve));
+    const connects: string[] = [];
+    const proxy = connectProxy((target) => connects.push(target), (tokenEndpoint.address() as { port: number }).port);
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    try {
+      const { service: calling } = await start('calling', join(outside, 'calling', 'main.mjs'), {
+        URL: receiving.url,
+        GOOGLE_APPLICATION_CREDENTIALS: join(dir, 'key.json'),
+        HTTPS_PROXY: `http://127.0.0.1:${(proxy.address() as { port: number }).port}`,
+        NODE_EXTRA_CA_CERTS: join(dir, 'tls.crt'),
+      });
+      const response = await fetch(`${calling.url}/`);
+      expect([response.status, await response.text()]).toEqual([200, 'Second service says: Hello World!']);
+      expect(connects).toContain('oauth2.googleapis.com:443');
+      expect(assertions).toEqual([
+        expect.objectContaining({ iss: account, aud: 'https://oauth2.googleapis.com/token', target_audience: receiving.url }),
+      ]);
+    } finally {
+      proxy.close();
+      tokenEndpoint.close();
+      tokenEndpoint.closeAllConnections();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('on a terminal, logs are human-readable where pino-pretty is installed, and JSON where it is not (the images)', async () => {
+    // `script` gives the service a terminal.
+    const check = async (file: string) => {
+      const child = spawn('script', ['-qefc', `'${process.execPath}' ${SERVICE_NODE_FLAGS.join(' ')} '${file}'`, '/dev/null'], {
+        env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', PORT: String(await freePort()), TOKEN_CHECK: 'none', TERM: 'dumb' },
+      });
+      let output = '';
+      child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+      for (let i = 0; i < 200 && !output.includes('listening on'); i += 1) await new Promise((resolve) => setTimeout(resolve, 25));
+      child.kill('SIGTERM');
+      await new Promise((resolve) => child.once('exit', resolve));
+      return output;
+    };
+    const inRepo = await check(entryOf('receiving'));
+    expect(inRepo).toMatch(/INFO.*receiving listening on 127\.0\.0\.1:\d+/);
+    expect(inRepo).not.toContain('{"severity"');
+    const inImage = await check(join(outside, 'receiving', 'main.mjs'));
+    expect(inImage).toMatch(/\{"severity":"INFO".*"message":"receiving listening on 127\.0\.0\.1:\d+"\}/);
+  });
+});
+
+describe('what the bundles are made of', () => {
+  it('each service is one main.mjs that imports nothing but Node built-ins and, for calling, its lazy google-auth-library file', () => {
+    for (const service of ['calling', 'receiving'] as const) {
+      const code = readFileSync(entryOf(service), 'utf8');
+      // V8's own reading of the module's static imports (jest runs with --experimental-vm-modules).
+      const staticImports = new SourceTextModule(code).dependencySpecifiers;
+      expect(staticImports.filter((name) => !name.startsWith('node:'))).toEqual([]);
+      const requires = [...code.matchAll(/\brequire\(["']([^"']+)["']\)/g)].map((m) => m[1]!);
+      // Node built-ins only (esbuild keeps them as require calls), never a package.
+      expect(requires.filter((name) => !isBuiltin(name))).toEqual([]);
+      const lazy = [...code.matchAll(/\bimport\(["']([^"']+)["']\)/g)].map((m) => m[1]);
+      expect(lazy).toEqual(service === 'calling' ? ['./google-auth-library.mjs'] : []);
+      expect(readdirSync(bundleDir(service)).sort()).toEqual(
+        service === 'calling'
+          ? ['google-auth-library.mjs', 'google-auth-library.mjs.map', 'main.mjs', 'main.mjs.map']
+          : ['main.mjs', 'main.mjs.map'],
+      );
+    }
+  });
+
+  it("holds no require of Node's deprecated punycode (node-fetch's whatwg-url fallback is replaced by Node's URL)", () => {
+    for (const service of ['calling', 'receiving'] as const) {
+      expect(readFileSync(entryOf(service), 'utf8')).not.toMatch(/require\(["'](?:node:)?punycode["']\)/);
+    }
+  });
+
+  it('its source map points stack-trace positions at the .ts lines they came from', () => {
+    const file = entryOf('receiving');
+    const lines = readFileSync(file, 'utf8').split('\n');
+    const map = new SourceMap(JSON.parse(readFileSync(`${file}.map`, 'utf8')) as ConstructorParameters<typeof SourceMap>[0]);
+    const line = lines.findIndex((text) => text.includes('refusing to start.'));
+    const column = lines[line]!.indexOf('refusing to start.');
+    const entry = map.findEntry(line, column) as { originalSource?: string; originalLine?: number };
+    expect(entry.originalSource).toMatch(/services\/shared\/(main-support|server)\.ts$/);
+    const source = readFileSync(new URL(entry.originalSource!.replace(/^(\.\.\/)+/, ''), repo), 'utf8').split('\n');
+    expect(source[entry.originalLine!]).toContain('refusing to start');
+  });
+
+  it('starts with the same node flags in the Dockerfiles, package.json and every local way of running it', () => {
+    const scripts = (JSON.parse(readFileSync(new URL('package.json', repo), 'utf8')) as { scripts: Record<string, string> }).scripts;
+    for (const service of ['calling', 'receiving'] as const) {
+      const cmd = /^CMD (\[.*\])$/m.exec(readFileSync(new URL(`Dockerfile.${service}`, repo), 'utf8'))?.[1];
+      expect(JSON.parse(cmd!)).toEqual(['node', ...SERVICE_NODE_FLAGS, 'main.mjs']);
+      expect(scripts[`start:${service}`]).toBe(`node ${SERVICE_NODE_FLAGS.join(' ')} dist/bundle/${service}/main.mjs`);
+      expect(nodeArgsOf(service)).toEqual([...SERVICE_NODE_FLAGS, entryOf(service)]);
+    }
+  });
+});
+
+/** An HTTP CONNECT proxy that sends every tunnel to 127.0.0.1:port and reports where it was asked to go. */
+function connectProxy(onConnect: (target: string) => void, port: number): NetServer {
+  return createNetServer((client) => {
+    client.once('data', (head: Buffer) => {
+      const target = /^CONNECT (\S+) /.exec(head.toString())?.[1] ?? '';
+      onConnect(target);
+      const upstream = connect(port, '127.0.0.1', () => {
+        client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+        client.pipe(upstream).pipe(client);
+      });
+      upstream.on('error', () => client.destroy());
+      client.on('error', () => upstream.destroy());
+    });
+  });
+}
+
+/** Google's token endpoint for a service-account JWT asking for an ID token (target_audience). */
+async function answerTokenRequest(
+  path: string,
+  form: URLSearchParams,
+  publicKey: KeyObject,
+  emulator: RunningEmulator,
+  assertions: Record<string, unknown>[],
+): Promise<[number, object]> {
+  if (path !== '/token' || form.get('grant_type') !== 'urn:ietf:params:oauth:grant-type:jwt-bearer') return [400, { error: 'invalid_request' }];
+  try {
+    const { payload } = await jwtVerify(form.get('assertion') ?? '', publicKey, { algorithms: ['RS256'] });
+    assertions.push(payload);
+    const audience = String(payload.target_audience);
+    // The ID token Google would issue: here the emulator's, which receiving is set to accept.
+    const idToken = await (
+      await fetch(`${emulator.url}/computeMetadata/v1/instance/service-accounts/default/identity?audience=${encodeURIComponent(audience)}`, {
+        headers: { 'Metadata-Flavor': 'Google' },
+      })
+    ).text();
+    return [200, { id_token: idToken }];
+  } catch {
+    return [400, { error: 'invalid_grant' }];
+  }
+}
