@@ -1,5 +1,5 @@
-// Run inside an image by test/containers/run.sh (`node /measure/cold-start.mjs`): spawn -> first 200
-// on /health of /app/main.mjs, alternately with the compile cache made at build time and without
+// Run inside an image by test/containers/run.sh (`node /measure/cold-start.mjs ARGS...`, ARGS
+// being node's arguments in the image's CMD): spawn -> first 200 on /health, alternately with the compile cache made at build time and without
 // it, medians of 7 each. Reported, not asserted: timings on a shared machine are noise for a test.
 import { spawn } from 'node:child_process';
 
@@ -10,7 +10,7 @@ let port = 18_000;
 async function once(withCache) {
   const env = { ...base, PORT: String(port++), ...(withCache ? { NODE_COMPILE_CACHE: '/app/.compile-cache' } : {}) };
   const started = performance.now();
-  const child = spawn(process.execPath, ['--disable-warning=DEP0169', '/app/main.mjs'], { env, stdio: 'ignore' });
+  const child = spawn(process.execPath, process.argv.slice(2), { cwd: '/app', env, stdio: 'ignore' });
   try {
     for (const deadline = Date.now() + 10_000; Date.now() < deadline; ) {
       try {

@@ -148,7 +148,8 @@ describe('the bundles, run where no node_modules can be found (as in the images)
       let output = '';
       child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
       for (let i = 0; i < 200 && !output.includes('listening on'); i += 1) await new Promise((resolve) => setTimeout(resolve, 25));
-      child.kill('SIGTERM');
+      // script's own SIGTERM handling waits seconds; killed, it closes the terminal and the service gets SIGHUP.
+      child.kill('SIGKILL');
       await new Promise((resolve) => child.once('exit', resolve));
       return output;
     };
@@ -201,8 +202,11 @@ describe('what the bundles are made of', () => {
   it('starts with the same node flags in the Dockerfiles, package.json and every local way of running it', () => {
     const scripts = (JSON.parse(readFileSync(new URL('package.json', repo), 'utf8')) as { scripts: Record<string, string> }).scripts;
     for (const service of ['calling', 'receiving'] as const) {
-      const cmd = /^CMD (\[.*\])$/m.exec(readFileSync(new URL(`Dockerfile.${service}`, repo), 'utf8'))?.[1];
+      const dockerfile = readFileSync(new URL(`Dockerfile.${service}`, repo), 'utf8');
+      const cmd = /^CMD (\[.*\])$/m.exec(dockerfile)?.[1];
       expect(JSON.parse(cmd!)).toEqual(['node', ...SERVICE_NODE_FLAGS, 'main.mjs']);
+      // The compile cache is keyed by V8's flags: it is made with the CMD's.
+      expect(dockerfile).toContain(`RUN PORT=none node ${SERVICE_NODE_FLAGS.join(' ')} main.mjs `);
       expect(scripts[`start:${service}`]).toBe(`node ${SERVICE_NODE_FLAGS.join(' ')} dist/bundle/${service}/main.mjs`);
       expect(nodeArgsOf(service)).toEqual([...SERVICE_NODE_FLAGS, entryOf(service)]);
     }
