@@ -107,6 +107,15 @@ describe('cloudbuild.yaml', () => {
     expect(step('deploy-calling').waitFor).toEqual(['render-manifests', 'push-calling']);
   });
 
+  it("runs its node steps (install, test, render) on the Node image the Dockerfiles build on", () => {
+    const bases = ['calling', 'receiving'].map((service) => /^FROM (\S+) AS build$/m.exec(readFileSync(join(root, `Dockerfile.${service}`), 'utf8'))?.[1]);
+    expect(bases[0]).toMatch(/^node:\d+-slim$/);
+    expect(bases[1]).toBe(bases[0]);
+    const nodeSteps = config.steps.filter((s) => s.name.startsWith('node'));
+    expect(nodeSteps.map((s) => s.id)).toEqual(['install', 'test', 'render-manifests']);
+    for (const s of nodeSteps) expect(s.name).toBe(bases[0]);
+  });
+
   it('builds from the real Dockerfiles and pushes to Artifact Registry, never gcr.io', () => {
     const registry = '${_REGION}-docker.pkg.dev/$PROJECT_ID/${_REPOSITORY}';
     expect(commandOf('build-receiving')).toContain(`--file=Dockerfile.receiving --tag=${registry}/receiving:$BUILD_ID`);

@@ -2,7 +2,7 @@
  * The bundles the images ship (dist/bundle/NAME/, made by `npm run build`), run as processes from
  * a copy outside the repository, where no node_modules can be found: what an image holds.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { cpSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpsServer } from 'node:https';
@@ -11,6 +11,7 @@ import { createServer as createNetServer, connect, type Server as NetServer } fr
 import { tmpdir } from 'node:os';
 import { SourceTextModule } from 'node:vm';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { jwtVerify } from 'jose';
 import { entryOf, freePort, nodeArgsOf, SERVICE_NODE_FLAGS, startProcess, type ServiceProcess } from '../../scripts/lib/processes.js';
 import { startEmulator, type RunningEmulator } from '../helpers/servers.js';
@@ -83,7 +84,7 @@ describe('the bundles, run where no node_modules can be found (as in the images)
   it('the key-file path: google-auth-library, loaded from its own file on first use, signs with the key and its token gets through', async () => {
     // Google's token endpoint is https://oauth2.googleapis.com/token, fixed in google-auth-library.
     // Here it is a local HTTPS server behind a local proxy (HTTPS_PROXY) with a certificate calling
-    // trusts through NODE_EXTRA_CA_CERTS: nothing leaves 127.0.0.1.
+    // trusts through NODE_EXTRA_CA_CERTS (test/fixtures/tls): nothing leaves 127.0.0.1.
     const dir = mkdtempSync(join(tmpdir(), 'key-file-'));
     const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
     const account = 'key-file-caller@demo-project.iam.gserviceaccount.com';
@@ -99,13 +100,10 @@ describe('the bundles, run where no node_modules can be found (as in the images)
         token_uri: 'https://oauth2.googleapis.com/token',
       }),
     );
-    execFileSync('openssl', [
-      'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=oauth2.googleapis.com',
-      '-addext', 'subjectAltName=DNS:oauth2.googleapis.com', '-keyout', join(dir, 'tls.key'), '-out', join(dir, 'tls.crt'),
-    ], { stdio: 'ignore' });
     const receiving = await startReceiving(await freePort());
     const assertions: Record<string, unknown>[] = [];
-    const tokenEndpoint = createHttpsServer({ key: readFileSync(join(dir, 'tls.key')), cert: readFileSync(join(dir, 'tls.crt')) }, (req, res) => {
+    const tls = (ext: string) => fileURLToPath(new URL(`../fixtures/tls/google-token-endpoint.${ext}`, import.meta.url));
+    const tokenEndpoint = createHttpsServer({ key: readFileSync(tls('key')), cert: readFileSync(tls('crt')) }, (req, res) => {
       let body = '';
       req.on('data', (chunk: Buffer) => (body += chunk.toString()));
       req.on('end', () => {
@@ -123,7 +121,7 @@ describe('the bundles, run where no node_modules can be found (as in the images)
         URL: receiving.url,
         GOOGLE_APPLICATION_CREDENTIALS: join(dir, 'key.json'),
         HTTPS_PROXY: `http://127.0.0.1:${(proxy.address() as { port: number }).port}`,
-        NODE_EXTRA_CA_CERTS: join(dir, 'tls.crt'),
+        NODE_EXTRA_CA_CERTS: tls('crt'),
       });
       const response = await fetch(`${calling.url}/`);
       expect([response.status, await response.text()]).toEqual([200, 'Second service says: Hello World!']);
