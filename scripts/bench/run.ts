@@ -21,7 +21,7 @@ interface Options {
 }
 
 function parseArgs(argv: string[]): Options {
-  const options: Options = { durationS: 2, rounds: 6, connections: 32, spawns: 9 };
+  const options: Options = { durationS: 2, rounds: 6, connections: 32, spawns: 15 };
   for (let i = 0; i < argv.length; i += 1) {
     const [flag, value] = [argv[i], argv[i + 1]];
     if (flag === '--json' && value) options.json = value;
