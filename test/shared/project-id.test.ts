@@ -1,97 +1,100 @@
 import express from 'express';
 import { projectIdFrom } from '../../services/shared/project-id.js';
 import { capturingLogger } from '../helpers/logs.js';
-import { serve, startEmulator, type Running, type RunningEmulator } from '../helpers/servers.js';
+import { serve, type Running } from '../helpers/servers.js';
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Resolves once get() returns something other than undefined, or after timeoutMs. */
 async function settle(get: () => string | undefined, timeoutMs = 3000): Promise<string | undefined> {
-  for (const deadline = Date.now() + timeoutMs; get() === undefined && Date.now() < deadline; ) {
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
+  for (const deadline = Date.now() + timeoutMs; get() === undefined && Date.now() < deadline; ) await sleep(10);
   return get();
 }
 
-describe('projectIdFrom: the project id for the trace field', () => {
-  let emulator: RunningEmulator;
-  beforeAll(async () => {
-    emulator = await startEmulator({ PROJECT_ID: 'project-from-metadata' });
+/** Waits for the first log line (up to timeoutMs). */
+async function firstLine(lines: string[], timeoutMs: number): Promise<Record<string, unknown> | undefined> {
+  for (const deadline = Date.now() + timeoutMs; lines.length === 0 && Date.now() < deadline; ) await sleep(10);
+  return lines[0] === undefined ? undefined : (JSON.parse(lines[0]) as Record<string, unknown>);
+}
+
+/** A metadata server whose project-id answer is given: body, and whether it says Metadata-Flavor. */
+async function metadataServer(body: string, flavor = true): Promise<Running & { asked: () => number }> {
+  let asked = 0;
+  const app = express();
+  app.get('/computeMetadata/v1/project/project-id', (req, res) => {
+    asked += 1;
+    if (flavor) res.set('Metadata-Flavor', 'Google');
+    res.type('text/plain').send(req.get('Metadata-Flavor') === 'Google' ? body : 'no flavor asked');
   });
-  afterAll(() => emulator.close());
+  const running = await serve(app);
+  return { ...running, asked: () => asked };
+}
+
+const NO_ID = 'no project id: log lines carry no trace field';
+
+describe('projectIdFrom: the project id for the trace field', () => {
+  let metadata: Awaited<ReturnType<typeof metadataServer>>;
+  beforeAll(async () => {
+    // Google's metadata server answers the id followed by nothing; a newline is trimmed anyway.
+    metadata = await metadataServer('project-from-metadata\n');
+  });
+  afterAll(() => metadata.close());
 
   it('takes GOOGLE_CLOUD_PROJECT (trimmed), asking no metadata server', async () => {
-    let asked = 0;
-    const app = express();
-    app.use((_req, res) => {
-      asked += 1;
-      res.set('Metadata-Flavor', 'Google').type('text/plain').send('project-from-metadata');
-    });
-    const metadata = await serve(app);
+    const before = metadata.asked();
+    const get = projectIdFrom({ GOOGLE_CLOUD_PROJECT: ' my-project ', GCE_METADATA_HOST: metadata.host }, capturingLogger().logger);
+    expect(get()).toBe('my-project');
+    await sleep(100);
+    expect(metadata.asked()).toBe(before);
+  });
+
+  it('asks the metadata server GCE_METADATA_HOST names (trimmed), once, in the background: undefined until it answers, then no warning', async () => {
+    const { logger, lines } = capturingLogger();
+    const before = metadata.asked();
+    const get = projectIdFrom({ GOOGLE_CLOUD_PROJECT: ' ', GCE_METADATA_HOST: ` ${metadata.host} ` }, logger);
+    expect(get()).toBeUndefined();
+    expect(await settle(get)).toBe('project-from-metadata');
+    await sleep(50);
+    expect(metadata.asked() - before).toBe(1); // once known, never asked again
+    expect(lines).toEqual([]);
+  });
+
+  it("GCE_METADATA_IP (trimmed) wins over GCE_METADATA_HOST, as in Google's clients", async () => {
+    const get = projectIdFrom({ GCE_METADATA_IP: ` ${metadata.host} `, GCE_METADATA_HOST: '127.0.0.1:9' }, capturingLogger().logger);
+    expect(await settle(get)).toBe('project-from-metadata');
+  });
+
+  it.each([
+    ['without Metadata-Flavor: Google', 'lying-project', false],
+    ['with an empty body', '  \n', true],
+  ])('an answer %s is not taken: three asks, then one warning naming the host', async (_what, body, flavor) => {
+    const server = await metadataServer(body, flavor);
     try {
-      const get = projectIdFrom({ GOOGLE_CLOUD_PROJECT: ' my-project ', GCE_METADATA_HOST: metadata.host }, capturingLogger().logger);
-      expect(get()).toBe('my-project');
-      await new Promise((resolve) => setTimeout(resolve, 100));
-      expect(asked).toBe(0);
-      // The same server is asked when GOOGLE_CLOUD_PROJECT is blank (so the count above can fail).
-      expect(await settle(projectIdFrom({ GOOGLE_CLOUD_PROJECT: ' ', GCE_METADATA_HOST: metadata.host }, capturingLogger().logger))).toBe(
-        'project-from-metadata',
-      );
-      expect(asked).toBe(1);
+      const { logger, lines } = capturingLogger();
+      const get = projectIdFrom({ GCE_METADATA_HOST: server.host }, logger);
+      expect(await firstLine(lines, 1000)).toMatchObject({ severity: 'WARNING', host: server.host, message: NO_ID });
+      expect(get()).toBeUndefined();
+      expect(server.asked()).toBe(3);
+      expect(lines).toHaveLength(1);
     } finally {
-      await metadata.close();
+      await server.close();
     }
   });
 
-  it("asks the metadata server GCE_METADATA_HOST names, in the background: undefined until it answers", async () => {
-    const get = projectIdFrom({ GCE_METADATA_HOST: emulator.host }, capturingLogger().logger);
+  it('nobody listening: three tries 0.5, 1 and 1.5 s apart, then the warning; with nothing named, nothing is tried or logged', async () => {
+    const dead = capturingLogger();
+    const none = capturingLogger();
+    const started = Date.now();
+    const get = projectIdFrom({ GCE_METADATA_HOST: '127.0.0.1:9' }, dead.logger);
+    // Off Google Cloud (no GCE_METADATA_*, no K_SERVICE) nothing is sent anywhere: no tries, so no warning either.
+    const getNone = projectIdFrom({}, none.logger);
+    expect(Date.now() - started).toBeLessThan(100); // the service is not held up
+    expect(await firstLine(dead.lines, 6000)).toMatchObject({ host: '127.0.0.1:9', message: NO_ID });
+    // A lower bound only: a slow machine makes it later, never earlier.
+    expect(Date.now() - started).toBeGreaterThanOrEqual(2900);
     expect(get()).toBeUndefined();
-    expect(await settle(get)).toBe('project-from-metadata');
-  });
-
-  it('GCE_METADATA_IP wins over GCE_METADATA_HOST, as in Google\'s clients', async () => {
-    const get = projectIdFrom({ GCE_METADATA_IP: emulator.host, GCE_METADATA_HOST: '127.0.0.1:9' }, capturingLogger().logger);
-    expect(await settle(get)).toBe('project-from-metadata');
-  });
-
-  describe('a metadata server that lies or is down', () => {
-    let liar: Running;
-    let asked = 0;
-    beforeAll(async () => {
-      const app = express();
-      app.get('/computeMetadata/v1/project/project-id', (req, res) => {
-        asked += 1;
-        // No Metadata-Flavor header: not a metadata server, whatever it says.
-        res.type('text/plain').send(req.get('Metadata-Flavor') === 'Google' ? 'not-a-project' : '');
-      });
-      liar = await serve(app);
-    });
-    afterAll(() => liar.close());
-
-    it('an answer without Metadata-Flavor: Google is not taken; three tries, then one warning naming the host', async () => {
-      const { logger, lines } = capturingLogger();
-      const get = projectIdFrom({ GCE_METADATA_HOST: liar.host }, logger);
-      for (let i = 0; i < 100 && lines.length === 0; i += 1) await new Promise((resolve) => setTimeout(resolve, 10));
-      expect(get()).toBeUndefined();
-      expect(asked).toBe(3);
-      expect(lines).toHaveLength(1);
-      expect(JSON.parse(lines[0]!)).toMatchObject({ severity: 'WARNING', host: liar.host, message: 'no project id: log lines carry no trace field' });
-    });
-
-    it('nobody listening: retried with a pause, then the same warning; the service is not held up', async () => {
-      const { logger, lines } = capturingLogger();
-      const started = Date.now();
-      const get = projectIdFrom({ GCE_METADATA_HOST: '127.0.0.1:9' }, logger);
-      expect(Date.now() - started).toBeLessThan(100);
-      for (let i = 0; i < 400 && lines.length === 0; i += 1) await new Promise((resolve) => setTimeout(resolve, 10));
-      expect(get()).toBeUndefined();
-      expect(JSON.parse(lines[0]!)).toMatchObject({ host: '127.0.0.1:9', message: 'no project id: log lines carry no trace field' });
-    });
-  });
-
-  it('off Google Cloud with no metadata server named: undefined, and nothing is sent anywhere', async () => {
-    const { logger, lines } = capturingLogger();
-    const get = projectIdFrom({}, logger);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    expect(get()).toBeUndefined();
-    expect(lines).toEqual([]);
+    await sleep(300);
+    expect(getNone()).toBeUndefined();
+    expect(none.lines).toEqual([]);
   });
 });
