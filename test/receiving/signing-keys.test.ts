@@ -302,11 +302,29 @@ describe('signing keys: a cache that outlives the key server', () => {
   });
 
   it('leaves no timer behind once the keys have come', async () => {
-    const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+    // The fetch's own timer, watched directly: counting the process's timers instead would also
+    // count other tests' timers ending meanwhile (this worker runs other files too).
     const slowTimeout = verifierFor(server, { timeoutMs: 60_000, now: () => clockMs }, 0);
-    const before = timers();
-    expect(await outcome(slowTimeout, await key.sign(claims()))).toBe('ok');
-    expect(timers()).toBe(before);
+    const [realSet, realClear] = [globalThis.setTimeout, globalThis.clearTimeout];
+    const created: unknown[] = [];
+    const cleared = new Set<unknown>();
+    globalThis.setTimeout = ((handler: () => void, ms?: number) => {
+      const timer = realSet(handler, ms);
+      if (ms === 60_000) created.push(timer);
+      return timer;
+    }) as typeof setTimeout;
+    globalThis.clearTimeout = ((timer: Parameters<typeof clearTimeout>[0]) => {
+      cleared.add(timer);
+      realClear(timer);
+    }) as typeof clearTimeout;
+    try {
+      expect(await outcome(slowTimeout, await key.sign(claims()))).toBe('ok');
+    } finally {
+      globalThis.setTimeout = realSet;
+      globalThis.clearTimeout = realClear;
+    }
+    expect(created).toHaveLength(1);
+    expect(cleared.has(created[0])).toBe(true);
   });
 
   it('refuses an unknown key id as the token’s fault (401) while the key server is healthy, without refetching', async () => {
