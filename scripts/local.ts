@@ -13,7 +13,15 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { addBinding, formatPolicy, memberProblem, parsePolicy, removeBinding, roleProblem, writePolicyFile } from '../local/cloud-run-front/policy.js';
+import {
+  addBinding,
+  formatPolicy,
+  memberProblem,
+  parsePolicy,
+  removeBinding,
+  roleProblem,
+  writePolicyFile,
+} from '../local/cloud-run-front/policy.js';
 import { policyPath } from './lib/local-chain.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));

@@ -40,7 +40,8 @@ for (const arg of process.argv.slice(2)) {
     values[name] = value;
   } else fail(`render-deploy: "${arg}" is neither --out=DIR nor NAME=VALUE`);
 }
-if (resolve(out) === resolve(source)) fail('render-deploy: --out must not be deploy/ itself: deploy/ holds the sources with their placeholders');
+if (resolve(out) === resolve(source))
+  fail('render-deploy: --out must not be deploy/ itself: deploy/ holds the sources with their placeholders');
 
 let rendered;
 try {

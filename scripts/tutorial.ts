@@ -52,7 +52,7 @@ const stages: Stage[] = [
     },
     outcome: 'refused',
     why:
-      "receiving is private: Cloud Run IAM answers 403 to a request without an ID token, before the container sees it.\n" +
+      'receiving is private: Cloud Run IAM answers 403 to a request without an ID token, before the container sees it.\n' +
       "The tutorial's calling service wrapped that refusal in a 200; ours answers 502 and says what to fix.",
   },
   {
@@ -90,7 +90,9 @@ const stages: Stage[] = [
   },
   {
     title: 'Granting roles/run.invoker on receiving makes it work',
-    gcloud: [`gcloud run services add-iam-policy-binding receiving --member=serviceAccount:${OWN_SA} \\\n      --role=roles/run.invoker --region=$REGION`],
+    gcloud: [
+      `gcloud run services add-iam-policy-binding receiving --member=serviceAccount:${OWN_SA} \\\n      --role=roles/run.invoker --region=$REGION`,
+    ],
     local: `npm run local -- ${GRANT.join(' ')}   (on the running chain: no restart)`,
     command: GRANT,
     expected: { status: 200, contains: ['Second service says: Hello World!'] },
@@ -189,7 +191,11 @@ async function runStage(stage: Stage, index: number): Promise<boolean> {
   if (ok) {
     say(green(`  ok: ${stage.outcome}, as in the tutorial`));
   } else {
-    say(red(`  FAILED: expected HTTP ${stage.expected.status}${missing.length ? ` with ${missing.map((m) => JSON.stringify(m)).join(', ')}` : ''}`));
+    say(
+      red(
+        `  FAILED: expected HTTP ${stage.expected.status}${missing.length ? ` with ${missing.map((m) => JSON.stringify(m)).join(', ')}` : ''}`,
+      ),
+    );
     say(dim('  What the services logged:'));
     say(indent(logs.slice(-20).join('\n')));
   }
@@ -217,6 +223,10 @@ for (const [index, stage] of stages.entries()) {
 await stopCurrent();
 rmSync(stateDir, { recursive: true, force: true });
 const failed = stages.length - passed;
-say(failed === 0 ? green(bold(`All ${passed} stages ended as in the tutorial.`)) : red(bold(`${failed} of ${stages.length} stages did not end as in the tutorial.`)));
+say(
+  failed === 0
+    ? green(bold(`All ${passed} stages ended as in the tutorial.`))
+    : red(bold(`${failed} of ${stages.length} stages did not end as in the tutorial.`)),
+);
 say(`tutorial: ${passed} passed, ${failed} failed`);
 process.exit(failed === 0 ? 0 : 1);

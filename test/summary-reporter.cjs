@@ -4,9 +4,7 @@ class SummaryReporter {
     const skipped = results.numPendingTests + results.numTodoTests;
     const suitesFailed = results.numRuntimeErrorTestSuites;
     const failed = results.numFailedTests + suitesFailed;
-    process.stdout.write(
-      `jest: ${results.numPassedTests} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}\n`,
-    );
+    process.stdout.write(`jest: ${results.numPassedTests} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}\n`);
   }
 }
 module.exports = SummaryReporter;

@@ -7,7 +7,14 @@
  * Unlike Cloud Run, it says why it refused: one log line per refusal naming the rule that failed.
  */
 import { randomBytes } from 'node:crypto';
-import { createServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import {
+  createServer,
+  request as httpRequest,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
 import { createRemoteJWKSet, decodeJwt, errors, jwtVerify, type JWTVerifyGetKey } from 'jose';
 import { iamMember } from '../../services/shared/iam.js';
 import type { Logger } from '../../services/shared/logger.js';
@@ -72,12 +79,19 @@ export function createCloudRunFront(options: FrontOptions): Server {
     }
     let email: unknown;
     try {
-      ({ payload: { email } } = await jwtVerify(token, keys, { issuer: ISSUERS, audience: audiences, algorithms: ['RS256'] }));
+      ({
+        payload: { email },
+      } = await jwtVerify(token, keys, { issuer: ISSUERS, audience: audiences, algorithms: ['RS256'] }));
     } catch (err) {
       return { admit: false, status: 401, rule: 'token-invalid', reason: whyInvalid(err, token, audiences, header) };
     }
     if (typeof email !== 'string' || email === '') {
-      return { admit: false, status: 401, rule: 'token-invalid', reason: `the ${header} token has no email claim: not an ID token of a service account or user` };
+      return {
+        admit: false,
+        status: 401,
+        rule: 'token-invalid',
+        reason: `the ${header} token has no email claim: not an ID token of a service account or user`,
+      };
     }
     if (!mayInvoke(policies, email)) {
       return {
@@ -161,7 +175,9 @@ export function createCloudRunFront(options: FrontOptions): Server {
         { service: service.name, rule: 'container-unreachable', status: 503, code: err.code },
         `${service.name} front could not reach its container at ${options.target} (${err.code ?? err.message})`,
       );
-      res.writeHead(503, { 'content-type': 'text/html; charset=UTF-8' }).end(page(503, 'Service Unavailable', 'The service you requested is not available yet. Please try again in 30 seconds.'));
+      res
+        .writeHead(503, { 'content-type': 'text/html; charset=UTF-8' })
+        .end(page(503, 'Service Unavailable', 'The service you requested is not available yet. Please try again in 30 seconds.'));
     });
     res.once('close', () => {
       clearTimeout(timer);

@@ -32,7 +32,8 @@ export const INVOKER_ROLES: readonly string[] = [
   'roles/owner',
 ];
 
-const MEMBER = /^(?:allUsers|allAuthenticatedUsers|(?:user|serviceAccount|group):[^\s@:]+@[^\s@:]+\.[^\s@:]+|domain:[a-z0-9.-]+\.[a-z]{2,})$/;
+const MEMBER =
+  /^(?:allUsers|allAuthenticatedUsers|(?:user|serviceAccount|group):[^\s@:]+@[^\s@:]+\.[^\s@:]+|domain:[a-z0-9.-]+\.[a-z]{2,})$/;
 const ROLE = /^(?:roles\/[A-Za-z0-9_.]+|projects\/[a-z0-9-]+\/roles\/[A-Za-z0-9_.]+|organizations\/\d+\/roles\/[A-Za-z0-9_.]+)$/;
 
 /** Why a member string is not one IAM takes, or undefined when it is. */
@@ -72,11 +73,11 @@ export function parsePolicy(text: string, source: string): Policy {
       problems.push(`bindings[${i}].members must be a list of members`);
       continue;
     }
-    for (const member of members as string[]) {
+    for (const member of members) {
       const problem = memberProblem(member);
       if (problem) problems.push(`bindings[${i}]: ${problem}`);
     }
-    policy.bindings.push({ role: role as string, members: [...(members as string[])] }); // kept only if no problem
+    policy.bindings.push({ role: role as string, members: [...members] }); // kept only if no problem
   }
   if (problems.length > 0) throw new Error(`${source}: ${problems.join('; ')}`);
   return policy;

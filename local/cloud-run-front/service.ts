@@ -55,7 +55,7 @@ export function parseServiceManifest(text: string, source: string): ServiceManif
     if (!Array.isArray(parsed) || !parsed.every((a) => typeof a === 'string')) {
       throw new Error(`${source}: run.googleapis.com/custom-audiences must be a JSON list of strings`);
     }
-    customAudiences = parsed as string[];
+    customAudiences = parsed;
   }
   return {
     name: raw.metadata.name,

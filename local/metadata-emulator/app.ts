@@ -66,8 +66,7 @@ export function createMetadataEmulator(deps: EmulatorDeps): MetadataEmulator {
       reject(res, 403, 'Request denied: the metadata server does not answer requests with X-Forwarded-For.\n');
       return;
     }
-    const flavored =
-      req.headers['metadata-flavor'] === 'Google' || req.headers['x-google-metadata-request'] === 'True';
+    const flavored = req.headers['metadata-flavor'] === 'Google' || req.headers['x-google-metadata-request'] === 'True';
     if (!flavored && req.path !== '/') {
       reject(res, 403, 'Missing required header "Metadata-Flavor": "Google"\n');
       return;
@@ -117,7 +116,10 @@ export function createMetadataEmulator(deps: EmulatorDeps): MetadataEmulator {
   });
 
   app.get(`${V1}{/*path}`, (req: Request, res) => {
-    const segments = req.path.slice(V1.length).split('/').filter((s) => s !== '');
+    const segments = req.path
+      .slice(V1.length)
+      .split('/')
+      .filter((s) => s !== '');
     const node = lookup(tree, segments);
     if (node === undefined) return reject(res, 404, notFoundBody);
     const recursive = single(req.query.recursive)?.toLowerCase() === 'true';

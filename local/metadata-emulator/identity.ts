@@ -54,4 +54,3 @@ export function identityClaims(config: EmulatorConfig, request: IdentityRequest)
   }
   return { ...claims, iat: request.now, iss: GOOGLE_ISSUER, sub };
 }
-

@@ -59,7 +59,12 @@ export function lookup(root: MetadataDir, segments: readonly string[]): Metadata
 
 /** A plain GET: a leaf's text, or a directory's entries, sub-directories ending in `/`. */
 export function renderText(node: MetadataNode): string {
-  if (isDir(node)) return Object.entries(node).map(([name, child]) => (isDir(child) ? `${name}/` : name)).join('\n') + (Object.keys(node).length ? '\n' : '');
+  if (isDir(node))
+    return (
+      Object.entries(node)
+        .map(([name, child]) => (isDir(child) ? `${name}/` : name))
+        .join('\n') + (Object.keys(node).length ? '\n' : '')
+    );
   if (Array.isArray(node)) return node.map((item) => `${item}\n`).join('');
   return String(node);
 }

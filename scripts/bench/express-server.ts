@@ -26,7 +26,10 @@ app.get('/', async (_req, res) => {
   try {
     const upstream = await fetch!(target, { agent });
     const text = await upstream.text();
-    res.status(upstream.ok ? 200 : 502).type('text/plain').send(`Second service says: ${text}`);
+    res
+      .status(upstream.ok ? 200 : 502)
+      .type('text/plain')
+      .send(`Second service says: ${text}`);
   } catch {
     res.status(502).end();
   }

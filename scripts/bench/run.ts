@@ -65,7 +65,9 @@ async function start(name: string, entry: string | null, env: Record<string, str
   const port = await freePort();
   const opts: StartOptions = { env: { ...baseEnv, ...env }, port, readyPollMs: 5, ...ready };
   const service =
-    entry === null ? await startService(name as 'calling' | 'receiving' | 'metadata-emulator', opts) : await startProcess(name, entry, opts);
+    entry === null
+      ? await startService(name as 'calling' | 'receiving' | 'metadata-emulator', opts)
+      : await startProcess(name, entry, opts);
   started.push(service);
   return service;
 }
@@ -91,7 +93,10 @@ interface Target {
  * falls on every scenario alike (each round starting at the next scenario); req/s is all 2xx answers over all measured time, p50 and p99 the
  * medians over the rounds.
  */
-async function measureAll(targets: Target[], hooks: { beforeRounds: () => Promise<void>; afterRounds: () => Promise<void> }): Promise<Scenario[]> {
+async function measureAll(
+  targets: Target[],
+  hooks: { beforeRounds: () => Promise<void>; afterRounds: () => Promise<void> },
+): Promise<Scenario[]> {
   for (const t of targets) await warmUp(t);
   await hooks.beforeRounds();
   const results = new Map<string, autocannon.Result[]>(targets.map((t) => [t.name, []]));
@@ -105,7 +110,10 @@ async function measureAll(targets: Target[], hooks: { beforeRounds: () => Promis
   await hooks.afterRounds();
   return targets.map((t) => {
     const runs = results.get(t.name)!;
-    perRound.set(t.name, runs.map((r) => r['2xx'] / r.duration));
+    perRound.set(
+      t.name,
+      runs.map((r) => r['2xx'] / r.duration),
+    );
     const scenario: Scenario = {
       name: t.name,
       rps: Math.round(runs.reduce((n, r) => n + r['2xx'], 0) / runs.reduce((n, r) => n + r.duration, 0)),
@@ -174,10 +182,15 @@ async function main(): Promise<void> {
     `bench: ${options.connections} connections; each scenario warmed up 2 s, then measured ${options.rounds} x ${options.durationS} s, ` +
       'round-robin; all on 127.0.0.1',
   );
-  const metadata = await start('metadata-emulator', null, {}, {
-    readyPath: '/computeMetadata/v1/instance/id',
-    readyHeaders: { 'Metadata-Flavor': 'Google' },
-  });
+  const metadata = await start(
+    'metadata-emulator',
+    null,
+    {},
+    {
+      readyPath: '/computeMetadata/v1/instance/id',
+      readyHeaders: { 'Metadata-Flavor': 'Google' },
+    },
+  );
   const jwks = `${metadata.url}/oauth2/v3/certs`;
   const rawHello = await start('raw-hello', here('./raw-server.js'), { MODE: 'hello' });
   const rawProxy = await start('raw-proxy', here('./raw-server.js'), { MODE: 'proxy', TARGET: `${rawHello.url}/` });
@@ -227,7 +240,9 @@ async function main(): Promise<void> {
   ).text();
 
   say();
-  say(`${'scenario'.padEnd(18)} ${'req/s'.padStart(8)} ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)} ${'errors'.padStart(7)}   req/s per round (min-max)`);
+  say(
+    `${'scenario'.padEnd(18)} ${'req/s'.padStart(8)} ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)} ${'errors'.padStart(7)}   req/s per round (min-max)`,
+  );
   // Identity requests of the authenticated chain: its cold warm-up (32 connections at once on an
   // empty cache), then all measured rounds. The official sample asks the emulator too, but only in
   // its own warm-up: its token then lasts the whole run, so it adds nothing to the rounds.
@@ -301,7 +316,13 @@ async function main(): Promise<void> {
       express_proxy: rssMb(expressProxy),
       metadata_emulator: rssMb(metadata),
     },
-    settings: { connections: options.connections, rounds: options.rounds, round_s: options.durationS, spawns: options.spawns, node: process.version },
+    settings: {
+      connections: options.connections,
+      rounds: options.rounds,
+      round_s: options.durationS,
+      spawns: options.spawns,
+      node: process.version,
+    },
   };
 
   const targets: [string, number, '>=' | '<=' | '=', number, string][] = [
@@ -321,12 +342,26 @@ async function main(): Promise<void> {
   const meets = { '>=': (v: number, t: number) => v >= t, '<=': (v: number, t: number) => v <= t, '=': (v: number, t: number) => v === t };
   say();
   for (const [name, value, op, target, what] of targets) {
-    say(`${name.padEnd(32)} ${String(value).padStart(7)}  target ${op} ${target}  ${meets[op](value, target) ? 'met' : 'MISSED'}  (${what})`);
+    say(
+      `${name.padEnd(32)} ${String(value).padStart(7)}  target ${op} ${target}  ${meets[op](value, target) ? 'met' : 'MISSED'}  (${what})`,
+    );
   }
   say(`cold burst: 200 requests on a fresh calling service, ${burstScenario.errors} errors, ${burstIdentityRequests} identity request(s)`);
-  say(`cold start (spawn to first 200, medians of ${options.spawns}): ${Object.entries(report.cold_start_ms).map(([k, v]) => `${k} ${v} ms`).join(', ')}`);
-  say(`RSS at the first 200 (medians): ${Object.entries(report.rss_first_200_mb).map(([k, v]) => `${k} ${v} MB`).join(', ')}`);
-  say(`RSS after the run: ${Object.entries(report.rss_after_load_mb).map(([k, v]) => `${k} ${v} MB`).join(', ')}`);
+  say(
+    `cold start (spawn to first 200, medians of ${options.spawns}): ${Object.entries(report.cold_start_ms)
+      .map(([k, v]) => `${k} ${v} ms`)
+      .join(', ')}`,
+  );
+  say(
+    `RSS at the first 200 (medians): ${Object.entries(report.rss_first_200_mb)
+      .map(([k, v]) => `${k} ${v} MB`)
+      .join(', ')}`,
+  );
+  say(
+    `RSS after the run: ${Object.entries(report.rss_after_load_mb)
+      .map(([k, v]) => `${k} ${v} MB`)
+      .join(', ')}`,
+  );
   if (options.json) {
     writeFileSync(options.json, `${JSON.stringify(report, null, 2)}\n`);
     say(`figures written to ${options.json}`);

@@ -15,7 +15,8 @@ interface Placeholder {
   readonly meaning: string;
 }
 
-const IMAGE = /^[a-z0-9]+(?:[._-][a-z0-9]+)*(?::\d+)?(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)+(?::\w[\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$/;
+const IMAGE =
+  /^[a-z0-9]+(?:[._-][a-z0-9]+)*(?::\d+)?(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)+(?::\w[\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$/;
 
 /** Every placeholder `deploy/` may use, what it is and what a value must look like. */
 export const PLACEHOLDERS: Readonly<Record<string, Placeholder>> = {

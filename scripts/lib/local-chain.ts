@@ -100,7 +100,10 @@ export async function startLocalChain(options: ChainOptions): Promise<LocalChain
   // receiving's policy starts from deploy/ each time; `npm run local` changes it while running.
   const receivingPolicyFile = policyPath(options.stateDir, 'receiving');
   mkdirSync(join(options.stateDir, 'policies'), { recursive: true });
-  writePolicyFile(receivingPolicyFile, options.receivingPolicy ?? parsePolicy(rendered.get('receiving-policy.yaml')!, 'deploy/receiving-policy.yaml'));
+  writePolicyFile(
+    receivingPolicyFile,
+    options.receivingPolicy ?? parsePolicy(rendered.get('receiving-policy.yaml')!, 'deploy/receiving-policy.yaml'),
+  );
   const policy = new PolicyFile(receivingPolicyFile);
   // The project's own policy: Google makes the default compute identity an Editor, and Editor
   // carries run.routes.invoke on every service (the tutorial's second stage).
@@ -190,13 +193,22 @@ export async function startLocalChain(options: ChainOptions): Promise<LocalChain
     started.push(callingProcess);
 
     const listen = async (manifest: ServiceManifest, target: ServiceProcess, port: number, policies: () => Policy[]) => {
-      const front = createCloudRunFront({ service: manifest, url: frontUrl(port), target: target.url, jwksUrl, policies, logger: frontLogger(manifest.name) });
+      const front = createCloudRunFront({
+        service: manifest,
+        url: frontUrl(port),
+        target: target.url,
+        jwksUrl,
+        policies,
+        logger: frontLogger(manifest.name),
+      });
       fronts.push(front);
       await new Promise<void>((resolve, reject) => {
         front.once('error', (err: NodeJS.ErrnoException) =>
           reject(
             err.code === 'EADDRINUSE'
-              ? new Error(`port ${port} on 127.0.0.1 (${manifest.name}'s front) is already in use: stop what holds it or set ${manifest.name.toUpperCase()}_PORT`)
+              ? new Error(
+                  `port ${port} on 127.0.0.1 (${manifest.name}'s front) is already in use: stop what holds it or set ${manifest.name.toUpperCase()}_PORT`,
+                )
               : err,
           ),
         );
@@ -207,7 +219,13 @@ export async function startLocalChain(options: ChainOptions): Promise<LocalChain
     await listen(callingManifest, callingProcess, options.ports.calling, () => []);
 
     return {
-      calling: { name: 'calling', url: frontUrl(options.ports.calling), process: callingProcess, manifest: callingManifest, serviceAccount: callingAccount },
+      calling: {
+        name: 'calling',
+        url: frontUrl(options.ports.calling),
+        process: callingProcess,
+        manifest: callingManifest,
+        serviceAccount: callingAccount,
+      },
       receiving: {
         name: 'receiving',
         url: frontUrl(options.ports.receiving),

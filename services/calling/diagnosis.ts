@@ -56,11 +56,10 @@ export function explainRefusal(refusal: Refusal): UpstreamRefusedError {
           'TOKEN_CHECK=platform, or set TOKEN_HEADER=both on calling so Authorization reaches receiving untouched'
         : `the audience must be the receiving service's URL origin (${url.origin}) or a custom audience set on it: ` +
           `set AUDIENCE on calling to match (it is ${audience})`;
-    return new UpstreamRefusedError(
-      'UPSTREAM_UNAUTHORIZED',
-      `${head}: it did not accept the token; ${as}.${receivingSaid}\nFix: ${fix}.`,
-      { ...extensions, fix },
-    );
+    return new UpstreamRefusedError('UPSTREAM_UNAUTHORIZED', `${head}: it did not accept the token; ${as}.${receivingSaid}\nFix: ${fix}.`, {
+      ...extensions,
+      fix,
+    });
   }
   return new UpstreamRefusedError('UPSTREAM_ERROR', `${head}.`, extensions);
 }

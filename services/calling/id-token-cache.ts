@@ -55,8 +55,7 @@ export function createCachingIdTokenSource(fetchIdToken: FetchIdToken, options: 
         const token = await fetchIdToken(audience, Math.max(1, Math.min(attemptTimeoutMs, deadline - now())));
         return { token, expiresAtMs: expiryOf(token, now()) };
       } catch (err) {
-        const error =
-          err instanceof IdTokenFetchError ? err : new IdTokenFetchError(String(err), false, { cause: err });
+        const error = err instanceof IdTokenFetchError ? err : new IdTokenFetchError(String(err), false, { cause: err });
         const delay = Math.random() * Math.min(maxDelayMs, baseDelayMs * 2 ** (attempt - 1));
         if (!error.transient || attempt >= attempts || now() + delay >= deadline) {
           const reason =

@@ -115,7 +115,7 @@ export function createGoogleAuthIdTokenFetcher(makeAuth: () => Promise<GoogleAut
               false,
             );
           }
-          return (await client.fetchIdToken(audience)) as string;
+          return client.fetchIdToken(audience);
         })(),
         timeout,
       ]);

@@ -11,11 +11,7 @@ export interface IdTokenSource {
 /** metadata: Cloud Run's metadata server or the emulator; google-auth: a key file through google-auth-library. */
 export type TokenOrigin = { kind: 'metadata'; host: string } | { kind: 'google-auth'; credentialsFile: string };
 
-export function createIdTokenSource(
-  origin: TokenOrigin,
-  logger: Logger,
-  options: Partial<IdTokenCacheOptions> = {},
-): IdTokenSource {
+export function createIdTokenSource(origin: TokenOrigin, logger: Logger, options: Partial<IdTokenCacheOptions> = {}): IdTokenSource {
   const fetcher =
     origin.kind === 'metadata'
       ? createMetadataIdTokenFetcher(origin.host)

@@ -13,9 +13,7 @@ export function parseInvokers(members: readonly string[], problem: (message: str
   for (const member of members) {
     const match = MEMBER.exec(member);
     if (match === null) {
-      problem(
-        `INVOKERS entry "${member}" is not an IAM member: use serviceAccount:EMAIL or user:EMAIL`,
-      );
+      problem(`INVOKERS entry "${member}" is not an IAM member: use serviceAccount:EMAIL or user:EMAIL`);
       continue;
     }
     emails.add(foldAscii(match[2]!));

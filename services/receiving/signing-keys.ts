@@ -89,11 +89,7 @@ export function createSigningKeySet(options: SigningKeySetOptions): SigningKeySe
   };
 
   const unavailable = () =>
-    new SigningKeysUnavailableError(
-      options.url.href,
-      lastFailure!,
-      Math.max(1, Math.ceil((nextFetchAtMs - now()) / 1000)),
-    );
+    new SigningKeysUnavailableError(options.url.href, lastFailure!, Math.max(1, Math.ceil((nextFetchAtMs - now()) / 1000)));
 
   const refreshIfStale = () => {
     if (cached !== undefined && now() >= cached.staleAtMs) void refresh();

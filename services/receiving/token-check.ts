@@ -21,9 +21,5 @@ export function createTokenCheck(
       ? createJwksTokenVerifier({ jwksUrl: config.jwksUrl, audiences: config.audiences, issuers: config.issuers, ...verifierOptions })
       : null;
   if (config.tokenCheck === 'verify') return authenticate(signedTokens!, config.invokers);
-  return authenticate(
-    createPlatformTokenVerifier({ issuers: config.issuers, signedTokens }),
-    config.invokers,
-    PLATFORM_TOKEN_HEADERS,
-  );
+  return authenticate(createPlatformTokenVerifier({ issuers: config.issuers, signedTokens }), config.invokers, PLATFORM_TOKEN_HEADERS);
 }

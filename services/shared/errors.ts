@@ -79,7 +79,10 @@ export class TokenMissingError extends ServiceError {
 }
 
 export class TokenInvalidError extends ServiceError {
-  constructor(readonly reason: string, options?: { cause?: unknown }) {
+  constructor(
+    readonly reason: string,
+    options?: { cause?: unknown },
+  ) {
     super('TOKEN_INVALID', 401, `invalid token: ${reason}`, {
       ...options,
       headers: bearerChallenge(reason),
@@ -152,12 +155,7 @@ export class UpstreamUnreachableError extends ServiceError {
 
 export class UpstreamTimeoutError extends ServiceError {
   constructor(url: string, timeoutMs: number, options?: { cause?: unknown }) {
-    super(
-      'UPSTREAM_TIMEOUT',
-      504,
-      `the receiving service at ${url} did not answer within ${timeoutMs} ms`,
-      options,
-    );
+    super('UPSTREAM_TIMEOUT', 504, `the receiving service at ${url} did not answer within ${timeoutMs} ms`, options);
   }
 }
 

@@ -13,10 +13,7 @@ const SEVERITY: Record<string, string> = {
   fatal: 'CRITICAL',
 };
 
-export function createLogger(
-  service: string,
-  options: { level?: string; destination?: DestinationStream } = {},
-): Logger {
+export function createLogger(service: string, options: { level?: string; destination?: DestinationStream } = {}): Logger {
   return pino(
     {
       level: options.level ?? process.env.LOG_LEVEL ?? 'info',

@@ -41,14 +41,7 @@ export function requestLog(logger: Logger, options: RequestLogOptions): RequestH
       const status = res.statusCode;
       const aborted = !res.writableFinished;
       const failure = (res as ServerResponse & { err?: unknown }).err;
-      const level =
-        status >= 500
-          ? 'error'
-          : status >= 400 || aborted
-            ? 'warn'
-            : req.path === '/health'
-              ? 'debug'
-              : successLevel;
+      const level = status >= 500 ? 'error' : status >= 400 || aborted ? 'warn' : req.path === '/health' ? 'debug' : successLevel;
       if (!logger.isLevelEnabled(level)) return;
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
       const { caller, problem } = res.locals as Locals;

@@ -16,7 +16,8 @@ const tokens = (fail = false): IdTokenSource & { audiences: string[] } => {
     audiences,
     async getIdToken(audience) {
       audiences.push(audience);
-      if (fail) throw new IdTokenUnavailableError(audience, 'the metadata server at 127.0.0.1:9 refused the connection', 'Set GCE_METADATA_HOST.');
+      if (fail)
+        throw new IdTokenUnavailableError(audience, 'the metadata server at 127.0.0.1:9 refused the connection', 'Set GCE_METADATA_HOST.');
       return `token-for-${audience}`;
     },
   };
@@ -122,7 +123,9 @@ describe('calling over HTTP', () => {
 
   it('answers RFC 9457 problem details to a client that asks for JSON', async () => {
     answer = { status: 403, body: 'Forbidden page' };
-    const res = await request(await start(tokens())).get('/').set('Accept', 'application/json');
+    const res = await request(await start(tokens()))
+      .get('/')
+      .set('Accept', 'application/json');
     expect(res.status).toBe(502);
     expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
     expect(JSON.parse(res.text)).toEqual({

@@ -31,7 +31,7 @@ describe('loadCallingConfig', () => {
 });
 
 describe('where calling gets its tokens', () => {
-  it('uses the metadata server named by GCE_METADATA_IP or GCE_METADATA_HOST, else Cloud Run\'s', () => {
+  it("uses the metadata server named by GCE_METADATA_IP or GCE_METADATA_HOST, else Cloud Run's", () => {
     expect(loadCallingConfig({ URL: 'http://r' }).tokenOrigin).toEqual({ kind: 'metadata', host: '169.254.169.254' });
     expect(loadCallingConfig({ URL: 'http://r', GCE_METADATA_HOST: '127.0.0.1:8082' }).tokenOrigin).toEqual({
       kind: 'metadata',

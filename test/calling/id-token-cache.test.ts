@@ -110,7 +110,9 @@ describe('createCachingIdTokenSource', () => {
   it('gives up after three attempts with a 503 naming the last reason and the hint', async () => {
     const fake = fakeFetcher(clock);
     fake.failWith(...Array.from({ length: 5 }, () => new IdTokenFetchError('the metadata server at h refused the connection', true)));
-    const error = await sourceWith(fake.fetcher).getIdToken('https://r.example').catch((err: unknown) => err);
+    const error = await sourceWith(fake.fetcher)
+      .getIdToken('https://r.example')
+      .catch((err: unknown) => err);
     expect(fake.calls).toHaveLength(3);
     expect(error).toBeInstanceOf(IdTokenUnavailableError);
     expect((error as IdTokenUnavailableError).status).toBe(503);
@@ -300,7 +302,9 @@ describe('createCachingIdTokenSource', () => {
     const fake = fakeFetcher(clock);
     const last = new IdTokenFetchError('answered 403', false);
     fake.failWith(last);
-    const error = (await sourceWith(fake.fetcher).getIdToken('a').catch((err: unknown) => err)) as Error;
+    const error = (await sourceWith(fake.fetcher)
+      .getIdToken('a')
+      .catch((err: unknown) => err)) as Error;
     expect(error.cause).toBe(last);
   });
 
@@ -309,11 +313,11 @@ describe('createCachingIdTokenSource', () => {
     beforeEach(() => {
       waits = [];
       jest.spyOn(Math, 'random').mockReturnValue(0.5);
-      jest.spyOn(globalThis, 'setTimeout').mockImplementation(((fn: () => void, ms?: number) => {
+      jest.spyOn(globalThis, 'setTimeout').mockImplementation((fn: () => void, ms?: number) => {
         waits.push(ms ?? 0);
         fn();
         return 0 as unknown as NodeJS.Timeout;
-      }) as typeof setTimeout);
+      });
     });
     afterEach(() => jest.restoreAllMocks());
 

@@ -150,7 +150,10 @@ describe('createMetadataIdTokenFetcher', () => {
       await expect(fetcher('a', 2000)).resolves.toBe('aaa.bbb.ccc');
       for (answer of ['<html>hello</html>', 'x y.b.c', 'a.b.c d', 'a.b']) {
         const error = await failureOf(fetcher('a', 2000));
-        expect(error).toMatchObject({ transient: false, reason: `the metadata server at ${server.host} answered something that is not a token` });
+        expect(error).toMatchObject({
+          transient: false,
+          reason: `the metadata server at ${server.host} answered something that is not a token`,
+        });
       }
     } finally {
       await server.close();
@@ -208,7 +211,11 @@ describe('createMetadataIdTokenFetcher', () => {
   it('says a server that answers more than 64 KB did so, and does not call that transient', async () => {
     const app = express();
     app.use((_req, res) => {
-      res.status(200).set('Metadata-Flavor', 'Google').type('application/text').send('a'.repeat(100 * 1024));
+      res
+        .status(200)
+        .set('Metadata-Flavor', 'Google')
+        .type('application/text')
+        .send('a'.repeat(100 * 1024));
     });
     const flood = await serve(app);
     const error = await failureOf(createMetadataIdTokenFetcher(flood.host)('a', 2000));
@@ -293,7 +300,11 @@ describe('createGoogleAuthIdTokenFetcher (its failures, with stand-in credential
   it('gives up on credentials that never answer, naming google-auth-library as silent', async () => {
     const fetcher = createGoogleAuthIdTokenFetcher(authWith(() => new Promise(() => undefined)));
     const error = await failureOf(fetcher('a', 100));
-    expect(error).toMatchObject({ transient: true, silent: 'google-auth-library', reason: 'google-auth-library did not get a token within 100 ms' });
+    expect(error).toMatchObject({
+      transient: true,
+      silent: 'google-auth-library',
+      reason: 'google-auth-library did not get a token within 100 ms',
+    });
   });
 
   it('says so when the credentials cannot mint ID tokens, and does not call that transient', async () => {

@@ -61,9 +61,8 @@ describe('createUpstreamClient', () => {
   it('keeps one connection alive over https too (Cloud Run URLs are https), and close() ends it', async () => {
     const fixtures = new URL('../fixtures/tls/', import.meta.url);
     const cert = readFileSync(new URL('loopback.crt', fixtures));
-    const server = https.createServer(
-      { key: readFileSync(new URL('loopback.key', fixtures)), cert },
-      (_req, res) => res.end('ok over tls'),
+    const server = https.createServer({ key: readFileSync(new URL('loopback.key', fixtures)), cert }, (_req, res) =>
+      res.end('ok over tls'),
     );
     let connections = 0;
     let closed = 0;

@@ -12,7 +12,7 @@ async function once(withCache) {
   const started = performance.now();
   const child = spawn(process.execPath, process.argv.slice(2), { cwd: '/app', env, stdio: 'ignore' });
   try {
-    for (const deadline = Date.now() + 10_000; Date.now() < deadline; ) {
+    for (const deadline = Date.now() + 10_000; Date.now() < deadline;) {
       try {
         const response = await fetch(`http://127.0.0.1:${env.PORT}/health`);
         await response.arrayBuffer();
@@ -35,4 +35,6 @@ for (let i = 0; i < runs; i += 1) {
 }
 const median = (values) => values.sort((a, b) => a - b)[Math.floor(values.length / 2)];
 const [cache, none] = [median(times.cache), median(times.none)];
-console.log(`cold start in the image (spawn -> first 200, medians of ${runs}): ${Math.round(cache)} ms with the compile cache, ${Math.round(none)} ms without (x${(cache / none).toFixed(2)})`);
+console.log(
+  `cold start in the image (spawn -> first 200, medians of ${runs}): ${Math.round(cache)} ms with the compile cache, ${Math.round(none)} ms without (x${(cache / none).toFixed(2)})`,
+);

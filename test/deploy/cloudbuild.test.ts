@@ -86,7 +86,7 @@ describe('cloudbuild.yaml', () => {
     });
   });
 
-  it('tests, builds, pushes, resolves deploy/, deploys both services side by side, then sets receiving\'s policy', () => {
+  it("tests, builds, pushes, resolves deploy/, deploys both services side by side, then sets receiving's policy", () => {
     expect(config.steps.map((s) => s.id)).toEqual([
       'install',
       'test',
@@ -107,8 +107,10 @@ describe('cloudbuild.yaml', () => {
     expect(step('deploy-calling').waitFor).toEqual(['render-manifests', 'push-calling']);
   });
 
-  it("runs its node steps (install, test, render) on the Node image the Dockerfiles build on", () => {
-    const bases = ['calling', 'receiving'].map((service) => /^FROM (\S+) AS build$/m.exec(readFileSync(join(root, `Dockerfile.${service}`), 'utf8'))?.[1]);
+  it('runs its node steps (install, test, render) on the Node image the Dockerfiles build on', () => {
+    const bases = ['calling', 'receiving'].map(
+      (service) => /^FROM (\S+) AS build$/m.exec(readFileSync(join(root, `Dockerfile.${service}`), 'utf8'))?.[1],
+    );
     expect(bases[0]).toMatch(/^node:\d+-slim$/);
     expect(bases[1]).toBe(bases[0]);
     const nodeSteps = config.steps.filter((s) => s.name.startsWith('node'));
@@ -131,7 +133,9 @@ describe('cloudbuild.yaml', () => {
       'gcloud run services set-iam-policy receiving dist/deploy/receiving-policy.yaml --region=${_REGION} --quiet',
       'gcloud run services replace dist/deploy/calling.yaml',
     ]);
-    expect(text).not.toMatch(/--(service-account|set-env-vars|image|(no-)?allow-unauthenticated|(no-)?invoker-iam-check|concurrency|memory|cpu|port|timeout)\b/);
+    expect(text).not.toMatch(
+      /--(service-account|set-env-vars|image|(no-)?allow-unauthenticated|(no-)?invoker-iam-check|concurrency|memory|cpu|port|timeout)\b/,
+    );
   });
 
   it("resolves exactly deploy/'s placeholders, with the images this build pushes", () => {

@@ -57,7 +57,7 @@ describe("deploy/ manifests, resolved by npm run deploy:render's code and checke
     expect(verdict).toBe("OK [('roles/run.invoker', ['serviceAccount:cloudrun-authenticated-sa@my-project.iam.gserviceaccount.com'])]");
   });
 
-  it("receiving.yaml with its commented custom audience switched on is still a Cloud Run service", async () => {
+  it('receiving.yaml with its commented custom audience switched on is still a Cloud Run service', async () => {
     const text = manifest('receiving.yaml').replace(/^( {4})# (run\.googleapis\.com\/custom-audiences: .*)$/m, '$1$2');
     expect(text).not.toBe(manifest('receiving.yaml'));
     const verdict = await check('service', text);
@@ -67,7 +67,9 @@ describe("deploy/ manifests, resolved by npm run deploy:render's code and checke
   it("refuses a misspelled field or a wrong type with gcloud's own message", async () => {
     const misspelled = await check('service', edited('receiving.yaml', 'containerConcurrency', 'containerConcurency'));
     if (misspelled === undefined) return;
-    expect(misspelled).toMatch(/^ERROR DecodeError: Failed to parse value\(s\) in protobuf \[Service\]:\s+Service\.spec\.template\.spec\.containerConcurency/);
+    expect(misspelled).toMatch(
+      /^ERROR DecodeError: Failed to parse value\(s\) in protobuf \[Service\]:\s+Service\.spec\.template\.spec\.containerConcurency/,
+    );
     const wrongType = await check('service', edited('receiving.yaml', 'timeoutSeconds: 30', 'timeoutSeconds: [30]'));
     expect(wrongType).toMatch(/^ERROR ScalarTypeMismatchError: .*Expected type \(<class 'int'>,\) for field timeoutSeconds/s);
     const policy = await check('policy', edited('receiving-policy.yaml', 'members:', 'member:'));

@@ -39,7 +39,12 @@ describe('the chain: calling → receiving, tokens from the metadata emulator', 
       issuers: ['https://accounts.google.com'],
     });
     const app = createReceivingApp({
-      authenticate: authenticate(verifier, parseInvokers(invokers, (p) => { throw new Error(p); })),
+      authenticate: authenticate(
+        verifier,
+        parseInvokers(invokers, (p) => {
+          throw new Error(p);
+        }),
+      ),
       logger: silentLogger(),
     });
     const receiving = await serve(app, port);

@@ -98,9 +98,7 @@ describe('calling under bursts and faults', () => {
   it('answers 200 concurrent requests on a fresh calling service with one identity request', async () => {
     const url = await startCalling();
     const before = identityStats.identityRequests;
-    const answers = await Promise.all(
-      Array.from({ length: 200 }, () => fetch(`${url}/`).then(async (r) => [r.status, await r.text()])),
-    );
+    const answers = await Promise.all(Array.from({ length: 200 }, () => fetch(`${url}/`).then(async (r) => [r.status, await r.text()])));
     expect(answers.filter(([status]) => status !== 200)).toEqual([]);
     expect(identityStats.identityRequests - before).toBe(1);
   });

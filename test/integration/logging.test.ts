@@ -31,10 +31,17 @@ describe('Cloud Logging lines from the chain', () => {
     const audience = `http://127.0.0.1:${port}`;
     const receivingLog = capturingLogger();
     receivingLines = receivingLog.lines;
-    const verifier = createJwksTokenVerifier({ jwksUrl: emulator.jwksUrl, audiences: [audience], issuers: ['https://accounts.google.com'] });
+    const verifier = createJwksTokenVerifier({
+      jwksUrl: emulator.jwksUrl,
+      audiences: [audience],
+      issuers: ['https://accounts.google.com'],
+    });
     receiving = await serve(
       createReceivingApp({
-        authenticate: authenticate(verifier, parseInvokers([`serviceAccount:${emulator.config.serviceAccount}`], () => undefined)),
+        authenticate: authenticate(
+          verifier,
+          parseInvokers([`serviceAccount:${emulator.config.serviceAccount}`], () => undefined),
+        ),
         logger: receivingLog.logger,
         projectId: () => 'my-project',
       }),

@@ -59,9 +59,7 @@ describe("Google's own clients get ID tokens from the emulator, unmodified", () 
       const client = await new GoogleAuth().getIdTokenClient(AUDIENCE);
       const token = (await client.getRequestHeaders()).get('authorization')!.slice(7);
       const pems = (await (await fetch(`${emulator.url}/oauth2/v1/certs`)).json()) as Record<string, string>;
-      const ticket = await new OAuth2Client().verifySignedJwtWithCertsAsync(token, pems, AUDIENCE, [
-        'https://accounts.google.com',
-      ]);
+      const ticket = await new OAuth2Client().verifySignedJwtWithCertsAsync(token, pems, AUDIENCE, ['https://accounts.google.com']);
       expect(ticket.getPayload()?.email).toBe(emulator.config.serviceAccount);
     });
   });

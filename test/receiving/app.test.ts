@@ -22,7 +22,11 @@ describe('receiving over HTTP', () => {
       audiences: [AUDIENCE],
       issuers: ['https://accounts.google.com'],
     });
-    const members = invokers.length ? parseInvokers(invokers, (p) => { throw new Error(p); }) : null;
+    const members = invokers.length
+      ? parseInvokers(invokers, (p) => {
+          throw new Error(p);
+        })
+      : null;
     return serve(createReceivingApp({ authenticate: authenticate(verifier, members), logger }));
   };
   const token = (overrides = {}) => emulator.key.sign(claimsFor(emulator, AUDIENCE, overrides));
@@ -39,14 +43,18 @@ describe('receiving over HTTP', () => {
     });
 
     it('answers Hello World! to an invoker', async () => {
-      const res = await request(receiving.url).get('/').set('Authorization', `Bearer ${await token()}`);
+      const res = await request(receiving.url)
+        .get('/')
+        .set('Authorization', `Bearer ${await token()}`);
       expect(res.status).toBe(200);
       expect(res.headers['content-type']).toMatch(/^text\/plain/);
       expect(res.text).toBe('Hello World!');
     });
 
     it('accepts the scheme in any case', async () => {
-      const res = await request(receiving.url).get('/').set('Authorization', `bEaReR ${await token()}`);
+      const res = await request(receiving.url)
+        .get('/')
+        .set('Authorization', `bEaReR ${await token()}`);
       expect(res.status).toBe(200);
     });
 
@@ -57,12 +65,16 @@ describe('receiving over HTTP', () => {
     });
 
     it('says nothing about its framework and sends no ETag', async () => {
-      const res = await request(receiving.url).get('/').set('Authorization', `Bearer ${await token()}`);
+      const res = await request(receiving.url)
+        .get('/')
+        .set('Authorization', `Bearer ${await token()}`);
       expect(res.status).toBe(200);
       expect(res.headers).not.toHaveProperty('x-powered-by');
       expect(res.headers).not.toHaveProperty('etag');
       // Error answers go through res.send, which would add an ETag if it were on.
-      const missing = await request(receiving.url).get('/nowhere').set('Authorization', `Bearer ${await token()}`);
+      const missing = await request(receiving.url)
+        .get('/nowhere')
+        .set('Authorization', `Bearer ${await token()}`);
       expect(missing.status).toBe(404);
       expect(missing.headers).not.toHaveProperty('etag');
       expect(missing.headers).not.toHaveProperty('x-powered-by');
@@ -94,7 +106,9 @@ describe('receiving over HTTP', () => {
       const pasted = await token();
       const encoded = pasted.replaceAll('.', '%2E');
       for (const path of [`/${pasted}`, `/call/${pasted}/now`, `/${encoded}`, `/t=${pasted}`]) {
-        const res = await request(receiving.url).get(path).set('Authorization', `Bearer ${await token()}`);
+        const res = await request(receiving.url)
+          .get(path)
+          .set('Authorization', `Bearer ${await token()}`);
         expect(res.status).toBe(404);
         expect(res.text).toMatch(/^no route for \/(call\/|t=)?\[token\](\/now)?\n$/);
       }
@@ -105,7 +119,9 @@ describe('receiving over HTTP', () => {
 
     it('answers 403 naming the caller when its email is not an invoker', async () => {
       const stranger = 'cloudrun-authenticated-sa@local-project.iam.gserviceaccount.com';
-      const res = await request(receiving.url).get('/').set('Authorization', `Bearer ${await token({ email: stranger })}`);
+      const res = await request(receiving.url)
+        .get('/')
+        .set('Authorization', `Bearer ${await token({ email: stranger })}`);
       expect(res.status).toBe(403);
       expect(res.text).toContain(`${stranger} is not allowed to invoke this service`);
       expect(res.text).toContain(`serviceAccount:${stranger}`);
@@ -113,7 +129,9 @@ describe('receiving over HTTP', () => {
 
     it('admits the invoker whatever the case of its email in the token', async () => {
       const shouted = emulator.config.serviceAccount.toUpperCase();
-      const res = await request(receiving.url).get('/').set('Authorization', `Bearer ${await token({ email: shouted })}`);
+      const res = await request(receiving.url)
+        .get('/')
+        .set('Authorization', `Bearer ${await token({ email: shouted })}`);
       expect([res.status, res.text]).toEqual([200, 'Hello World!']);
     });
 
@@ -150,7 +168,9 @@ describe('receiving over HTTP', () => {
         const res = await request(receiving.url).get('/').set('Authorization', header);
         expect([header.slice(0, 20), res.status]).toEqual([header.slice(0, 20), 401]);
       }
-      const ok = await request(receiving.url).get('/').set('Authorization', `Bearer ${await token()}`);
+      const ok = await request(receiving.url)
+        .get('/')
+        .set('Authorization', `Bearer ${await token()}`);
       expect(ok.status).toBe(200);
     });
   });
@@ -161,16 +181,22 @@ describe('receiving over HTTP', () => {
 
     it('refuses a look-alike email that only Unicode case folding would make equal', async () => {
       receiving = await startReceiving([`serviceAccount:${kelvin}`]);
-      const res = await request(receiving.url).get('/').set('Authorization', `Bearer ${await token({ email: lookalike })}`);
+      const res = await request(receiving.url)
+        .get('/')
+        .set('Authorization', `Bearer ${await token({ email: lookalike })}`);
       expect(res.status).toBe(403);
       expect(res.text).toContain(`${lookalike} is not allowed to invoke this service`);
-      const owner = await request(receiving.url).get('/').set('Authorization', `Bearer ${await token({ email: 'KELVIN@local-project.iam.gserviceaccount.com' })}`);
+      const owner = await request(receiving.url)
+        .get('/')
+        .set('Authorization', `Bearer ${await token({ email: 'KELVIN@local-project.iam.gserviceaccount.com' })}`);
       expect(owner.status).toBe(200);
     });
 
     it('does not let a look-alike in INVOKERS admit the real address', async () => {
       receiving = await startReceiving([`serviceAccount:${lookalike}`]);
-      const res = await request(receiving.url).get('/').set('Authorization', `Bearer ${await token({ email: kelvin })}`);
+      const res = await request(receiving.url)
+        .get('/')
+        .set('Authorization', `Bearer ${await token({ email: kelvin })}`);
       expect(res.status).toBe(403);
     });
   });

@@ -56,7 +56,9 @@ describe('loadReceivingConfig', () => {
 
   it('refuses an INVOKERS entry with anything before or after the member', () => {
     for (const entry of ['xuser:ann@example.com', 'user:ann@example.com:extra', 'group:team@example.com']) {
-      expect(problemsOf({ AUDIENCES: 'a', INVOKERS: entry })).toEqual([expect.stringContaining(`INVOKERS entry "${entry}" is not an IAM member`)]);
+      expect(problemsOf({ AUDIENCES: 'a', INVOKERS: entry })).toEqual([
+        expect.stringContaining(`INVOKERS entry "${entry}" is not an IAM member`),
+      ]);
     }
   });
 
@@ -92,7 +94,7 @@ describe('loadReceivingConfig', () => {
     expect(problemsOf({ AUDIENCES: 'a', ISSUERS: ' , ' })).toEqual(['ISSUERS must name at least one issuer']);
   });
 
-  it("names the service and says what AUDIENCES should hold", () => {
+  it('names the service and says what AUDIENCES should hold', () => {
     let message = '';
     try {
       loadReceivingConfig({});

@@ -43,7 +43,9 @@ describe('receiving with TOKEN_CHECK=platform', () => {
     });
 
     it('trusts a token whose signature Cloud Run removed, for its claims', async () => {
-      const res = await request(receiving.url).get('/').set('Authorization', `Bearer ${await stripped()}`);
+      const res = await request(receiving.url)
+        .get('/')
+        .set('Authorization', `Bearer ${await stripped()}`);
       expect([res.status, res.text]).toEqual([200, 'Hello World!']);
     });
 
@@ -96,12 +98,16 @@ describe('receiving with TOKEN_CHECK=platform', () => {
     });
 
     it('admits a stripped token within the 30 s tolerance of its exp', async () => {
-      const res = await request(receiving.url).get('/').set('Authorization', `Bearer ${await stripped({ exp: nowS() - 25 })}`);
+      const res = await request(receiving.url)
+        .get('/')
+        .set('Authorization', `Bearer ${await stripped({ exp: nowS() - 25 })}`);
       expect([res.status, res.text]).toEqual([200, 'Hello World!']);
     });
 
     it('treats an email claim that is not a string as no email (403), not as a crash', async () => {
-      const res = await request(receiving.url).get('/').set('Authorization', `Bearer ${await stripped({ email: 42 })}`);
+      const res = await request(receiving.url)
+        .get('/')
+        .set('Authorization', `Bearer ${await stripped({ email: 42 })}`);
       expect(res.status).toBe(403);
       expect(res.text).toMatch(/no verified email/);
     });
@@ -113,6 +119,12 @@ describe('receiving with TOKEN_CHECK=platform', () => {
     const res = await request(receiving.url).get('/').set('Authorization', `Bearer ${signed}`);
     expect(res.status).toBe(401);
     expect(res.text).toContain('a signed token can only be verified with AUDIENCES set');
-    expect((await request(receiving.url).get('/').set('Authorization', `Bearer ${await stripped()}`)).status).toBe(200);
+    expect(
+      (
+        await request(receiving.url)
+          .get('/')
+          .set('Authorization', `Bearer ${await stripped()}`)
+      ).status,
+    ).toBe(200);
   });
 });

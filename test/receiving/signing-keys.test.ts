@@ -164,52 +164,46 @@ describe('signing keys: a cache that outlives the key server', () => {
     expect(server.requests).toBe(2);
   });
 
-  it.each([
-    ['error-500' as const],
-    ['silent' as const],
-    ['refused' as const],
-    ['not-json' as const],
-    ['no-keys' as const],
-  ])('keeps verifying tokens on cached keys through a key server that is %s, long after max-age', async (mode) => {
-    const token = await key.sign(claims());
-    expect(await outcome(verifier, token)).toBe('ok');
-    await server.setMode(mode);
-    // Six hours of outage, one request every 5 minutes; the cached key stays in use throughout.
-    for (let minute = 5; minute <= 360; minute += 5) {
-      advance(5 * 60_000);
+  it.each([['error-500' as const], ['silent' as const], ['refused' as const], ['not-json' as const], ['no-keys' as const]])(
+    'keeps verifying tokens on cached keys through a key server that is %s, long after max-age',
+    async (mode) => {
+      const token = await key.sign(claims());
       expect(await outcome(verifier, token)).toBe('ok');
-      if (minute === 180) await settle();
-    }
-    await settle();
-    // Tried again (stale), but never more than once per request here, and never failing a request.
-    if (mode !== 'refused') {
-      expect(server.requests).toBeGreaterThan(1);
-      expect(server.requests).toBeLessThanOrEqual(1 + 360 / 5);
-    }
-  });
+      await server.setMode(mode);
+      // Six hours of outage, one request every 5 minutes; the cached key stays in use throughout.
+      for (let minute = 5; minute <= 360; minute += 5) {
+        advance(5 * 60_000);
+        expect(await outcome(verifier, token)).toBe('ok');
+        if (minute === 180) await settle();
+      }
+      await settle();
+      // Tried again (stale), but never more than once per request here, and never failing a request.
+      if (mode !== 'refused') {
+        expect(server.requests).toBeGreaterThan(1);
+        expect(server.requests).toBeLessThanOrEqual(1 + 360 / 5);
+      }
+    },
+  );
 
   it.each([
     ['answers 500', 'error-500' as const, '503 retry-after 30'],
     ['never answers', 'silent' as const, '503 retry-after 30'],
     ['refuses connections', 'refused' as const, '503 retry-after 30'],
-  ])(
-    'makes one key request per cooldown under a flood of unknown key ids while the key server %s',
-    async (_name, mode, refusal) => {
-      expect(await outcome(verifier, await key.sign(claims()))).toBe('ok');
-      await server.setMode(mode);
-      const before = server.requests;
-      advance(COOLDOWN_MS);
-      const concurrent = await Promise.all(Array.from({ length: 200 }, (_v, i) => outcome(verifier, forgedWithKid(`forged-${i}`))));
-      expect(new Set(concurrent)).toEqual(new Set([refusal]));
-      const sequential: string[] = [];
-      for (let i = 0; i < 200; i += 1) sequential.push(await outcome(verifier, forgedWithKid(`again-${i}`)));
-      expect(new Set(sequential)).toEqual(new Set([refusal]));
-      // A refused connection leaves no count; the same Retry-After shows no new attempt was made.
-      if (mode !== 'refused') expect(server.requests - before).toBe(1);
-      // A valid token on a cached key is not held hostage by the outage.
-      expect(await outcome(verifier, await key.sign(claims()))).toBe('ok');
-    },
-  );
+  ])('makes one key request per cooldown under a flood of unknown key ids while the key server %s', async (_name, mode, refusal) => {
+    expect(await outcome(verifier, await key.sign(claims()))).toBe('ok');
+    await server.setMode(mode);
+    const before = server.requests;
+    advance(COOLDOWN_MS);
+    const concurrent = await Promise.all(Array.from({ length: 200 }, (_v, i) => outcome(verifier, forgedWithKid(`forged-${i}`))));
+    expect(new Set(concurrent)).toEqual(new Set([refusal]));
+    const sequential: string[] = [];
+    for (let i = 0; i < 200; i += 1) sequential.push(await outcome(verifier, forgedWithKid(`again-${i}`)));
+    expect(new Set(sequential)).toEqual(new Set([refusal]));
+    // A refused connection leaves no count; the same Retry-After shows no new attempt was made.
+    if (mode !== 'refused') expect(server.requests - before).toBe(1);
+    // A valid token on a cached key is not held hostage by the outage.
+    expect(await outcome(verifier, await key.sign(claims()))).toBe('ok');
+  });
 
   it('backs off while the key server keeps failing, doubling the wait up to its cap', async () => {
     await server.setMode('error-500');
@@ -275,9 +269,7 @@ describe('signing keys: a cache that outlives the key server', () => {
     );
     advance(COOLDOWN_MS);
     await server.setMode('refused');
-    expect(((await verifier.verify(await key.sign(claims())).catch((e: Error) => e)) as Error).message).toContain(
-      'refused the connection',
-    );
+    expect(((await verifier.verify(await key.sign(claims())).catch((e: Error) => e)) as Error).message).toContain('refused the connection');
   });
 
   it('names another network failure by its code', async () => {
@@ -313,10 +305,10 @@ describe('signing keys: a cache that outlives the key server', () => {
       if (ms === 60_000) created.push(timer);
       return timer;
     }) as typeof setTimeout;
-    globalThis.clearTimeout = ((timer: Parameters<typeof clearTimeout>[0]) => {
+    globalThis.clearTimeout = (timer: Parameters<typeof clearTimeout>[0]) => {
       cleared.add(timer);
       realClear(timer);
-    }) as typeof clearTimeout;
+    };
     try {
       expect(await outcome(slowTimeout, await key.sign(claims()))).toBe('ok');
     } finally {
@@ -450,7 +442,9 @@ describe('remembered tokens follow their key', () => {
       await new Promise((resolve) => setTimeout(resolve, 200));
       expect(server.requests).toBe(2);
       expect(verifier.remembered!(token)).toBeUndefined();
-      expect((await verifier.verify(token).catch((e: unknown) => e)) as TokenInvalidError).toMatchObject({ reason: 'token signature does not verify' });
+      expect((await verifier.verify(token).catch((e: unknown) => e)) as TokenInvalidError).toMatchObject({
+        reason: 'token signature does not verify',
+      });
     } finally {
       await server.close();
     }
@@ -503,9 +497,7 @@ describe('receiving over HTTP while its key server is down', () => {
     await server.start();
     let clockMs = Date.now();
     const verifier = verifierFor(server, { now: () => clockMs });
-    const receiving = await serve(
-      createReceivingApp({ authenticate: authenticate(verifier, null), logger: silentLogger() }),
-    );
+    const receiving = await serve(createReceivingApp({ authenticate: authenticate(verifier, null), logger: silentLogger() }));
     try {
       const valid = await key.sign(claims());
       const get = (token: string) => request(receiving.url).get('/').set('Authorization', `Bearer ${token}`);

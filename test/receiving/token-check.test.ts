@@ -22,7 +22,11 @@ describe('createTokenCheck: what each TOKEN_CHECK admits', () => {
   });
 
   const receiving = async (tokenCheck: TokenCheck, options: { audiences?: string[]; invokers?: string[] } = {}) => {
-    const invokers = options.invokers ? parseInvokers(options.invokers, (p) => { throw new Error(p); }) : null;
+    const invokers = options.invokers
+      ? parseInvokers(options.invokers, (p) => {
+          throw new Error(p);
+        })
+      : null;
     const auth = createTokenCheck({
       tokenCheck,
       audiences: options.audiences ?? [AUDIENCE],
@@ -64,7 +68,7 @@ describe('createTokenCheck: what each TOKEN_CHECK admits', () => {
     const get = await receiving('platform');
     expect((await get({ Authorization: `Bearer ${await stripped()}` })).status).toBe(200);
     expect((await get({ Authorization: `Bearer ${await signed()}` })).status).toBe(200);
-    const forged = (await signed({ aud: 'https://elsewhere.example' }));
+    const forged = await signed({ aud: 'https://elsewhere.example' });
     expect((await get({ Authorization: `Bearer ${forged}` })).status).toBe(401);
     const res = await get({});
     expect(res.status).toBe(401);

@@ -81,9 +81,7 @@ describe('createJwksTokenVerifier with the emulator keys', () => {
 
   it('refuses a token signed by a key it does not publish (unknown kid)', async () => {
     const foreign = await createSigningKey();
-    expect(await reasonFor(verifier, await foreign.sign(claimsFor(emulator, AUDIENCE)))).toBe(
-      'token is signed by an unknown key',
-    );
+    expect(await reasonFor(verifier, await foreign.sign(claimsFor(emulator, AUDIENCE)))).toBe('token is signed by an unknown key');
   });
 
   it('refuses a token signed by a foreign key that claims the emulator kid', async () => {
@@ -108,7 +106,11 @@ describe('createJwksTokenVerifier with the emulator keys', () => {
     ['for another audience', { aud: 'https://calling.example' }, 'token audience is not this service'],
     ['from another issuer', { iss: 'https://evil.example' }, 'token issuer is not trusted'],
     ['whose audience is a list holding this service', { aud: [AUDIENCE] }, 'token audience must be one string, not a list'],
-    ['whose audience is a list of this and another', { aud: [AUDIENCE, 'https://other.example'] }, 'token audience must be one string, not a list'],
+    [
+      'whose audience is a list of this and another',
+      { aud: [AUDIENCE, 'https://other.example'] },
+      'token audience must be one string, not a list',
+    ],
     ['whose audience is a list of others', { aud: ['https://calling.example'] }, 'token audience is not this service'],
     ['without exp', { exp: undefined }, 'token has no expiry (exp)'],
     ['without iat', { iat: undefined }, 'token has no issue time (iat)'],
@@ -148,11 +150,21 @@ describe('createJwksTokenVerifier with the emulator keys', () => {
   });
 
   it('remembers at most cacheSize tokens, forgetting the oldest first; cacheSize 0 remembers none', async () => {
-    const small = createJwksTokenVerifier({ jwksUrl: emulator.jwksUrl, audiences: [AUDIENCE], issuers: ['https://accounts.google.com'], cacheSize: 2 });
+    const small = createJwksTokenVerifier({
+      jwksUrl: emulator.jwksUrl,
+      audiences: [AUDIENCE],
+      issuers: ['https://accounts.google.com'],
+      cacheSize: 2,
+    });
     const tokens = await Promise.all([1, 2, 3].map((n) => sign({ sub: String(n) })));
     for (const token of tokens) await small.verify(token);
     expect(tokens.map((t) => small.remembered!(t)?.subject)).toEqual([undefined, '2', '3']);
-    const none = createJwksTokenVerifier({ jwksUrl: emulator.jwksUrl, audiences: [AUDIENCE], issuers: ['https://accounts.google.com'], cacheSize: 0 });
+    const none = createJwksTokenVerifier({
+      jwksUrl: emulator.jwksUrl,
+      audiences: [AUDIENCE],
+      issuers: ['https://accounts.google.com'],
+      cacheSize: 0,
+    });
     await none.verify(tokens[0]!);
     expect(none.remembered!(tokens[0]!)).toBeUndefined();
   });

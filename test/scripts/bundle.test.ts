@@ -70,7 +70,10 @@ describe('the bundles, run where no node_modules can be found (as in the images)
       cpSync(join(outside, 'calling'), copy, { recursive: true });
       rmSync(join(copy, 'google-auth-library.mjs'));
       const receiving = await startReceiving(await freePort());
-      const { service: calling, lines } = await start('calling', join(copy, 'main.mjs'), { URL: receiving.url, GCE_METADATA_HOST: emulator.host });
+      const { service: calling, lines } = await start('calling', join(copy, 'main.mjs'), {
+        URL: receiving.url,
+        GCE_METADATA_HOST: emulator.host,
+      });
       const response = await fetch(`${calling.url}/`);
       expect([response.status, await response.text()]).toEqual([200, 'Second service says: Hello World!']);
       // Not a terminal: one JSON object per line, for Cloud Logging.
@@ -235,16 +238,20 @@ async function answerTokenRequest(
   emulator: RunningEmulator,
   assertions: Record<string, unknown>[],
 ): Promise<[number, object]> {
-  if (path !== '/token' || form.get('grant_type') !== 'urn:ietf:params:oauth:grant-type:jwt-bearer') return [400, { error: 'invalid_request' }];
+  if (path !== '/token' || form.get('grant_type') !== 'urn:ietf:params:oauth:grant-type:jwt-bearer')
+    return [400, { error: 'invalid_request' }];
   try {
     const { payload } = await jwtVerify(form.get('assertion') ?? '', publicKey, { algorithms: ['RS256'] });
     assertions.push(payload);
     const audience = String(payload.target_audience);
     // The ID token Google would issue: here the emulator's, which receiving is set to accept.
     const idToken = await (
-      await fetch(`${emulator.url}/computeMetadata/v1/instance/service-accounts/default/identity?audience=${encodeURIComponent(audience)}`, {
-        headers: { 'Metadata-Flavor': 'Google' },
-      })
+      await fetch(
+        `${emulator.url}/computeMetadata/v1/instance/service-accounts/default/identity?audience=${encodeURIComponent(audience)}`,
+        {
+          headers: { 'Metadata-Flavor': 'Google' },
+        },
+      )
     ).text();
     return [200, { id_token: idToken }];
   } catch {

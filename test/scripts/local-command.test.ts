@@ -38,7 +38,16 @@ describe('npm run local -- run services ... (the built command, as a process)', 
     expect(got.code).toBe(0);
     expect(parse(got.stdout)).toMatchObject({ bindings: [{ role: 'roles/run.invoker', members: [SA] }], version: 1 });
 
-    const added = await local('run', 'services', 'add-iam-policy-binding', 'receiving', '--member', 'user:dev@example.com', '--role=roles/run.invoker', '--project=p');
+    const added = await local(
+      'run',
+      'services',
+      'add-iam-policy-binding',
+      'receiving',
+      '--member',
+      'user:dev@example.com',
+      '--role=roles/run.invoker',
+      '--project=p',
+    );
     expect(added.code).toBe(0);
     expect(added.stderr).toBe('Updated IAM policy for service [receiving].\n');
     expect(bindings()).toEqual([{ role: 'roles/run.invoker', members: [SA, 'user:dev@example.com'] }]);
@@ -48,8 +57,21 @@ describe('npm run local -- run services ... (the built command, as a process)', 
     await local('run', 'services', 'add-iam-policy-binding', 'receiving', '--member=user:dev@example.com', '--role=roles/run.invoker');
     expect((parse(readFileSync(policyFile, 'utf8')) as { etag: string }).etag).toBe(etag);
 
-    expect((await local('run', 'services', 'remove-iam-policy-binding', 'receiving', `--member=${SA}`, '--role=roles/run.invoker')).code).toBe(0);
-    expect((await local('run', 'services', 'remove-iam-policy-binding', 'receiving', '--member=user:dev@example.com', '--role=roles/run.invoker')).code).toBe(0);
+    expect(
+      (await local('run', 'services', 'remove-iam-policy-binding', 'receiving', `--member=${SA}`, '--role=roles/run.invoker')).code,
+    ).toBe(0);
+    expect(
+      (
+        await local(
+          'run',
+          'services',
+          'remove-iam-policy-binding',
+          'receiving',
+          '--member=user:dev@example.com',
+          '--role=roles/run.invoker',
+        )
+      ).code,
+    ).toBe(0);
     expect(bindings()).toEqual([]);
   });
 
@@ -58,10 +80,22 @@ describe('npm run local -- run services ... (the built command, as a process)', 
     const cases: [string[], string][] = [
       [['add-iam-policy-binding', 'receiving', '--role=roles/run.invoker'], 'argument --member: Must be specified.'],
       [['add-iam-policy-binding', 'receiving', `--member=${SA}`], 'argument --role: Must be specified.'],
-      [['add-iam-policy-binding', 'receiving', '--member=cloudrun-authenticated-sa', '--role=roles/run.invoker'], 'is not an IAM member: use serviceAccount:EMAIL'],
-      [['add-iam-policy-binding', 'receiving', `--member=${SA}`, '--role=run.invoker'], 'is not a role: roles are named like roles/run.invoker'],
-      [['remove-iam-policy-binding', 'receiving', '--member=user:nobody@example.com', '--role=roles/run.invoker'], 'Policy binding with the specified principal, role, and condition not found!'],
-      [['add-iam-policy-binding', 'receiving', `--member=${SA}`, '--role=roles/run.invoker', '--condition-from-file=x'], 'unrecognized arguments: --condition-from-file'],
+      [
+        ['add-iam-policy-binding', 'receiving', '--member=cloudrun-authenticated-sa', '--role=roles/run.invoker'],
+        'is not an IAM member: use serviceAccount:EMAIL',
+      ],
+      [
+        ['add-iam-policy-binding', 'receiving', `--member=${SA}`, '--role=run.invoker'],
+        'is not a role: roles are named like roles/run.invoker',
+      ],
+      [
+        ['remove-iam-policy-binding', 'receiving', '--member=user:nobody@example.com', '--role=roles/run.invoker'],
+        'Policy binding with the specified principal, role, and condition not found!',
+      ],
+      [
+        ['add-iam-policy-binding', 'receiving', `--member=${SA}`, '--role=roles/run.invoker', '--condition-from-file=x'],
+        'unrecognized arguments: --condition-from-file',
+      ],
       [['get-iam-policy'], 'expected one SERVICE, got none'],
       [['get-iam-policy', 'calling'], 'no local policy for service [calling]'],
     ];

@@ -20,6 +20,7 @@ describe('what the running services write (real processes)', () => {
       onLine: (name, line) => lines.push(`${name}: ${line}`),
     });
     const answers: string[] = [];
+    let tokens: string[] = [];
     const call = async (url: string, headers: Record<string, string> = {}) => {
       const res = await fetch(url, { headers });
       answers.push(`${res.status} ${JSON.stringify([...res.headers])} ${await res.text()}`);
@@ -28,14 +29,17 @@ describe('what the running services write (real processes)', () => {
     try {
       const mint = async (audience: string) =>
         (
-          await fetch(`${chain.metadata.url}/computeMetadata/v1/instance/service-accounts/default/identity?audience=${encodeURIComponent(audience)}`, {
-            headers: { 'Metadata-Flavor': 'Google' },
-          })
+          await fetch(
+            `${chain.metadata.url}/computeMetadata/v1/instance/service-accounts/default/identity?audience=${encodeURIComponent(audience)}`,
+            {
+              headers: { 'Metadata-Flavor': 'Google' },
+            },
+          )
         ).text();
       const good = await mint(chain.receiving.url);
       const foreign = await mint('https://another-service.example');
       const tampered = good.replace(/\.[\w-]+\./, `.${Buffer.from('{"email":"x"}').toString('base64url')}.`);
-      const tokens = [good, foreign, tampered];
+      tokens = [good, foreign, tampered];
 
       expect(await call(`${chain.calling.url}/`, { traceparent: `00-${'a'.repeat(32)}-${'b'.repeat(16)}-01` })).toBe(200);
       expect(await call(`${chain.calling.url}/?token=${good}`, { Accept: 'application/json' })).toBe(200);
@@ -51,6 +55,9 @@ describe('what the running services write (real processes)', () => {
     const everything = [...lines, ...answers].join('\n');
     expect(lines.length).toBeGreaterThan(10);
     expect(everything.match(JWT)).toBeNull();
+    // Nor any part of one: not a payload, not a signature, even on its own.
+    expect(tokens).toHaveLength(3);
+    for (const part of tokens.flatMap((token) => token.split('.').slice(1))) expect(everything).not.toContain(part);
     // What was logged is still useful: the reasons and the caller are there.
     expect(everything).toContain('aud is \\"https://another-service.example\\" but this service accepts');
     expect(everything).toContain(chain.calling.serviceAccount);

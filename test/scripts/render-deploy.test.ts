@@ -58,7 +58,10 @@ describe('npm run deploy:render (the real CLI)', () => {
     expect(receiving.spec.template.spec.serviceAccountName).toBe('cloudrun-receiving-sa@my-project.iam.gserviceaccount.com');
     expect(receiving.spec.template.spec.containers[0].image).toBe(SAMPLE.RECEIVING_IMAGE);
     const calling = parse(readFileSync(join(out, 'calling.yaml'), 'utf8'));
-    expect(calling.spec.template.spec.containers[0].env).toContainEqual({ name: 'URL', value: 'https://receiving-123456789012.us-central1.run.app' });
+    expect(calling.spec.template.spec.containers[0].env).toContainEqual({
+      name: 'URL',
+      value: 'https://receiving-123456789012.us-central1.run.app',
+    });
     expect(readFileSync(join(out, 'receiving-policy.yaml'), 'utf8')).toContain(
       'serviceAccount:cloudrun-authenticated-sa@my-project.iam.gserviceaccount.com',
     );
@@ -78,7 +81,9 @@ describe('npm run deploy:render (the real CLI)', () => {
     expect(stderr).toContain('got "My_Project"');
     expect(stderr).toContain("PROJECT_NUMBER is required: the project's number (gcloud projects describe");
     expect(stderr).toContain('REGION is required: a Cloud Run region such as us-central1');
-    expect(stderr).toContain('REGON is not a placeholder in deploy/ (they are: PROJECT_ID, PROJECT_NUMBER, REGION, RECEIVING_IMAGE, CALLING_IMAGE)');
+    expect(stderr).toContain(
+      'REGON is not a placeholder in deploy/ (they are: PROJECT_ID, PROJECT_NUMBER, REGION, RECEIVING_IMAGE, CALLING_IMAGE)',
+    );
     expect(stderr).toContain(`CALLING_IMAGE must be calling's image`);
     expect(stderr).toContain('usage: npm run deploy:render');
     expect(stderr).not.toContain('RECEIVING_IMAGE must');
@@ -132,7 +137,7 @@ describe('renderDeploy checks the resolved services', () => {
       if (text === f.text) throw new Error(`${name} has no ${String(from)}`);
       return { name, text };
     });
-  const UNCOMMENTED = "    run.googleapis.com/custom-audiences: '[\"https://receiving.example.com\"]'";
+  const UNCOMMENTED = '    run.googleapis.com/custom-audiences: \'["https://receiving.example.com"]\'';
   const withCustomAudience = edit('receiving.yaml', /^ {4}# run\.googleapis\.com\/custom-audiences: .*$/m, UNCOMMENTED);
 
   it("accepts deploy/ as it is, and with receiving's commented custom audience switched on", () => {
@@ -142,12 +147,18 @@ describe('renderDeploy checks the resolved services', () => {
   });
 
   it('refuses a service on the default compute or App Engine identity, or on none', () => {
-    const compute = edit('receiving.yaml', /serviceAccountName: .*/, 'serviceAccountName: 123456789012-compute@developer.gserviceaccount.com');
+    const compute = edit(
+      'receiving.yaml',
+      /serviceAccountName: .*/,
+      'serviceAccountName: 123456789012-compute@developer.gserviceaccount.com',
+    );
     expect(problemsOf(() => renderDeploy(compute, SAMPLE))).toEqual([
       'receiving.yaml: receiving runs as 123456789012-compute@developer.gserviceaccount.com, a default identity (a project Editor); give it its own service account',
     ]);
     const appspot = edit('calling.yaml', /serviceAccountName: .*/, 'serviceAccountName: my-project@appspot.gserviceaccount.com');
-    expect(problemsOf(() => renderDeploy(appspot, SAMPLE))[0]).toContain('calling runs as my-project@appspot.gserviceaccount.com, a default identity');
+    expect(problemsOf(() => renderDeploy(appspot, SAMPLE))[0]).toContain(
+      'calling runs as my-project@appspot.gserviceaccount.com, a default identity',
+    );
     const none = edit('calling.yaml', /^\s+serviceAccountName: .*\n/m, '\n');
     expect(problemsOf(() => renderDeploy(none, SAMPLE))).toEqual([
       'calling.yaml: calling has no serviceAccountName; it would run as the default compute identity, a project Editor',
@@ -155,8 +166,12 @@ describe('renderDeploy checks the resolved services', () => {
   });
 
   it('refuses custom audiences that are not a JSON list of strings', () => {
-    for (const bad of ["'https://receiving.example.com'", "'[]'", "'[1]'", "'[\"\"]'", "'{\"a\": 1}'"]) {
-      const files = edit('receiving.yaml', /^ {4}# run\.googleapis\.com\/custom-audiences: .*$/m, `    run.googleapis.com/custom-audiences: ${bad}`);
+    for (const bad of ["'https://receiving.example.com'", "'[]'", "'[1]'", '\'[""]\'', '\'{"a": 1}\'']) {
+      const files = edit(
+        'receiving.yaml',
+        /^ {4}# run\.googleapis\.com\/custom-audiences: .*$/m,
+        `    run.googleapis.com/custom-audiences: ${bad}`,
+      );
       expect(problemsOf(() => renderDeploy(files, SAMPLE))).toEqual([
         `receiving.yaml: run.googleapis.com/custom-audiences must be a JSON list of strings, e.g. '["https://receiving.example.com"]'`,
       ]);
@@ -174,14 +189,16 @@ describe('renderDeploy checks the resolved services', () => {
     ]);
     expect(() => renderDeploy(audience('https://receiving.example.com', withCustomAudience), SAMPLE)).not.toThrow();
     expect(() => renderDeploy(audience('https://receiving-123456789012.us-central1.run.app'), SAMPLE)).not.toThrow();
-    const badUrl = files.map((f) => (f.name === 'calling.yaml' ? { ...f, text: f.text.replace('value: https://receiving-', 'value: receiving-') } : f));
+    const badUrl = files.map((f) =>
+      f.name === 'calling.yaml' ? { ...f, text: f.text.replace('value: https://receiving-', 'value: receiving-') } : f,
+    );
     expect(problemsOf(() => renderDeploy(badUrl, SAMPLE))).toEqual([
       'calling.yaml: URL must be an absolute URL, got "receiving-123456789012.us-central1.run.app"',
     ]);
   });
 
   it('refuses a placeholder deploy/ uses that it does not know, and YAML that does not parse', () => {
-    const unknown = edit('calling.yaml', 'maxScale: \'10\'', "maxScale: '${MAX_SCALE}'");
+    const unknown = edit('calling.yaml', "maxScale: '10'", "maxScale: '${MAX_SCALE}'");
     expect(problemsOf(() => renderDeploy(unknown, SAMPLE))).toEqual(['${MAX_SCALE} in deploy/ is not a known placeholder']);
     const broken = edit('calling.yaml', 'kind: Service', 'kind: Service\n  bad: [');
     expect(problemsOf(() => renderDeploy(broken, SAMPLE))[0]).toMatch(/^calling\.yaml: not valid YAML: /);

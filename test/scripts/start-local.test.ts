@@ -73,8 +73,12 @@ describe('npm start (the built launcher, as a real process)', () => {
       const ask = async (base: string, path: string) =>
         (await fetch(`${base}/computeMetadata/v1/${path}`, { headers: { 'Metadata-Flavor': 'Google' } })).text();
       const callingMetadata = `http://127.0.0.1:${ports.metadata}`;
-      expect(await ask(callingMetadata, 'instance/service-accounts/default/email')).toBe('cloudrun-authenticated-sa@local-project.iam.gserviceaccount.com');
-      expect(await ask(receivingMetadata, 'instance/service-accounts/default/email')).toBe('cloudrun-receiving-sa@local-project.iam.gserviceaccount.com');
+      expect(await ask(callingMetadata, 'instance/service-accounts/default/email')).toBe(
+        'cloudrun-authenticated-sa@local-project.iam.gserviceaccount.com',
+      );
+      expect(await ask(receivingMetadata, 'instance/service-accounts/default/email')).toBe(
+        'cloudrun-receiving-sa@local-project.iam.gserviceaccount.com',
+      );
       const jwks = async (base: string) => (await fetch(`${base}/oauth2/v3/certs`)).json();
       expect(await jwks(receivingMetadata)).toEqual(await jwks(callingMetadata));
       expect(statSync(join(stateDir, 'metadata-signing-key.pem')).mode & 0o777).toBe(0o600);
@@ -87,7 +91,8 @@ describe('npm start (the built launcher, as a real process)', () => {
       expect(direct.status).toBe(403);
       expect(await direct.text()).toContain('Your client does not have permission to get URL <code>/</code> from this server.');
       // The front's log line reaches the launcher's output a moment after the answer.
-      for (let i = 0; i < 100 && !output.includes('receiving front refused GET / with 403'); i += 1) await new Promise((r) => setTimeout(r, 20));
+      for (let i = 0; i < 100 && !output.includes('receiving front refused GET / with 403'); i += 1)
+        await new Promise((r) => setTimeout(r, 20));
       expect(output).toContain('receiving front refused GET / with 403');
       // receiving runs as deployed: TOKEN_CHECK=platform, its own account, from deploy/receiving.yaml.
       expect(output).toContain('TOKEN_CHECK=platform, runs as cloudrun-receiving-sa@local-project.iam.gserviceaccount.com');
@@ -95,14 +100,21 @@ describe('npm start (the built launcher, as a real process)', () => {
 
       // A token the emulator minted for another audience: Cloud Run's 401.
       const foreign = await (
-        await fetch(`http://127.0.0.1:${ports.metadata}/computeMetadata/v1/instance/service-accounts/default/identity?audience=https://elsewhere.example`, {
-          headers: { 'Metadata-Flavor': 'Google' },
-        })
+        await fetch(
+          `http://127.0.0.1:${ports.metadata}/computeMetadata/v1/instance/service-accounts/default/identity?audience=https://elsewhere.example`,
+          {
+            headers: { 'Metadata-Flavor': 'Google' },
+          },
+        )
       ).text();
       expect((await fetch(`http://127.0.0.1:${ports.receiving}/`, { headers: { Authorization: `Bearer ${foreign}` } })).status).toBe(401);
 
       // The local policy command changes what the running front enforces, within a second.
-      const binding = ['receiving', '--member=serviceAccount:cloudrun-authenticated-sa@local-project.iam.gserviceaccount.com', '--role=roles/run.invoker'];
+      const binding = [
+        'receiving',
+        '--member=serviceAccount:cloudrun-authenticated-sa@local-project.iam.gserviceaccount.com',
+        '--role=roles/run.invoker',
+      ];
       const policy = (verb: string, ...args: string[]) =>
         run(process.execPath, [localCommand, 'run', 'services', verb, ...args, '--region=us-central1'], {
           env: { ...process.env, LOCAL_STATE_DIR: stateDir },
@@ -114,7 +126,9 @@ describe('npm start (the built launcher, as a real process)', () => {
           await new Promise((resolve) => setTimeout(resolve, 20));
         }
       };
-      expect((await policy('get-iam-policy', 'receiving')).stdout).toContain('serviceAccount:cloudrun-authenticated-sa@local-project.iam.gserviceaccount.com');
+      expect((await policy('get-iam-policy', 'receiving')).stdout).toContain(
+        'serviceAccount:cloudrun-authenticated-sa@local-project.iam.gserviceaccount.com',
+      );
       await policy('remove-iam-policy-binding', ...binding);
       await within(1000, async () => {
         const res = await fetch(`http://127.0.0.1:${ports.calling}/`);
@@ -140,7 +154,7 @@ describe('npm start (the built launcher, as a real process)', () => {
 });
 
 describe('npm start with a port taken', () => {
-  it("exits 1 naming the port and the variable that moves it, and leaves nothing running", async () => {
+  it('exits 1 naming the port and the variable that moves it, and leaves nothing running', async () => {
     const holder = createServer().listen(0, '127.0.0.1');
     await new Promise((resolve) => holder.once('listening', resolve));
     const taken = (holder.address() as { port: number }).port;
@@ -161,7 +175,9 @@ describe('npm start with a port taken', () => {
       child.stderr.on('data', (chunk) => (stderr += chunk));
       const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
       expect(code).toBe(1);
-      expect(stderr).toContain(`port ${taken} on 127.0.0.1 (receiving's front) is already in use: stop what holds it or set RECEIVING_PORT`);
+      expect(stderr).toContain(
+        `port ${taken} on 127.0.0.1 (receiving's front) is already in use: stop what holds it or set RECEIVING_PORT`,
+      );
       // The metadata emulator had started before the front failed: it was stopped again.
       await expect(fetch(`http://127.0.0.1:${metadataPort}/`)).rejects.toThrow();
     } finally {

@@ -32,7 +32,7 @@ describe('errorHandler', () => {
       throw Object.assign(new Error('upstream library said 503 with secrets'), { status: 503 });
     });
     app.get('/status/:kind', (req) => {
-      const status = { 'string-404': '404', '399': 399, '499': 499, '600': 600 }[req.params.kind as string];
+      const status = { 'string-404': '404', '399': 399, '499': 499, '600': 600 }[req.params.kind];
       throw Object.assign(new Error('a library error with a status of its own'), { status });
     });
     app.post('/json', (_req, res) => {
@@ -73,7 +73,9 @@ describe('errorHandler', () => {
     const res = await request(running.url).get('/no-token').set('Accept', '*/*');
     expect(res.headers['content-type']).toMatch(/^text\/plain/);
     expect(res.headers['retry-after']).toBe('5');
-    expect(res.text).toBe('could not get an identity token for audience https://r.example: the metadata server at h answered 500. Check it.\n');
+    expect(res.text).toBe(
+      'could not get an identity token for audience https://r.example: the metadata server at h answered 500. Check it.\n',
+    );
   });
 
   it('logs the problem with its code, detail and cause on the request line', async () => {

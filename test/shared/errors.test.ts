@@ -55,9 +55,7 @@ describe('the errors services answer with', () => {
 
   it('keeps the Bearer challenge well-formed whatever the reason holds', () => {
     const error = new TokenInvalidError('a "quoted" \\ reason\r\nX-Injected: 1');
-    expect(error.headers['WWW-Authenticate']).toBe(
-      'Bearer error="invalid_token", error_description="a  quoted    reason  X-Injected: 1"',
-    );
+    expect(error.headers['WWW-Authenticate']).toBe('Bearer error="invalid_token", error_description="a  quoted    reason  X-Injected: 1"');
   });
 
   it('tells a caller without a verified email why it cannot be matched, naming its subject', () => {

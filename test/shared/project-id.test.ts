@@ -7,13 +7,13 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Resolves once get() returns something other than undefined, or after timeoutMs. */
 async function settle(get: () => string | undefined, timeoutMs = 3000): Promise<string | undefined> {
-  for (const deadline = Date.now() + timeoutMs; get() === undefined && Date.now() < deadline; ) await sleep(10);
+  for (const deadline = Date.now() + timeoutMs; get() === undefined && Date.now() < deadline;) await sleep(10);
   return get();
 }
 
 /** Waits for the first log line (up to timeoutMs). */
 async function firstLine(lines: string[], timeoutMs: number): Promise<Record<string, unknown> | undefined> {
-  for (const deadline = Date.now() + timeoutMs; lines.length === 0 && Date.now() < deadline; ) await sleep(10);
+  for (const deadline = Date.now() + timeoutMs; lines.length === 0 && Date.now() < deadline;) await sleep(10);
   return lines[0] === undefined ? undefined : (JSON.parse(lines[0]) as Record<string, unknown>);
 }
 

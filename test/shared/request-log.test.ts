@@ -57,7 +57,13 @@ describe('requestLog', () => {
     project = 'my-project';
   });
 
-  const last = () => JSON.parse(lines.at(-1)!) as Record<string, any>;
+  interface LogLine {
+    [key: string]: unknown;
+    severity?: string;
+    message: string;
+    httpRequest: { [key: string]: unknown; latency: string };
+  }
+  const last = () => JSON.parse(lines.at(-1)!) as LogLine;
   const settle = () => new Promise((resolve) => setTimeout(resolve, 50));
 
   it('logs a success at INFO with the response size and no query string', async () => {
@@ -66,7 +72,13 @@ describe('requestLog', () => {
     expect(last()).toMatchObject({
       severity: 'INFO',
       message: expect.stringMatching(/^GET \/hello 200 in \d+ ms$/),
-      httpRequest: { requestUrl: '/hello', status: 200, responseSize: '5', userAgent: 'ua/1', remoteIp: expect.stringMatching(/127\.0\.0\.1/) },
+      httpRequest: {
+        requestUrl: '/hello',
+        status: 200,
+        responseSize: '5',
+        userAgent: 'ua/1',
+        remoteIp: expect.stringMatching(/127\.0\.0\.1/),
+      },
     });
     expect(lines.at(-1)).not.toContain('secret');
     expect(last().httpRequest.protocol).toBe('HTTP/1.1');
@@ -137,7 +149,10 @@ describe('requestLog', () => {
       }, 50);
     });
     await new Promise((resolve) => setTimeout(resolve, 400));
-    expect(last()).toMatchObject({ severity: 'WARNING', message: expect.stringMatching(/^GET \/slow 200 \(client went away\) in \d+ ms$/) });
+    expect(last()).toMatchObject({
+      severity: 'WARNING',
+      message: expect.stringMatching(/^GET \/slow 200 \(client went away\) in \d+ ms$/),
+    });
   });
 
   it('writes the trace fields only when the project is known', async () => {

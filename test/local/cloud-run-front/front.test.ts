@@ -16,7 +16,13 @@ const OTHER = 'someone-else@local-project.iam.gserviceaccount.com';
 const invokers = (...members: string[]): Policy => ({ bindings: [{ role: 'roles/run.invoker', members }] });
 
 /** A stand-in container: answers 200 with what it saw; /slow answers after 3 s. */
-async function container(): Promise<{ url: string; seen: IncomingHttpHeaders[]; closedEarly: string[]; close(): Promise<void>; server: Server }> {
+async function container(): Promise<{
+  url: string;
+  seen: IncomingHttpHeaders[];
+  closedEarly: string[];
+  close(): Promise<void>;
+  server: Server;
+}> {
   const seen: IncomingHttpHeaders[] = [];
   const closedEarly: string[] = [];
   const server = createServer((req, res) => {
@@ -24,7 +30,8 @@ async function container(): Promise<{ url: string; seen: IncomingHttpHeaders[]; 
     req.once('close', () => {
       if (!res.writableEnded) closedEarly.push(req.url!);
     });
-    const answer = () => res.writeHead(200, { 'content-type': 'text/plain', 'x-from': 'container' }).end(`Hello from ${req.method} ${req.url}`);
+    const answer = () =>
+      res.writeHead(200, { 'content-type': 'text/plain', 'x-from': 'container' }).end(`Hello from ${req.method} ${req.url}`);
     if (req.url === '/slow') setTimeout(answer, 3000).unref();
     else if (req.url === '/stall') res.writeHead(200, { 'content-type': 'text/plain' }).write('part of an answer');
     else if (req.url === '/reset') {
@@ -81,7 +88,14 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
     const { logger, lines } = capturingLogger();
     const port = await freePort();
     const url = `http://127.0.0.1:${port}`;
-    const server = createCloudRunFront({ service: manifest(service), url, target: backend.url, jwksUrl: emulator.jwksUrl, policies, logger });
+    const server = createCloudRunFront({
+      service: manifest(service),
+      url,
+      target: backend.url,
+      jwksUrl: emulator.jwksUrl,
+      policies,
+      logger,
+    });
     await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
     fronts.push(server);
     return { url, lines };
@@ -89,9 +103,12 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
 
   /** An ID token from the emulator itself, as calling gets one. */
   const idToken = async (audience: string) => {
-    const res = await fetch(`${emulator.url}/computeMetadata/v1/instance/service-accounts/default/identity?audience=${encodeURIComponent(audience)}`, {
-      headers: { 'Metadata-Flavor': 'Google' },
-    });
+    const res = await fetch(
+      `${emulator.url}/computeMetadata/v1/instance/service-accounts/default/identity?audience=${encodeURIComponent(audience)}`,
+      {
+        headers: { 'Metadata-Flavor': 'Google' },
+      },
+    );
     return res.text();
   };
   const signed = (claims: JWTPayload) => emulator.key.sign(claims);
@@ -145,7 +162,9 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
     const token = await idToken(url);
     const res = await get(`${url}/`, { 'X-Serverless-Authorization': `Bearer ${token}`, Authorization: 'Bearer app-level-token' });
     expect(res.status).toBe(200);
-    expect(backend.seen[0]!['x-serverless-authorization']).toBe(`Bearer ${token.split('.').slice(0, 2).join('.')}.SIGNATURE_REMOVED_BY_GOOGLE`);
+    expect(backend.seen[0]!['x-serverless-authorization']).toBe(
+      `Bearer ${token.split('.').slice(0, 2).join('.')}.SIGNATURE_REMOVED_BY_GOOGLE`,
+    );
     expect(backend.seen[0]!.authorization).toBe('Bearer app-level-token');
   });
 
@@ -154,7 +173,9 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
     for (const value of ['Basic dXNlcjpwYXNz', 'Bearer', 'Bearer a b']) {
       expect((await get(`${url}/`, { Authorization: value })).status).toBe(403);
     }
-    expect((await get(`${url}/`, { 'X-Serverless-Authorization': 'Token x', Authorization: `Bearer ${await idToken(url)}` })).status).toBe(403);
+    expect((await get(`${url}/`, { 'X-Serverless-Authorization': 'Token x', Authorization: `Bearer ${await idToken(url)}` })).status).toBe(
+      403,
+    );
     expect(lines[0]).toContain('the request has an Authorization header that is not \\"Bearer <token>\\"');
     expect(lines[3]).toContain('the request has an X-Serverless-Authorization header that is not');
     expect(backend.seen).toEqual([]);
@@ -174,7 +195,9 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
     const res = await get(`${url}/`, { Authorization: `Bearer ${token}` });
     expect(res.status).toBe(401);
     expect(res.headers.get('content-type')).toBe('text/html; charset=UTF-8');
-    expect(res.headers.get('www-authenticate')).toBe('Bearer error="invalid_token" error_description="The access token could not be verified"');
+    expect(res.headers.get('www-authenticate')).toBe(
+      'Bearer error="invalid_token" error_description="The access token could not be verified"',
+    );
     const body = await res.text();
     expect(body).toContain('<title>401 Unauthorized</title>');
     expect(body).toContain('Your client does not have permission to the requested URL <code>/</code>.');
@@ -197,7 +220,9 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
   it('refuses tokens Google did not sign: another key, a forged alg, an access token', async () => {
     const { url, lines } = await front();
     const { privateKey } = await generateKeyPair('RS256');
-    const foreign = await new SignJWT(claimsFor(emulator, url)).setProtectedHeader({ alg: 'RS256', kid: emulator.key.kid }).sign(privateKey);
+    const foreign = await new SignJWT(claimsFor(emulator, url))
+      .setProtectedHeader({ alg: 'RS256', kid: emulator.key.kid })
+      .sign(privateKey);
     const [h, p] = (await idToken(url)).split('.');
     const none = `${Buffer.from(JSON.stringify({ alg: 'none' })).toString('base64url')}.${p}.`;
     const stripped = `${h}.${p}.SIGNATURE_REMOVED_BY_GOOGLE`;
@@ -352,21 +377,31 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
     const { url } = await front();
     const token = await idToken(url);
     for (const value of [`bearer ${token}`, `BEARER  ${token}`, `Bearer\t${token} `]) {
-      expect({ value: value.slice(0, 8), status: (await get(`${url}/`, { Authorization: value })).status }).toEqual({ value: value.slice(0, 8), status: 200 });
+      expect({ value: value.slice(0, 8), status: (await get(`${url}/`, { Authorization: value })).status }).toEqual({
+        value: value.slice(0, 8),
+        status: 200,
+      });
     }
     for (const value of [`xBearer ${token}`, `Bearer ${token} x`, `Bearer${token}`]) {
-      expect({ value: value.slice(0, 8), status: (await get(`${url}/`, { Authorization: value })).status }).toEqual({ value: value.slice(0, 8), status: 403 });
+      expect({ value: value.slice(0, 8), status: (await get(`${url}/`, { Authorization: value })).status }).toEqual({
+        value: value.slice(0, 8),
+        status: 403,
+      });
     }
   });
 
   it('does not forward hop-by-hop headers either way', async () => {
     const { url } = await front({ invokerIamDisabled: true });
     const answer = await new Promise<{ headers: IncomingHttpHeaders; body: string }>((resolve, reject) => {
-      const req = httpRequest(`${url}/hop`, { headers: { 'keep-alive': 'timeout=1', 'proxy-connection': 'close', te: 'trailers', 'x-mine': 'kept' } }, (res) => {
-        let body = '';
-        res.on('data', (c) => (body += c));
-        res.on('end', () => resolve({ headers: res.headers, body }));
-      });
+      const req = httpRequest(
+        `${url}/hop`,
+        { headers: { 'keep-alive': 'timeout=1', 'proxy-connection': 'close', te: 'trailers', 'x-mine': 'kept' } },
+        (res) => {
+          let body = '';
+          res.on('data', (c) => (body += c));
+          res.on('end', () => resolve({ headers: res.headers, body }));
+        },
+      );
       req.once('error', reject);
       req.end();
     });
@@ -427,7 +462,9 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
   it('says when a token is signed with a key Google does not have, and when Google’s keys cannot be had', async () => {
     const { url, lines } = await front();
     const { privateKey } = await generateKeyPair('RS256');
-    const unknownKid = await new SignJWT(claimsFor(emulator, url)).setProtectedHeader({ alg: 'RS256', kid: 'f'.repeat(40) }).sign(privateKey);
+    const unknownKid = await new SignJWT(claimsFor(emulator, url))
+      .setProtectedHeader({ alg: 'RS256', kid: 'f'.repeat(40) })
+      .sign(privateKey);
     expect((await get(`${url}/`, { Authorization: `Bearer ${unknownKid}` })).status).toBe(401);
     expect(lines[0]).toContain("the authorization token is signed with a key that is not one of Google's (kid unknown)");
     expect(JSON.parse(lines[0]!)).toMatchObject({ rule: 'token-invalid', status: 401 });
@@ -444,7 +481,9 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
     });
     await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
     fronts.push(server);
-    expect((await get(`http://127.0.0.1:${port}/`, { Authorization: `Bearer ${await idToken(`http://127.0.0.1:${port}`)}` })).status).toBe(401);
+    expect((await get(`http://127.0.0.1:${port}/`, { Authorization: `Bearer ${await idToken(`http://127.0.0.1:${port}`)}` })).status).toBe(
+      401,
+    );
     expect(deadLines[0]).toContain("Google's keys could not be fetched to check the authorization token");
   });
 
@@ -511,7 +550,9 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
     const badHeader = `bm90LWpzb24.${payload}.c2ln`;
     const future = await signed(claimsFor(emulator, url, { nbf: nowS() + 3600 }));
     // An unknown critical header is refused before the signature is looked at: no real signature needed.
-    const critHeader = Buffer.from(JSON.stringify({ alg: 'RS256', kid: emulator.key.kid, crit: ['x-ext'], 'x-ext': 1 })).toString('base64url');
+    const critHeader = Buffer.from(JSON.stringify({ alg: 'RS256', kid: emulator.key.kid, crit: ['x-ext'], 'x-ext': 1 })).toString(
+      'base64url',
+    );
     const crit = `${critHeader}.${payload}.c2ln`;
     for (const token of [badHeader, future, crit]) expect((await get(`${url}/`, { Authorization: `Bearer ${token}` })).status).toBe(401);
     expect(lines[0]).toContain('the authorization token is not a JWT');

@@ -33,7 +33,13 @@ describe('IAM policies as the front reads them', () => {
     for (const role of ['roles/viewer', 'roles/run.developer', 'roles/run.viewer', 'roles/run.invoker2']) {
       expect({ role, may: mayInvoke([binding(role, `serviceAccount:${EMAIL}`)], EMAIL) }).toEqual({ role, may: false });
     }
-    for (const member of [`serviceAccount:x${EMAIL}`, `group:${EMAIL}`, 'domain:p-123456.iam.gserviceaccount.com', EMAIL, `serviceAccount:${EMAIL.toUpperCase()}`]) {
+    for (const member of [
+      `serviceAccount:x${EMAIL}`,
+      `group:${EMAIL}`,
+      'domain:p-123456.iam.gserviceaccount.com',
+      EMAIL,
+      `serviceAccount:${EMAIL.toUpperCase()}`,
+    ]) {
       expect({ member, may: mayInvoke([binding('roles/run.invoker', member)], EMAIL) }).toEqual({ member, may: false });
     }
     expect(mayInvoke([], EMAIL)).toBe(false);
@@ -41,7 +47,9 @@ describe('IAM policies as the front reads them', () => {
 
   it('matches serviceAccount:, user:, allUsers and allAuthenticatedUsers, in any of the policies given', () => {
     for (const member of [`serviceAccount:${EMAIL}`, `user:${EMAIL}`, 'allUsers', 'allAuthenticatedUsers']) {
-      expect({ member, may: mayInvoke([{ bindings: [] }, binding('roles/run.invoker', 'user:other@example.com', member)], EMAIL) }).toEqual({ member, may: true });
+      expect({ member, may: mayInvoke([{ bindings: [] }, binding('roles/run.invoker', 'user:other@example.com', member)], EMAIL) }).toEqual(
+        { member, may: true },
+      );
     }
   });
 
@@ -54,10 +62,30 @@ describe('IAM policies as the front reads them', () => {
   });
 
   it('knows an IAM member and a role when it sees one', () => {
-    for (const member of ['allUsers', 'allAuthenticatedUsers', `serviceAccount:${EMAIL}`, 'user:dev@example.com', 'group:team@example.com', 'domain:example.com']) {
+    for (const member of [
+      'allUsers',
+      'allAuthenticatedUsers',
+      `serviceAccount:${EMAIL}`,
+      'user:dev@example.com',
+      'group:team@example.com',
+      'domain:example.com',
+    ]) {
       expect({ member, problem: memberProblem(member) }).toEqual({ member, problem: undefined });
     }
-    for (const member of [' allUsers', 'allUsers ', 'allusers', 'xuser:dev@example.com', 'user:dev@example.com ', 'user:dev@example', 'user:dev', 'serviceAccount:', EMAIL, 'domain:Example.com', 'domain:localhost', 'user:a b@example.com']) {
+    for (const member of [
+      ' allUsers',
+      'allUsers ',
+      'allusers',
+      'xuser:dev@example.com',
+      'user:dev@example.com ',
+      'user:dev@example',
+      'user:dev',
+      'serviceAccount:',
+      EMAIL,
+      'domain:Example.com',
+      'domain:localhost',
+      'user:a b@example.com',
+    ]) {
       expect({ member, problem: memberProblem(member) }).toEqual({
         member,
         problem: `"${member}" is not an IAM member: use serviceAccount:EMAIL, user:EMAIL, group:EMAIL, domain:DOMAIN, allUsers or allAuthenticatedUsers`,
@@ -66,14 +94,32 @@ describe('IAM policies as the front reads them', () => {
     for (const role of ['roles/run.invoker', 'roles/Custom_1.x', 'projects/my-project-1/roles/myRole', 'organizations/123/roles/myRole']) {
       expect({ role, problem: roleProblem(role) }).toEqual({ role, problem: undefined });
     }
-    for (const role of ['run.invoker', 'roles/', 'xroles/run.invoker', 'roles/run.invoker ', 'roles/run invoker', 'projects/My/roles/x', 'projects//roles/x', 'projects/p/roles/', 'organizations/abc/roles/x', 'organizations/1/roles/']) {
-      expect({ role, problem: roleProblem(role) }).toEqual({ role, problem: `"${role}" is not a role: roles are named like roles/run.invoker` });
+    for (const role of [
+      'run.invoker',
+      'roles/',
+      'xroles/run.invoker',
+      'roles/run.invoker ',
+      'roles/run invoker',
+      'projects/My/roles/x',
+      'projects//roles/x',
+      'projects/p/roles/',
+      'organizations/abc/roles/x',
+      'organizations/1/roles/',
+    ]) {
+      expect({ role, problem: roleProblem(role) }).toEqual({
+        role,
+        problem: `"${role}" is not a role: roles are named like roles/run.invoker`,
+      });
     }
   });
 
   it('parses a policy file, keeping a typed etag and version', () => {
     const text = `bindings:\n  - role: roles/run.invoker\n    members: ["serviceAccount:${EMAIL}", allUsers]\netag: BwX=\nversion: 3\n`;
-    expect(parsePolicy(text, 'p.yaml')).toEqual({ bindings: [{ role: 'roles/run.invoker', members: [`serviceAccount:${EMAIL}`, 'allUsers'] }], etag: 'BwX=', version: 3 });
+    expect(parsePolicy(text, 'p.yaml')).toEqual({
+      bindings: [{ role: 'roles/run.invoker', members: [`serviceAccount:${EMAIL}`, 'allUsers'] }],
+      etag: 'BwX=',
+      version: 3,
+    });
     expect(parsePolicy('etag: 12\nversion: "3"\n', 'p.yaml')).toEqual({ bindings: [] });
     expect(parsePolicy('', 'p.yaml')).toEqual({ bindings: [] });
     expect(parsePolicy('~', 'p.yaml')).toEqual({ bindings: [] });
@@ -118,7 +164,10 @@ describe('IAM policies as the front reads them', () => {
     expect(added.version).toBe(3);
     expect(added.etag).toMatch(/^[A-Za-z0-9+/]{11}=$/);
     const twice = addBinding(added, 'roles/run.invoker', 'user:dev@example.com');
-    expect(twice.bindings).toEqual([start.bindings[0], { role: 'roles/run.invoker', members: [`serviceAccount:${EMAIL}`, 'user:dev@example.com'] }]);
+    expect(twice.bindings).toEqual([
+      start.bindings[0],
+      { role: 'roles/run.invoker', members: [`serviceAccount:${EMAIL}`, 'user:dev@example.com'] },
+    ]);
     expect(twice.etag).not.toBe(added.etag);
     expect(addBinding(twice, 'roles/run.invoker', 'user:dev@example.com')).toBe(twice);
     expect(addBinding({ bindings: [] }, 'roles/run.invoker', 'allUsers').version).toBe(1);
@@ -135,14 +184,21 @@ describe('IAM policies as the front reads them', () => {
       version: 3,
     };
     const one = removeBinding(start, 'roles/run.invoker', 'user:a@example.com')!;
-    expect(one).toEqual({ bindings: [start.bindings[0], { role: 'roles/run.invoker', members: ['user:b@example.com'] }], etag: one.etag, version: 3 });
+    expect(one).toEqual({
+      bindings: [start.bindings[0], { role: 'roles/run.invoker', members: ['user:b@example.com'] }],
+      etag: one.etag,
+      version: 3,
+    });
     expect(one.etag).not.toBe('old');
     expect(one.etag).toMatch(/^[A-Za-z0-9+/]{11}=$/);
     expect(removeBinding(one, 'roles/run.invoker', 'user:b@example.com')!.bindings).toEqual([start.bindings[0]]);
     expect(removeBinding(start, 'roles/run.invoker', 'user:c@example.com')).toBeUndefined();
     expect(removeBinding(start, 'roles/owner', 'user:a@example.com')).toBeUndefined();
     expect(removeBinding(start, 'roles/run.invoker', 'user:v@example.com')).toBeUndefined();
-    expect(removeBinding({ bindings: [{ role: 'roles/owner', members: ['allUsers'] }] }, 'roles/owner', 'allUsers')).toMatchObject({ bindings: [], version: 1 });
+    expect(removeBinding({ bindings: [{ role: 'roles/owner', members: ['allUsers'] }] }, 'roles/owner', 'allUsers')).toMatchObject({
+      bindings: [],
+      version: 1,
+    });
   });
 
   it('prints a policy as gcloud does, with an etag and a version', () => {

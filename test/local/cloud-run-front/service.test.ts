@@ -40,7 +40,9 @@ describe('what the front reads from a Cloud Run manifest', () => {
     expect(parseServiceManifest(minimal('spec:\n  template:\n    spec:\n      containers: []\n'), 'm.yaml').env).toEqual({});
     expect(parseServiceManifest(minimal('spec: {}\n'), 'm.yaml').timeoutSeconds).toBe(300);
     expect(parseServiceManifest(minimal('spec:\n  template: {}\n'), 'm.yaml').env).toEqual({});
-    expect(parseServiceManifest(minimal('spec:\n  template:\n    spec:\n      timeoutSeconds: "30"\n      serviceAccountName: 7\n'), 'm.yaml')).toMatchObject({
+    expect(
+      parseServiceManifest(minimal('spec:\n  template:\n    spec:\n      timeoutSeconds: "30"\n      serviceAccountName: 7\n'), 'm.yaml'),
+    ).toMatchObject({
       timeoutSeconds: 300,
       serviceAccount: undefined,
     });
@@ -61,14 +63,17 @@ describe('what the front reads from a Cloud Run manifest', () => {
 
   it('reads the container env: strings kept, numbers as text, a missing value as empty, entries without a name skipped', () => {
     const env = parseServiceManifest(
-      minimal('spec:\n  template:\n    spec:\n      containers:\n        - env:\n            - {name: A, value: x}\n            - {name: B, value: 3}\n            - {name: C}\n            - {value: orphan}\n'),
+      minimal(
+        'spec:\n  template:\n    spec:\n      containers:\n        - env:\n            - {name: A, value: x}\n            - {name: B, value: 3}\n            - {name: C}\n            - {value: orphan}\n',
+      ),
       'm.yaml',
     ).env;
     expect(env).toEqual({ A: 'x', B: '3', C: '' });
   });
 
   it('reads custom audiences, and refuses any that are not a JSON list of strings', () => {
-    const audiences = (value: string) => parseServiceManifest(minimal(`  annotations:\n    run.googleapis.com/custom-audiences: ${value}\n`), 'm.yaml').customAudiences;
+    const audiences = (value: string) =>
+      parseServiceManifest(minimal(`  annotations:\n    run.googleapis.com/custom-audiences: ${value}\n`), 'm.yaml').customAudiences;
     expect(audiences(`'["https://a.example", "b"]'`)).toEqual(['https://a.example', 'b']);
     expect(audiences(`'[]'`)).toEqual([]);
     for (const bad of [`'https://a.example'`, `'[1]'`, `'{"a": "b"}'`, `'["a"'`]) {
@@ -78,7 +83,9 @@ describe('what the front reads from a Cloud Run manifest', () => {
 
   it('refuses what is not a Cloud Run service, naming the file', () => {
     for (const text of ['', 'kind: Service', 'kind: Pod\nmetadata:\n  name: p', 'kind: Service\nmetadata:\n  name: 3', '- a']) {
-      expect(() => parseServiceManifest(text, 'm.yaml')).toThrow('m.yaml: not a Cloud Run service manifest (kind: Service with metadata.name)');
+      expect(() => parseServiceManifest(text, 'm.yaml')).toThrow(
+        'm.yaml: not a Cloud Run service manifest (kind: Service with metadata.name)',
+      );
     }
   });
 });

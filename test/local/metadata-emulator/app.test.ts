@@ -46,25 +46,37 @@ describe('metadata emulator', () => {
         req.on('error', reject);
       });
 
-    it.each(['evil.example', 'evil.example:80', `rebind.attacker.test:${8082}`, '169.254.169.254', '10.0.0.1:8082', 'localhost.evil.example', '[::2]:80'])(
-      'refuses a request whose Host is %s with 403, minting nothing',
-      async (host) => {
-        const before = emulator.stats.identityRequests;
-        const res = await getWithHost(`${V1}/instance/service-accounts/default/identity?audience=a`, host);
-        expect(res.status).toBe(403);
-        expect(res.body).toMatch(/answers only requests addressed to a loopback address/);
-        expect(res.body).not.toContain(host);
-        expect(emulator.stats.identityRequests).toBe(before);
-      },
-    );
+    it.each([
+      'evil.example',
+      'evil.example:80',
+      `rebind.attacker.test:${8082}`,
+      '169.254.169.254',
+      '10.0.0.1:8082',
+      'localhost.evil.example',
+      '[::2]:80',
+    ])('refuses a request whose Host is %s with 403, minting nothing', async (host) => {
+      const before = emulator.stats.identityRequests;
+      const res = await getWithHost(`${V1}/instance/service-accounts/default/identity?audience=a`, host);
+      expect(res.status).toBe(403);
+      expect(res.body).toMatch(/answers only requests addressed to a loopback address/);
+      expect(res.body).not.toContain(host);
+      expect(emulator.stats.identityRequests).toBe(before);
+    });
 
-    it.each(['127.0.0.1:8082', '127.0.0.1', '127.1.2.3:1', 'localhost:8082', 'LOCALHOST', 'metadata.google.internal', 'metadata', 'metadata:80', '[::1]:8082'])(
-      'answers a request whose Host is %s',
-      async (host) => {
-        const res = await getWithHost(`${V1}/instance/service-accounts/default/identity?audience=a`, host);
-        expect(res.status).toBe(200);
-      },
-    );
+    it.each([
+      '127.0.0.1:8082',
+      '127.0.0.1',
+      '127.1.2.3:1',
+      'localhost:8082',
+      'LOCALHOST',
+      'metadata.google.internal',
+      'metadata',
+      'metadata:80',
+      '[::1]:8082',
+    ])('answers a request whose Host is %s', async (host) => {
+      const res = await getWithHost(`${V1}/instance/service-accounts/default/identity?audience=a`, host);
+      expect(res.status).toBe(200);
+    });
 
     it.each([undefined, '', '127.0.0.1.evil.example', '127.0.0.256', 'metadata.google.internal.evil', '[::ffff:10.0.0.1]'])(
       'does not take %p for the metadata server',
@@ -143,10 +155,7 @@ describe('metadata emulator', () => {
       const project = await (await get(`${V1}/project/?recursive=true`)).json();
       expect(project).toEqual({ attributes: {}, numericProjectId: 555000111222, projectId: 'my-project' });
       const instance = (await (await get(`${V1}/instance/?recursive=true`)).json()) as Record<string, unknown>;
-      expect(Object.keys(instance.serviceAccounts as object)).toEqual([
-        'default',
-        '555000111222-compute@developer.gserviceaccount.com',
-      ]);
+      expect(Object.keys(instance.serviceAccounts as object)).toEqual(['default', '555000111222-compute@developer.gserviceaccount.com']);
     });
 
     it('answers an access token for gcloud, by alias or email', async () => {

@@ -14,9 +14,9 @@ describe('loadEmulatorConfig', () => {
 
   it('derives the default identity from PROJECT_NUMBER and takes SERVICE_ACCOUNT as given', () => {
     expect(loadEmulatorConfig({ PROJECT_NUMBER: '42' }).serviceAccount).toBe('42-compute@developer.gserviceaccount.com');
-    expect(
-      loadEmulatorConfig({ SERVICE_ACCOUNT: 'cloudrun-authenticated-sa@p-1234.iam.gserviceaccount.com' }).serviceAccount,
-    ).toBe('cloudrun-authenticated-sa@p-1234.iam.gserviceaccount.com');
+    expect(loadEmulatorConfig({ SERVICE_ACCOUNT: 'cloudrun-authenticated-sa@p-1234.iam.gserviceaccount.com' }).serviceAccount).toBe(
+      'cloudrun-authenticated-sa@p-1234.iam.gserviceaccount.com',
+    );
   });
 
   it('takes SIGNING_KEY_FILE as given, and has none by default', () => {
