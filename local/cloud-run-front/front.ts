@@ -1,6 +1,6 @@
 /**
  * A local Cloud Run front door: what Cloud Run's serving layer does to a request before a
- * container sees it, as far as Cloud Run's public docs say (README, "The local Cloud Run front
+ * container sees it, as far as Cloud Run's public docs say (docs/cloud-run.md, "The local Cloud Run front
  * door", lists each rule with its source and marks what is inferred). A development tool like the
  * metadata emulator: never shipped, never imported by services/.
  *

@@ -39,7 +39,7 @@ export function entryOf(name: ServiceName): string {
  * start scripts (a test holds them together). DEP0169: node-fetch 2 calls url.parse() on a URL it
  * has already normalised with WHATWG URL; Node 24+ warns about url.parse() in code outside
  * node_modules, which a bundle is, so without this every instance would print that warning once.
- * No heap flags: see README, "Performance" (they cost req/s and, on Node 20, start-up time).
+ * No heap flags: see docs/performance.md (they cost req/s and, on Node 20, start-up time).
  */
 export const SERVICE_NODE_FLAGS = ['--disable-warning=DEP0169'] as const;
 
