@@ -55,8 +55,14 @@ export const PRETTY_OPTIONS = {
 function defaultDestination(): DestinationStream {
   if (process.stdout.isTTY) {
     try {
-      const pretty = createRequire(import.meta.url)('pino-pretty') as (options: object) => DestinationStream;
-      return pretty({ ...PRETTY_OPTIONS, destination: 1, sync: true });
+      // pino-pretty's prettyFactory, not its stream: as a stream it takes pino's level names
+      // (warn, fatal) over ours and prints WARNING and CRITICAL lines as USERLVL.
+      const { prettyFactory } = createRequire(import.meta.url)('pino-pretty') as {
+        prettyFactory: (options: object) => (line: string) => string;
+      };
+      const prettify = prettyFactory(PRETTY_OPTIONS);
+      // Writes to a terminal are synchronous in Node on Linux and macOS, as the JSON destination below is.
+      return { write: (line: string) => void process.stdout.write(prettify(line)) };
     } catch {
       // Not installed: JSON it is.
     }

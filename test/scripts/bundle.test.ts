@@ -148,7 +148,7 @@ describe('the bundles, run where no node_modules can be found (as in the images)
       });
       let output = '';
       child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-      for (let i = 0; i < 200 && !output.includes('listening on'); i += 1) await new Promise((resolve) => setTimeout(resolve, 25));
+      for (let i = 0; i < 200 && !output.includes('TOKEN_CHECK=none'); i += 1) await new Promise((resolve) => setTimeout(resolve, 25));
       // script's own SIGTERM handling waits seconds; killed, it closes the terminal and the service gets SIGHUP.
       child.kill('SIGKILL');
       await new Promise((resolve) => child.once('exit', resolve));
@@ -157,6 +157,8 @@ describe('the bundles, run where no node_modules can be found (as in the images)
     const inRepo = await check(entryOf('receiving'));
     expect(inRepo).toMatch(/INFO.*receiving listening on 127\.0\.0\.1:\d+/);
     expect(inRepo).not.toContain('{"severity"');
+    // Cloud Logging's severities by their names, WARNING included (pino-pretty's stream mode printed USERLVL).
+    expect(inRepo).toMatch(/WARNING: TOKEN_CHECK=none: every request is answered/);
     const inImage = await check(join(outside, 'receiving', 'main.mjs'));
     expect(inImage).toMatch(/\{"severity":"INFO".*"message":"receiving listening on 127\.0\.0\.1:\d+"\}/);
   });
