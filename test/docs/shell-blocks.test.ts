@@ -1,0 +1,231 @@
+/**
+ * Every ```sh block of README.md, CONTRIBUTING.md and docs/ carries a mark right above it saying how
+ * it is kept true, and this file holds each kind to it:
+ *
+ * - `<!-- runnable: expects "TEXT", ... -->` (or `runnable: exits N, expects ...`): run as written, in
+ *   bash, against `npm start` (the built launcher) on free ports: the documented ports 8080, 8081
+ *   and 8082 are replaced by those, and LOCAL_STATE_DIR is a fresh folder. The block must exit 0
+ *   (or N) and print each text on stdout or stderr.
+ * - `<!-- cloud -->`: needs a Google Cloud project, so it cannot run here. A page's cloud blocks run
+ *   in order in one bash (as in one terminal) with `gcloud`, `docker`, `curl` and `npm` recording
+ *   their arguments instead; then every recorded gcloud command is given to the real gcloud, with
+ *   no account, and must get past gcloud's own argument parser to the point where it asks for
+ *   credentials (a misspelled flag, a missing argument or an unreadable manifest stops it earlier),
+ *   every `npm run deploy:render` runs for real and must succeed, and every `docker build -f FILE`
+ *   must name a file that exists.
+ * - `<!-- not run: REASON -->`: the reason says what runs it instead (CI, or by hand).
+ */
+import { execFile, spawn } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { freePort } from '../../scripts/lib/processes.js';
+import { findGcloud } from '../helpers/gcloud.js';
+
+const run = promisify(execFile);
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const launcher = join(root, 'dist/scripts/start-local.js');
+const pages = [
+  'README.md',
+  'CONTRIBUTING.md',
+  ...readdirSync(join(root, 'docs'))
+    .filter((f) => f.endsWith('.md'))
+    .map((f) => `docs/${f}`),
+];
+
+type Mark = { kind: 'runnable'; exits: number; expects: string[] } | { kind: 'cloud' } | { kind: 'not run'; reason: string };
+
+interface Block {
+  page: string;
+  where: string;
+  script: string;
+  mark: Mark | undefined;
+}
+
+function parseMark(line: string): Mark | undefined {
+  const runnable = /^<!-- runnable: (?:exits (\d+), )?expects (.+) -->$/.exec(line);
+  if (runnable) return { kind: 'runnable', exits: Number(runnable[1] ?? 0), expects: JSON.parse(`[${runnable[2]}]`) as string[] };
+  if (line === '<!-- cloud -->') return { kind: 'cloud' };
+  const notRun = /^<!-- not run: (.+) -->$/.exec(line);
+  if (notRun) return { kind: 'not run', reason: notRun[1]! };
+  return undefined;
+}
+
+/** Every ```sh block of every page, with the mark on the line above it (if any). */
+function shellBlocks(): Block[] {
+  return pages.flatMap((page) => {
+    const lines = readFileSync(join(root, page), 'utf8').split('\n');
+    return lines.flatMap((line, i) => {
+      if (line !== '```sh') return [];
+      const end = lines.indexOf('```', i + 1);
+      return [{ page, where: `${page}:${i + 1}`, script: lines.slice(i + 1, end).join('\n'), mark: parseMark(lines[i - 1] ?? '') }];
+    });
+  });
+}
+
+const blocks = shellBlocks();
+const ofKind = (kind: Mark['kind']) => blocks.filter((b) => b.mark?.kind === kind);
+
+describe('the shell blocks of README.md, CONTRIBUTING.md and docs/', () => {
+  it('each carries a mark saying how it is kept true', () => {
+    expect(blocks.filter((b) => b.mark === undefined).map((b) => b.where)).toEqual([]);
+    expect(ofKind('runnable').length).toBeGreaterThanOrEqual(4);
+    expect(ofKind('cloud').length).toBeGreaterThanOrEqual(5);
+  });
+
+  it('a mark stands only right above a ```sh block', () => {
+    const stray = pages.flatMap((page) => {
+      const lines = readFileSync(join(root, page), 'utf8').split('\n');
+      return lines.flatMap((line, i) =>
+        /^<!-- (runnable|cloud|not run)\b/.test(line) && lines[i + 1] !== '```sh' ? [`${page}:${i + 1}`] : [],
+      );
+    });
+    expect(stray).toEqual([]);
+  });
+});
+
+describe('the runnable blocks, against npm start', () => {
+  it('each runs as written and prints what the page says', async () => {
+    const runnable = ofKind('runnable');
+    const needsGcloud = runnable.some((b) => /\bgcloud\b/.test(b.script));
+    const gcloud = needsGcloud ? await findGcloud('the runnable blocks that use gcloud') : undefined;
+    const ports = { calling: await freePort(), receiving: await freePort(), metadata: await freePort() };
+    const stateDir = mkdtempSync(join(tmpdir(), 'runnable-'));
+    const env = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', LOCAL_STATE_DIR: stateDir };
+    const chain = spawn(process.execPath, [launcher], {
+      env: { ...env, CALLING_PORT: String(ports.calling), RECEIVING_PORT: String(ports.receiving), METADATA_PORT: String(ports.metadata) },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    chain.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const exited = new Promise((resolve) => chain.once('exit', resolve));
+    try {
+      for (const deadline = Date.now() + 20_000; !output.includes('Ctrl-C stops them all') && Date.now() < deadline;) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      expect(output).toContain('Ctrl-C stops them all');
+      for (const block of runnable) {
+        if (block.mark?.kind !== 'runnable') continue;
+        if (/\bgcloud\b/.test(block.script) && gcloud === undefined) continue;
+        const script = block.script
+          .replace(/\b(localhost|127\.0\.0\.1):8080\b/g, `127.0.0.1:${ports.calling}`)
+          .replace(/\b(localhost|127\.0\.0\.1):8081\b/g, `127.0.0.1:${ports.receiving}`)
+          .replace(/\b(localhost|127\.0\.0\.1):8082\b/g, `127.0.0.1:${ports.metadata}`);
+        const result = await run('bash', ['-eo', 'pipefail', '-c', script], { cwd: root, env, timeout: 60_000 }).then(
+          ({ stdout, stderr }) => ({ code: 0, printed: stdout + stderr }),
+          (err: { code?: number; stdout?: string; stderr?: string }) => ({
+            code: err.code ?? -1,
+            printed: `${err.stdout ?? ''}${err.stderr ?? ''}`,
+          }),
+        );
+        expect({ where: block.where, exit: result.code }).toEqual({ where: block.where, exit: block.mark.exits });
+        for (const text of block.mark.expects)
+          expect({ where: block.where, printed: result.printed.includes(text), text }).toEqual({ where: block.where, printed: true, text });
+      }
+    } finally {
+      chain.kill('SIGINT');
+      await exited;
+      rmSync(stateDir, { recursive: true, force: true });
+    }
+  }, 120_000);
+});
+
+/**
+ * Stand-ins that record their arguments (one line per call, NUL between arguments) and answer the
+ * few questions the blocks ask (the project, its number, a service's URL); `npm run deploy:render`
+ * runs the real render into the working folder's dist/deploy/.
+ */
+const SHIM = `#!/usr/bin/env bash
+name=$(basename "$0")
+{ printf '%s\\0' "$name" "$@"; printf '\\n'; } >> "$SHIM_LOG"
+case "$name $*" in
+  "gcloud config get-value project") echo my-project ;;
+  *"value(projectNumber)"*) echo 123456789012 ;;
+  "gcloud run services describe "*) echo "https://$4-123456789012.us-central1.run.app" ;;
+  "npm run deploy:render -- "*) shift 3; exec node "$RENDER" --out="$PWD/dist/deploy" "$@" ;;
+  "npm run deploy:render"*) echo "npm run deploy:render without --" >&2; exit 1 ;;
+esac
+exit 0
+`;
+
+const NO_ACCOUNT = 'You do not currently have an active account selected';
+
+describe('the cloud blocks: what gcloud, npm and docker are given', () => {
+  const cloudPages = [...new Set(ofKind('cloud').map((b) => b.page))];
+
+  it.each(cloudPages)(
+    '%s',
+    async (page) => {
+      const sdk = await findGcloud('the gcloud commands of the docs');
+      const work = mkdtempSync(join(tmpdir(), 'cloud-blocks-'));
+      try {
+        for (const entry of readdirSync(root))
+          if (!['dist', 'node_modules', '.git', '.local-state', 'reports'].includes(entry))
+            symlinkSync(join(root, entry), join(work, entry));
+        const bin = join(work, '.shims');
+        mkdirSync(bin);
+        for (const name of ['gcloud', 'docker', 'curl', 'npm']) {
+          writeFileSync(join(bin, name), SHIM);
+          chmodSync(join(bin, name), 0o755);
+        }
+        const log = join(work, '.shims.log');
+        writeFileSync(log, '');
+        const script = ofKind('cloud')
+          .filter((b) => b.page === page)
+          .map((b) => b.script)
+          .join('\n');
+        await run('bash', ['-eo', 'pipefail', '-c', script], {
+          cwd: work,
+          env: { PATH: `${bin}:${process.env.PATH ?? ''}`, HOME: work, SHIM_LOG: log, RENDER: join(root, 'dist/scripts/render-deploy.js') },
+          timeout: 60_000,
+        });
+        const calls = readFileSync(log, 'utf8')
+          .split('\n')
+          .filter(Boolean)
+          .map((line) => line.split('\0').slice(0, -1));
+        expect(calls.filter(([name]) => name === 'gcloud').length).toBeGreaterThan(0);
+
+        const problems = calls
+          .filter((call) => call[0] === 'docker' && call[1] === 'build')
+          .map((call) => call[call.indexOf('-f') + 1] ?? '(no -f)')
+          .filter((file) => !existsSync(join(work, file)))
+          .map((file) => ({ command: `docker build -f ${file}`, verdict: 'no such Dockerfile' }));
+
+        const verdicts =
+          sdk === undefined
+            ? []
+            : await Promise.all(
+                calls
+                  .filter(([name]) => name === 'gcloud')
+                  .map(async ([, ...args]) => {
+                    const config = mkdtempSync(join(work, 'gcloud-config-'));
+                    const env = {
+                      PATH: process.env.PATH ?? '',
+                      HOME: work,
+                      CLOUDSDK_CONFIG: config,
+                      CLOUDSDK_CORE_PROJECT: 'my-project',
+                      CLOUDSDK_CORE_DISABLE_PROMPTS: '1',
+                      CLOUDSDK_CORE_CHECK_GCE_METADATA: 'false',
+                      CLOUDSDK_CORE_DISABLE_USAGE_REPORTING: 'true',
+                      CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK: 'true',
+                      // Never off this machine: were gcloud to look for a metadata server, it finds none on loopback.
+                      GCE_METADATA_ROOT: '127.0.0.1:1',
+                      GCE_METADATA_IP: '127.0.0.1:1',
+                    };
+                    const verdict = await run('gcloud', args, { cwd: work, env, timeout: 60_000 }).then(
+                      () => 'accepted',
+                      (err: { stderr?: string }) => (err.stderr?.includes(NO_ACCOUNT) ? 'accepted' : (err.stderr ?? String(err)).trim()),
+                    );
+                    return { command: `gcloud ${args.join(' ')}`, verdict };
+                  }),
+              );
+        expect([...problems, ...verdicts.filter((v) => v.verdict !== 'accepted')]).toEqual([]);
+      } finally {
+        rmSync(work, { recursive: true, force: true });
+      }
+    },
+    180_000,
+  );
+});
