@@ -14,6 +14,9 @@
  *   every `npm run deploy:render` runs for real and must succeed, and every `docker build -f FILE`
  *   must name a file that exists.
  * - `<!-- not run: REASON -->`: the reason says what runs it instead (CI, or by hand).
+ *
+ * Commands written inline in prose are held too: each `npm run NAME` must name a script, and each
+ * `gcloud ...` must exist (its help page) or, shown with flags, pass gcloud's argument parser.
  */
 import { execFile, spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -152,6 +155,37 @@ exit 0
 
 const NO_ACCOUNT = 'You do not currently have an active account selected';
 
+/**
+ * What the real gcloud makes of ARGS with no account: 'accepted' when it gets past its argument
+ * parser (it stops asking for credentials, or needs none), else its error.
+ */
+async function gcloudVerdict(args: string[], cwd: string): Promise<string> {
+  const home = mkdtempSync(join(tmpdir(), 'gcloud-home-'));
+  const env = {
+    PATH: process.env.PATH ?? '',
+    HOME: home,
+    CLOUDSDK_CONFIG: join(home, 'config'),
+    CLOUDSDK_CORE_PROJECT: 'my-project',
+    // As for a user who set a default region (`gcloud config set run/region`); without it gcloud asks for one.
+    CLOUDSDK_RUN_REGION: 'us-central1',
+    CLOUDSDK_CORE_DISABLE_PROMPTS: '1',
+    CLOUDSDK_CORE_CHECK_GCE_METADATA: 'false',
+    CLOUDSDK_CORE_DISABLE_USAGE_REPORTING: 'true',
+    CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK: 'true',
+    // Never off this machine: were gcloud to look for a metadata server, it finds none on loopback.
+    GCE_METADATA_ROOT: '127.0.0.1:1',
+    GCE_METADATA_IP: '127.0.0.1:1',
+  };
+  try {
+    return await run('gcloud', args, { cwd, env, timeout: 60_000 }).then(
+      () => 'accepted',
+      (err: { stderr?: string }) => (err.stderr?.includes(NO_ACCOUNT) ? 'accepted' : (err.stderr ?? String(err)).trim()),
+    );
+  } finally {
+    rmSync(home, { recursive: true, force: true });
+  }
+}
+
 describe('the cloud blocks: what gcloud, npm and docker are given', () => {
   const cloudPages = [...new Set(ofKind('cloud').map((b) => b.page))];
 
@@ -199,27 +233,7 @@ describe('the cloud blocks: what gcloud, npm and docker are given', () => {
             : await Promise.all(
                 calls
                   .filter(([name]) => name === 'gcloud')
-                  .map(async ([, ...args]) => {
-                    const config = mkdtempSync(join(work, 'gcloud-config-'));
-                    const env = {
-                      PATH: process.env.PATH ?? '',
-                      HOME: work,
-                      CLOUDSDK_CONFIG: config,
-                      CLOUDSDK_CORE_PROJECT: 'my-project',
-                      CLOUDSDK_CORE_DISABLE_PROMPTS: '1',
-                      CLOUDSDK_CORE_CHECK_GCE_METADATA: 'false',
-                      CLOUDSDK_CORE_DISABLE_USAGE_REPORTING: 'true',
-                      CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK: 'true',
-                      // Never off this machine: were gcloud to look for a metadata server, it finds none on loopback.
-                      GCE_METADATA_ROOT: '127.0.0.1:1',
-                      GCE_METADATA_IP: '127.0.0.1:1',
-                    };
-                    const verdict = await run('gcloud', args, { cwd: work, env, timeout: 60_000 }).then(
-                      () => 'accepted',
-                      (err: { stderr?: string }) => (err.stderr?.includes(NO_ACCOUNT) ? 'accepted' : (err.stderr ?? String(err)).trim()),
-                    );
-                    return { command: `gcloud ${args.join(' ')}`, verdict };
-                  }),
+                  .map(async ([, ...args]) => ({ command: `gcloud ${args.join(' ')}`, verdict: await gcloudVerdict(args, work) })),
               );
         expect([...problems, ...verdicts.filter((v) => v.verdict !== 'accepted')]).toEqual([]);
       } finally {
@@ -228,4 +242,41 @@ describe('the cloud blocks: what gcloud, npm and docker are given', () => {
     },
     180_000,
   );
+});
+
+/** The commands written inline in the pages' prose, `like this`. */
+const inline = (prefix: string) =>
+  pages.flatMap((page) =>
+    [...readFileSync(join(root, page), 'utf8').matchAll(new RegExp(`\`(${prefix} [^\`]*)\``, 'g'))].map((m) => ({ page, command: m[1]! })),
+  );
+
+describe('the commands written inline', () => {
+  it('each `npm run NAME` names a script of package.json', () => {
+    const scripts = Object.keys((JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: object }).scripts);
+    const named = inline('npm run').flatMap(({ page, command }) =>
+      command
+        .split(/\s+/)[2]!
+        .split('|')
+        .map((name) => ({ page, name })),
+    );
+    expect(named.length).toBeGreaterThan(20);
+    const unknown = named.filter(({ name }) => !scripts.some((script) => new RegExp(`^${name.replace('*', '.*')}$`).test(script)));
+    expect(unknown).toEqual([]);
+  });
+
+  it("each gcloud command exists, and one given with flags passes gcloud's argument parser", async () => {
+    const sdk = await findGcloud('the inline gcloud commands of the docs');
+    if (sdk === undefined) return;
+    const commands = [...new Set(inline('gcloud').map(({ command }) => command))];
+    expect(commands.length).toBeGreaterThan(5);
+    const verdicts = await Promise.all(
+      commands.map(async (command) => {
+        const words = command.split(/\s+/).slice(1);
+        // A command shown with its flags is checked whole; one named without (`gcloud run deploy`) by its help page.
+        const args = words.some((w) => w.startsWith('--')) ? words : [...words.filter((w) => /^[a-z-]+$/.test(w)), '--help'];
+        return { command, verdict: await gcloudVerdict(args, root) };
+      }),
+    );
+    expect(verdicts.filter((v) => v.verdict !== 'accepted')).toEqual([]);
+  }, 120_000);
 });
