@@ -6,7 +6,7 @@ import { SigningKeysUnavailableError } from '../shared/errors.js';
 
 /**
  * Google's signing keys, cached so that the key server's outages and anyone's forged key ids cost
- * receiving nothing: the rules are in docs/services.md ("How receiving caches Google's signing keys").
+ * receiving nothing: the rules are in docs/security.md ("How receiving caches Google's signing keys").
  */
 export interface SigningKeySet {
   /** For jose's jwtVerify: a cached key, or JWKSNoMatchingKey, or SigningKeysUnavailableError. */
