@@ -37,31 +37,27 @@ describe('the bundles, run where no node_modules can be found (as in the images)
     rmSync(outside, { recursive: true, force: true });
   });
 
-  const start = async (name: string, file: string, env: Record<string, string>) => {
+  const start = async (name: string, file: string, env: Record<string, string>, port?: number) => {
     const lines: string[] = [];
     const service = await startProcess(name, [...SERVICE_NODE_FLAGS, file], {
       env: { PATH: process.env.PATH, ...env },
-      port: await freePort(),
+      port: port ?? (await freePort()),
       onLine: (_name, line) => lines.push(line),
     });
     started.push(service);
     return { service, lines };
   };
 
-  const startReceiving = async (port: number) => {
-    const url = `http://127.0.0.1:${port}`;
-    const service = await startProcess('receiving', [...SERVICE_NODE_FLAGS, join(outside, 'receiving', 'main.mjs')], {
-      env: {
-        PATH: process.env.PATH,
-        TOKEN_CHECK: 'verify',
-        AUDIENCES: url,
-        JWKS_URL: emulator.jwksUrl.href,
-        INVOKERS: `serviceAccount:${emulator.config.serviceAccount}`,
-      },
-      port,
-    });
-    started.push(service);
-    return service;
+  /** receiving from its copied bundle, verifying the emulator's tokens for its own URL. */
+  const startReceiving = async () => {
+    const port = await freePort();
+    const env = {
+      TOKEN_CHECK: 'verify',
+      AUDIENCES: `http://127.0.0.1:${port}`,
+      JWKS_URL: emulator.jwksUrl.href,
+      INVOKERS: `serviceAccount:${emulator.config.serviceAccount}`,
+    };
+    return (await start('receiving', join(outside, 'receiving', 'main.mjs'), env, port)).service;
   };
 
   it('the metadata path: the chain answers, and never loads the lazy google-auth-library file (removed here)', async () => {
@@ -69,7 +65,7 @@ describe('the bundles, run where no node_modules can be found (as in the images)
     try {
       cpSync(join(outside, 'calling'), copy, { recursive: true });
       rmSync(join(copy, 'google-auth-library.mjs'));
-      const receiving = await startReceiving(await freePort());
+      const receiving = await startReceiving();
       const { service: calling, lines } = await start('calling', join(copy, 'main.mjs'), {
         URL: receiving.url,
         GCE_METADATA_HOST: emulator.host,
@@ -103,7 +99,7 @@ describe('the bundles, run where no node_modules can be found (as in the images)
         token_uri: 'https://oauth2.googleapis.com/token',
       }),
     );
-    const receiving = await startReceiving(await freePort());
+    const receiving = await startReceiving();
     const assertions: Record<string, unknown>[] = [];
     const tls = (ext: string) => fileURLToPath(new URL(`../fixtures/tls/google-token-endpoint.${ext}`, import.meta.url));
     const tokenEndpoint = createHttpsServer({ key: readFileSync(tls('key')), cert: readFileSync(tls('crt')) }, (req, res) => {
