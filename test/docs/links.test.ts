@@ -1,15 +1,8 @@
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, normalize, relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { docPages, root } from '../helpers/docs.js';
 
-const root = fileURLToPath(new URL('../../', import.meta.url));
-const pages = [
-  'README.md',
-  'CONTRIBUTING.md',
-  ...readdirSync(join(root, 'docs'))
-    .filter((f) => f.endsWith('.md'))
-    .map((f) => `docs/${f}`),
-];
+const pages = docPages;
 
 /** GitHub's anchor for a heading: lower case, punctuation but - and _ dropped, spaces to -. */
 const slug = (heading: string) =>

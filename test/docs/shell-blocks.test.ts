@@ -22,21 +22,14 @@ import { execFile, spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { freePort } from '../../scripts/lib/processes.js';
 import { findGcloud } from '../helpers/gcloud.js';
+import { docPages, root } from '../helpers/docs.js';
 
 const run = promisify(execFile);
-const root = fileURLToPath(new URL('../../', import.meta.url));
 const launcher = join(root, 'dist/scripts/start-local.js');
-const pages = [
-  'README.md',
-  'CONTRIBUTING.md',
-  ...readdirSync(join(root, 'docs'))
-    .filter((f) => f.endsWith('.md'))
-    .map((f) => `docs/${f}`),
-];
+const pages = docPages;
 
 type Mark = { kind: 'runnable'; exits: number; expects: string[] } | { kind: 'cloud' } | { kind: 'not run'; reason: string };
 
