@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { loadEmulatorConfig } from '../../local/metadata-emulator/config.js';
 import { freePort, nodeArgsOf, startProcess, startService, type ServiceProcess, type StartOptions } from '../lib/processes.js';
+import { deployedRuntime, memoryCgroup, type MemoryCgroup } from './memory-limit.js';
 
 interface Options {
   json?: string;
@@ -39,6 +40,24 @@ function parseArgs(argv: string[]): Options {
   return options;
 }
 
+/** The authenticated chain started under the deployed memory limit. */
+interface LimitedChain {
+  label: string;
+  receiving: ServiceProcess;
+  calling: ServiceProcess;
+}
+
+/** What it measured (with and without the manifests' NODE_OPTIONS), or why it was not measured. */
+type LimitReport = { mib: { calling: number; receiving: number } } & (
+  | {
+      node_options: { calling: string | null; receiving: string | null };
+      rss_after_load_mb: { calling: number; receiving: number };
+      rps_vs_unlimited: number;
+      without_node_options: { rss_after_load_mb: { calling: number; receiving: number }; rps_vs_unlimited: number };
+    }
+  | { unavailable: string }
+);
+
 interface Scenario {
   name: string;
   rps: number;
@@ -59,6 +78,7 @@ const here = (file: string) => fileURLToPath(new URL(file, import.meta.url));
 // and the baselines log nothing either.
 const baseEnv = { PATH: process.env.PATH, LOG_LEVEL: 'warn', GOOGLE_CLOUD_PROJECT: identity.projectId };
 const started: ServiceProcess[] = [];
+const groups: MemoryCgroup[] = [];
 const say = (text = '') => process.stdout.write(`${text}\n`);
 
 async function start(name: string, entry: string | null, env: Record<string, string | undefined>, ready: Partial<StartOptions> = {}) {
@@ -140,7 +160,7 @@ const median = (values: number[]): number => {
 };
 
 const row = (s: Scenario) =>
-  `${s.name.padEnd(18)} ${String(s.rps).padStart(8)} ${s.p50_ms.toFixed(1).padStart(8)} ${s.p99_ms.toFixed(1).padStart(8)} ${String(s.errors).padStart(7)}` +
+  `${s.name.padEnd(27)} ${String(s.rps).padStart(8)} ${s.p50_ms.toFixed(1).padStart(8)} ${s.p99_ms.toFixed(1).padStart(8)} ${String(s.errors).padStart(7)}` +
   (s.rps_range ? `   ${s.rps_range[0]}-${s.rps_range[1]}` : '');
 
 const identityRequests = async (metadata: ServiceProcess): Promise<number> =>
@@ -210,6 +230,41 @@ async function main(): Promise<void> {
   const callingAuth = await start('calling', null, callingEnv);
   const official = await start('official-sample', here('./official-sample.js'), callingEnv);
 
+  // The same authenticated chain, each service in a memory cgroup with the limit its manifest
+  // deploys it with, as on Cloud Run (Node sizes its heap from that limit): once as deployed, with
+  // the manifests' NODE_OPTIONS, and once without them, to show what they are for.
+  const runtime = { calling: deployedRuntime('calling'), receiving: deployedRuntime('receiving') };
+  const limitMiB = { calling: runtime.calling.memoryMiB, receiving: runtime.receiving.memoryMiB };
+  const limitLabel = `chain-auth-${limitMiB.calling}mi`;
+  const startLimited = async (label: string, withOptions: boolean): Promise<LimitedChain | { unavailable: string }> => {
+    const receivingGroup = memoryCgroup(`${label}-receiving`, limitMiB.receiving);
+    const callingGroup = memoryCgroup(`${label}-calling`, limitMiB.calling);
+    groups.push(receivingGroup, callingGroup);
+    if (!('wrap' in receivingGroup)) return receivingGroup;
+    if (!('wrap' in callingGroup)) return callingGroup;
+    const options = (service: 'calling' | 'receiving') =>
+      withOptions && runtime[service].nodeOptions !== undefined ? { NODE_OPTIONS: runtime[service].nodeOptions } : {};
+    const port = await freePort();
+    const url = `http://127.0.0.1:${port}`;
+    const receiving = await startService('receiving', {
+      env: {
+        ...baseEnv,
+        ...options('receiving'),
+        TOKEN_CHECK: 'verify',
+        AUDIENCES: url,
+        JWKS_URL: jwks,
+        INVOKERS: `serviceAccount:${identity.serviceAccount}`,
+      },
+      port,
+      wrap: receivingGroup.wrap,
+    });
+    started.push(receiving);
+    const calling = await start('calling', null, { ...callingEnv, ...options('calling'), URL: url }, { wrap: callingGroup.wrap });
+    return { label, receiving, calling };
+  };
+  const limited = await startLimited(limitLabel, true);
+  const limitedBare = 'unavailable' in limited ? limited : await startLimited(`${limitLabel}-no-options`, false);
+
   // Cold starts first, on a machine not yet busy with load: our two services (the bundles the images
   // ship) against a bare Express hello world, the official sample and bare node:http.
   say(`cold starts: ${options.spawns} spawns of each, alternating ...`);
@@ -241,7 +296,7 @@ async function main(): Promise<void> {
 
   say();
   say(
-    `${'scenario'.padEnd(18)} ${'req/s'.padStart(8)} ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)} ${'errors'.padStart(7)}   req/s per round (min-max)`,
+    `${'scenario'.padEnd(27)} ${'req/s'.padStart(8)} ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)} ${'errors'.padStart(7)}   req/s per round (min-max)`,
   );
   // Identity requests of the authenticated chain: its cold warm-up (32 connections at once on an
   // empty cache), then all measured rounds. The official sample asks the emulator too, but only in
@@ -262,6 +317,7 @@ async function main(): Promise<void> {
       { name: 'chain-none', url: `${callingNone.url}/` },
       chainAuth,
       { name: 'official-sample', url: `${official.url}/` },
+      ...[limited, limitedBare].flatMap((chain) => ('calling' in chain ? [{ name: chain.label, url: `${chain.calling.url}/` }] : [])),
     ],
     {
       beforeRounds: async () => {
@@ -316,6 +372,22 @@ async function main(): Promise<void> {
       express_proxy: rssMb(expressProxy),
       metadata_emulator: rssMb(metadata),
     },
+    // The authenticated chain again, each service under its deployed memory limit (when this machine can impose one).
+    memory_limit: ('calling' in limited && 'calling' in limitedBare
+      ? {
+          mib: limitMiB,
+          node_options: { calling: runtime.calling.nodeOptions ?? null, receiving: runtime.receiving.nodeOptions ?? null },
+          rss_after_load_mb: { calling: rssMb(limited.calling), receiving: rssMb(limited.receiving) },
+          rps_vs_unlimited: ratio(limited.label, 'chain-auth'),
+          without_node_options: {
+            rss_after_load_mb: { calling: rssMb(limitedBare.calling), receiving: rssMb(limitedBare.receiving) },
+            rps_vs_unlimited: ratio(limitedBare.label, 'chain-auth'),
+          },
+        }
+      : {
+          mib: limitMiB,
+          unavailable: 'unavailable' in limited ? limited.unavailable : 'unavailable' in limitedBare ? limitedBare.unavailable : '',
+        }) as LimitReport,
     settings: {
       connections: options.connections,
       rounds: options.rounds,
@@ -362,6 +434,19 @@ async function main(): Promise<void> {
       .map(([k, v]) => `${k} ${v} MB`)
       .join(', ')}`,
   );
+  const atLimit = report.memory_limit;
+  if ('rss_after_load_mb' in atLimit) {
+    say(
+      `under the deployed memory limit (calling ${atLimit.mib.calling} MiB, receiving ${atLimit.mib.receiving} MiB, from deploy/*.yaml), ` +
+        `with its NODE_OPTIONS (${atLimit.node_options.calling ?? 'none'}): RSS after the run calling ${atLimit.rss_after_load_mb.calling} MB, ` +
+        `receiving ${atLimit.rss_after_load_mb.receiving} MB; req/s ${limitLabel} / chain-auth ${atLimit.rps_vs_unlimited}`,
+    );
+    const bare = atLimit.without_node_options;
+    say(
+      `  the same without NODE_OPTIONS: RSS calling ${bare.rss_after_load_mb.calling} MB, receiving ${bare.rss_after_load_mb.receiving} MB; ` +
+        `req/s ${limitLabel}-no-options / chain-auth ${bare.rps_vs_unlimited}`,
+    );
+  } else say(`under the deployed memory limit: not measured: ${atLimit.unavailable}`);
   if (options.json) {
     writeFileSync(options.json, `${JSON.stringify(report, null, 2)}\n`);
     say(`figures written to ${options.json}`);
@@ -372,4 +457,5 @@ try {
   await main();
 } finally {
   await Promise.all(started.map((s) => s.stop()));
+  for (const group of groups) if ('remove' in group) group.remove();
 }

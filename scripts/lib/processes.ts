@@ -71,6 +71,8 @@ export interface StartOptions {
   readyTimeoutMs?: number;
   /** How often to ask whether it is ready (default 50 ms; the benchmark asks more often). */
   readyPollMs?: number;
+  /** A command that runs node's command line after it (the benchmark's memory cgroup); its process becomes node. */
+  wrap?: readonly string[];
 }
 
 export function startService(name: ServiceName, options: StartOptions): Promise<ServiceProcess> {
@@ -80,7 +82,8 @@ export function startService(name: ServiceName, options: StartOptions): Promise<
 /** Any node script (its path, or node's arguments) as a service process (the benchmark's baselines). */
 export async function startProcess(name: string, entry: string | string[], options: StartOptions): Promise<ServiceProcess> {
   const spawnedAt = performance.now();
-  const child = spawn(process.execPath, typeof entry === 'string' ? [entry] : entry, {
+  const command = [...(options.wrap ?? []), process.execPath, ...(typeof entry === 'string' ? [entry] : entry)];
+  const child = spawn(command[0]!, command.slice(1), {
     env: { ...cleanEnv(options.env), PORT: String(options.port), HOST: '127.0.0.1' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -114,14 +114,26 @@ wait_for() { # wait_for URL
 wait_for "http://127.0.0.1:$metadata_port/oauth2/v3/certs"
 
 # --- run them as Cloud Run would (host network, so they reach the emulator on loopback) ---------
-say "running receiving and calling containers"
+# Each with the memory limit and NODE_OPTIONS its manifest in deploy/ gives it.
+runtime_of() { # runtime_of SERVICE -> "MIB NODE_OPTIONS"
+  node -e "import('./dist/scripts/bench/memory-limit.js').then((m) => { const r = m.deployedRuntime('$1'); console.log(r.memoryMiB + ' ' + (r.nodeOptions ?? '')) })"
+}
+declare -A memory_mib node_options
+for svc in receiving calling; do
+  read -r mib opts <<<"$(runtime_of "$svc")"
+  memory_mib[$svc]=$mib
+  node_options[$svc]=$opts
+done
+say "running receiving and calling containers (memory: receiving ${memory_mib[receiving]} MiB, calling ${memory_mib[calling]} MiB; NODE_OPTIONS: ${node_options[calling]:-none})"
 "${PODMAN_RUN[@]}" -d --name "$tag-receiving" --network host \
+  --memory="${memory_mib[receiving]}m" -e NODE_OPTIONS="${node_options[receiving]}" \
   -e HOST=127.0.0.1 -e PORT="$receiving_port" -e TOKEN_CHECK=verify \
   -e AUDIENCES="http://127.0.0.1:$receiving_port" \
   -e JWKS_URL="http://127.0.0.1:$metadata_port/oauth2/v3/certs" \
   -e INVOKERS="serviceAccount:$identity" \
   "localhost/$tag-receiving:test" >/dev/null
 "${PODMAN_RUN[@]}" -d --name "$tag-calling" --network host \
+  --memory="${memory_mib[calling]}m" -e NODE_OPTIONS="${node_options[calling]}" \
   -e HOST=127.0.0.1 -e PORT="$calling_port" -e URL="http://127.0.0.1:$receiving_port" \
   -e GCE_METADATA_HOST="127.0.0.1:$metadata_port" \
   "localhost/$tag-calling:test" >/dev/null
@@ -149,12 +161,17 @@ for svc in receiving calling; do
   stray=$("${PODMAN_RUN[@]}" --rm --entrypoint sh "$image" -c \
     'find / -xdev \( -path /proc -o -path /usr/local/lib/node_modules/npm -o -path /usr/local/lib/node_modules/corepack \) -prune -o \( -name node_modules -o -name "*.ts" -o -name package.json \) -print 2>/dev/null | grep -v "^/usr/local/lib/node_modules$" | grep -v "^/usr/local/include/" || true')
   check "$svc image holds no node_modules, package.json or .ts file outside Node's own${stray:+ (found: $(echo $stray))}" test -z "$stray"
-  # The cache is made as the user that runs (Node keys it by user): V8 must accept it at start-up.
-  cache_log=$("${PODMAN_RUN[@]}" --rm -e PORT=none -e NODE_DEBUG_NATIVE=COMPILE_CACHE "$image" 2>&1 || true)
-  check "$svc starts from the compile cache made at build time (V8 accepted it for main.mjs)" \
+  # Node sizes V8's heap from the container's memory limit (unlimited, it would be gigabytes).
+  heap_mb=$(podman exec "$tag-$svc" node -p "Math.round(require('v8').getHeapStatistics().heap_size_limit / 2 ** 20)")
+  check "$svc sizes its heap from its ${memory_mib[$svc]} MiB limit (heap limit $heap_mb MB)" test "$heap_mb" -le $((memory_mib[$svc] * 2))
+  # The cache is made as the user that runs (Node keys it by user): V8 must accept it at start-up,
+  # also with the NODE_OPTIONS the manifest adds.
+  cache_log=$("${PODMAN_RUN[@]}" --rm -e PORT=none -e NODE_OPTIONS="${node_options[$svc]}" -e NODE_DEBUG_NATIVE=COMPILE_CACHE "$image" 2>&1 || true)
+  check "$svc starts from the compile cache made at build time, with NODE_OPTIONS '${node_options[$svc]}' (V8 accepted it for main.mjs)" \
     sh -c "printf '%s' \"\$1\" | grep -q 'code cache for ESM file:///app/main.mjs was accepted'" _ "$cache_log"
   # shellcheck disable=SC2046 # the CMD's arguments after node, one word each
-  "${PODMAN_RUN[@]}" --rm --network none -v "$PWD/test/containers:/measure:ro" --entrypoint node "$image" \
+  "${PODMAN_RUN[@]}" --rm --network none --memory="${memory_mib[$svc]}m" -e DEPLOYED_NODE_OPTIONS="${node_options[$svc]}" \
+    -v "$PWD/test/containers:/measure:ro" --entrypoint node "$image" \
     /measure/cold-start.mjs $(podman image inspect --format '{{range $i, $a := .Config.Cmd}}{{if $i}}{{$a}} {{end}}{{end}}' "$image") | sed "s/^/  $svc: /" || say "  $svc: cold start not measured"
   size=$(podman image inspect --format '{{.Size}}' "$image")
   base_size=$(podman image inspect --format '{{.Size}}' "$base")

@@ -16,7 +16,7 @@ describe('what the front reads from a Cloud Run manifest', () => {
       customAudiences: [],
       timeoutSeconds: 30,
       serviceAccount: 'cloudrun-receiving-sa@my-project.iam.gserviceaccount.com',
-      env: { TOKEN_CHECK: 'platform' },
+      env: { TOKEN_CHECK: 'platform', NODE_OPTIONS: '--max-semi-space-size=16' },
     });
     expect(parseServiceManifest(rendered.get('calling.yaml')!, 'calling.yaml')).toEqual({
       name: 'calling',
@@ -24,7 +24,7 @@ describe('what the front reads from a Cloud Run manifest', () => {
       customAudiences: [],
       timeoutSeconds: 30,
       serviceAccount: 'cloudrun-authenticated-sa@my-project.iam.gserviceaccount.com',
-      env: { URL: 'https://receiving-123456789012.us-central1.run.app' },
+      env: { URL: 'https://receiving-123456789012.us-central1.run.app', NODE_OPTIONS: '--max-semi-space-size=16' },
     });
   });
 
