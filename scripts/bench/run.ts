@@ -258,14 +258,14 @@ async function main(): Promise<void> {
     groups.push(receivingGroup, callingGroup);
     if (!('wrap' in receivingGroup)) return receivingGroup;
     if (!('wrap' in callingGroup)) return callingGroup;
-    const options = (service: 'calling' | 'receiving') =>
+    const nodeOptionsOf = (service: 'calling' | 'receiving') =>
       withOptions && runtime[service].nodeOptions !== undefined ? { NODE_OPTIONS: runtime[service].nodeOptions } : {};
     const port = await freePort();
     const url = `http://127.0.0.1:${port}`;
     const receiving = await startService('receiving', {
       env: {
         ...baseEnv,
-        ...options('receiving'),
+        ...nodeOptionsOf('receiving'),
         TOKEN_CHECK: 'verify',
         AUDIENCES: url,
         JWKS_URL: jwks,
@@ -275,7 +275,7 @@ async function main(): Promise<void> {
       wrap: receivingGroup.wrap,
     });
     started.push(receiving);
-    const calling = await start('calling', null, { ...callingEnv, ...options('calling'), URL: url }, { wrap: callingGroup.wrap });
+    const calling = await start('calling', null, { ...callingEnv, ...nodeOptionsOf('calling'), URL: url }, { wrap: callingGroup.wrap });
     return { label, receiving, calling };
   };
   const limited = options.memoryLimit ? await startLimited(limitLabel, true) : { unavailable: 'skipped (--no-memory-limit)' };
