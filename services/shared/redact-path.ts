@@ -1,11 +1,17 @@
 /**
  * A JWT pasted into a URL path by mistake must not reach a log line or an error body: three
- * base64url runs joined by dots (encoded or not), the header long enough to be a JOSE header, so
- * that paths like /app.min.js or /v1.2.3 stay as they are.
+ * base64url runs joined by dots (encoded or not), the first one a JOSE header (JSON, so "ey..."
+ * once encoded) long enough to be one, so that /app.min.js, /v1.2.3, an email or a run.app host
+ * stay as they are.
+ *
+ * Linear in the input, whatever it holds: a match starts only where a run of base64url characters
+ * starts (or right after a %XX escape, as in "Bearer%20eyJ..."), and that first run is taken whole
+ * (the lookahead and back-reference make it atomic). Without both, a 16 KB run of letters took the
+ * regex engine over a second. A token glued to a word before it ("x_eyJ...") is not matched.
  */
-const JWT_SHAPED = /[\w-]{10,}(?:\.|%2e)[\w-]{2,}(?:\.|%2e)[\w-]*/gi;
+const JWT_SHAPED = /(?<=^|[^\w-]|%[\da-f]{2})ey(?=([\w-]{8,}))\1(?:\.|%2e)[\w-]{2,}(?:\.|%2e)[\w-]*/gi;
 
-/** The path with every JWT-shaped run replaced by `[token]`. */
+/** The path (or any text) with every JWT-shaped run replaced by `[token]`. */
 export function redactPath(path: string): string {
   return path.replace(JWT_SHAPED, '[token]');
 }

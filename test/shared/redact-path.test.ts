@@ -11,14 +11,24 @@ describe('redactPath', () => {
     ['/eyJhbGciOiJub25lIn0.e30.', '/[token]'],
     ['/eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.SIGNATURE_REMOVED_BY_GOOGLE', '/[token]'],
     [`/x/${JWT}/y/${JWT}`, '/x/[token]/y/[token]'],
+    [`/Bearer%20${JWT}`, '/Bearer%20[token]'],
+    [`/a.b.${JWT}`, '/a.b.[token]'],
+    [`?t=${JWT}&u=1`, '?t=[token]&u=1'],
   ])('replaces the token in %s', (path, expected) => {
     expect(redactPath(path)).toBe(expected);
   });
 
-  it.each(['/', '/health', '/static/app.min.js', '/v1.2.3', '/computeMetadata/v1/instance/service-accounts/default/identity'])(
-    'leaves %s as it is',
-    (path) => {
-      expect(redactPath(path)).toBe(path);
-    },
-  );
+  it.each([
+    '/',
+    '/health',
+    '/static/app.min.js',
+    '/v1.2.3',
+    '/computeMetadata/v1/instance/service-accounts/default/identity',
+    'cloudrun-authenticated-sa@local-project.iam.gserviceaccount.com',
+    'https://receiving-123456789012.us-central1.run.app',
+    '/eyJhbGciOiJSUzI1NiJ9.a.b',
+    '/eyJhbGciO.ab.c',
+  ])('leaves %s as it is', (path) => {
+    expect(redactPath(path)).toBe(path);
+  });
 });
