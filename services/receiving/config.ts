@@ -1,11 +1,11 @@
 import { EnvReader, type Env } from '../shared/env.js';
+import { GOOGLE_ISSUERS } from '../shared/google-id-token.js';
 import { parseInvokers, type Invokers } from './invokers.js';
 
 export const TOKEN_CHECKS = ['verify', 'platform', 'none'] as const;
 export type TokenCheck = (typeof TOKEN_CHECKS)[number];
 
 export const GOOGLE_JWKS_URL = 'https://www.googleapis.com/oauth2/v3/certs';
-export const GOOGLE_ISSUERS = ['https://accounts.google.com', 'accounts.google.com'];
 
 export interface ReceivingConfig {
   host: string;

@@ -1,5 +1,6 @@
-import { decodeProtectedHeader, errors, jwtVerify, type JWTPayload } from 'jose';
+import { decodeProtectedHeader, errors } from 'jose';
 import { SigningKeysUnavailableError, TokenInvalidError } from '../shared/errors.js';
+import { verifyIdToken, type IdTokenClaims } from '../shared/google-id-token.js';
 import { callerFrom } from './platform-token-verifier.js';
 import { createSigningKeySet, type SigningKeySetOptions } from './signing-keys.js';
 
@@ -31,13 +32,9 @@ export interface JwksVerifierOptions {
   now?: () => Date;
 }
 
-// Google's ID tokens live one hour; like google-auth-library, refuse any that claims more than a day.
-const MAX_LIFETIME_S = 24 * 60 * 60;
-
 /**
- * Verifies Google-style ID tokens against a JWKS URL with jose: RS256 only, signature, aud (one
- * string, one of the audiences), iss, exp, iat (present, not in the future, lifetime at most a day)
- * and nbf. Keys come from a cache that outlives the key server (signing-keys.ts).
+ * Verifies Google-style ID tokens against a JWKS URL by the rules of shared/google-id-token.ts.
+ * Keys come from a cache that outlives the key server (signing-keys.ts).
  */
 export function createJwksTokenVerifier(options: JwksVerifierOptions): TokenVerifier {
   const clockTolerance = options.clockToleranceS ?? 30;
@@ -71,31 +68,22 @@ export function createJwksTokenVerifier(options: JwksVerifierOptions): TokenVeri
     async verify(token) {
       const known = remembered(token);
       if (known !== undefined) return known;
-      let payload: JWTPayload;
+      let payload: IdTokenClaims;
       try {
-        ({ payload } = await jwtVerify(token, keySet.getKey, {
-          algorithms: ['RS256'],
-          audience: [...options.audiences],
-          issuer: [...options.issuers],
-          requiredClaims: ['exp', 'iat'],
-          maxTokenAge: MAX_LIFETIME_S,
-          clockTolerance,
-          ...(options.now ? { currentDate: options.now() } : {}),
-        }));
+        payload = await verifyIdToken(token, keySet.getKey, {
+          audiences: options.audiences,
+          issuers: options.issuers,
+          clockToleranceS: clockTolerance,
+          now: options.now?.(),
+        });
       } catch (err) {
-        if (err instanceof SigningKeysUnavailableError) throw err;
+        if (err instanceof SigningKeysUnavailableError || err instanceof TokenInvalidError) throw err;
         throw new TokenInvalidError(describeFailure(err), { cause: err });
       }
-      // Google's ID tokens carry one audience; google-auth-library refuses a list, and so do we.
-      if (typeof payload.aud !== 'string') throw new TokenInvalidError('token audience must be one string, not a list');
-      if (payload.exp! - payload.iat! > MAX_LIFETIME_S) {
-        throw new TokenInvalidError('token is valid for more than a day');
-      }
-      if (typeof payload.sub !== 'string') throw new TokenInvalidError('token has no subject');
       const caller = callerFrom(payload);
       if (cacheSize > 0) {
         if (verified.size >= cacheSize) verified.delete(verified.keys().next().value!);
-        verified.set(token, { caller, expS: payload.exp!, kid: decodeProtectedHeader(token).kid });
+        verified.set(token, { caller, expS: payload.exp, kid: decodeProtectedHeader(token).kid });
       }
       return caller;
     },

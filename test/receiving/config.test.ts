@@ -1,5 +1,6 @@
 import { ConfigError } from '../../services/shared/env.js';
-import { GOOGLE_ISSUERS, GOOGLE_JWKS_URL, loadReceivingConfig } from '../../services/receiving/config.js';
+import { GOOGLE_JWKS_URL, loadReceivingConfig } from '../../services/receiving/config.js';
+import { GOOGLE_ISSUERS } from '../../services/shared/google-id-token.js';
 
 const problemsOf = (env: Record<string, string>): readonly string[] => {
   try {
