@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { parse, stringify } from 'yaml';
+import { emailKey } from '../../services/shared/iam.js';
 
 export interface Binding {
   role: string;
@@ -85,12 +86,16 @@ export function parsePolicy(text: string, source: string): Policy {
 
 /**
  * Whether a caller may invoke: some binding of an invoker role names its email (as serviceAccount:
- * or user:), allUsers, or allAuthenticatedUsers (anyone with a valid Google token). group: and
- * domain: members cannot be resolved on one machine and never match.
+ * or user:, the email in any case, as IAM matches it), allUsers, or allAuthenticatedUsers (anyone
+ * with a valid Google token). group: and domain: members cannot be resolved on one machine and
+ * never match.
  */
 export function mayInvoke(policies: readonly Policy[], email: string): boolean {
-  const accepted = new Set([`serviceAccount:${email}`, `user:${email}`, 'allUsers', 'allAuthenticatedUsers']);
-  return policies.some((p) => p.bindings.some((b) => INVOKER_ROLES.includes(b.role) && b.members.some((m) => accepted.has(m))));
+  const key = emailKey(email);
+  const accepted = new Set([`serviceAccount:${key}`, `user:${key}`, 'allUsers', 'allAuthenticatedUsers']);
+  // The member with its email folded as the caller's is: "serviceAccount:A@B.C" -> "serviceAccount:a@b.c".
+  const folded = (member: string) => member.replace(/:.*/, (email) => emailKey(email));
+  return policies.some((p) => p.bindings.some((b) => INVOKER_ROLES.includes(b.role) && b.members.some((m) => accepted.has(folded(m)))));
 }
 
 /** Whether anyone at all may invoke, without a token (allUsers holds an invoker role). */

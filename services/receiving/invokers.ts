@@ -1,8 +1,8 @@
+import { emailKey } from '../shared/iam.js';
+
 /**
  * The local stand-in for roles/run.invoker bindings: IAM member strings whose callers may invoke
- * the service. Emails compare case-insensitively, as IAM does, folding ASCII letters only: a
- * Unicode-aware toLowerCase() would fold U+212A KELVIN SIGN into "k", so a look-alike address could
- * pass for an invoker.
+ * the service, their emails matched as IAM matches them (shared/iam.ts).
  */
 export type Invokers = ReadonlySet<string>;
 
@@ -16,15 +16,11 @@ export function parseInvokers(members: readonly string[], problem: (message: str
       problem(`INVOKERS entry "${member}" is not an IAM member: use serviceAccount:EMAIL or user:EMAIL`);
       continue;
     }
-    emails.add(foldAscii(match[2]!));
+    emails.add(emailKey(match[2]!));
   }
   return emails;
 }
 
 export function isInvoker(invokers: Invokers, email: string): boolean {
-  return invokers.has(foldAscii(email));
-}
-
-function foldAscii(email: string): string {
-  return email.replace(/[A-Z]/g, (letter) => String.fromCharCode(letter.charCodeAt(0) + 32));
+  return invokers.has(emailKey(email));
 }

@@ -38,11 +38,21 @@ describe('IAM policies as the front reads them', () => {
       `group:${EMAIL}`,
       'domain:p-123456.iam.gserviceaccount.com',
       EMAIL,
-      `serviceAccount:${EMAIL.toUpperCase()}`,
+      `SERVICEACCOUNT:${EMAIL}`,
     ]) {
       expect({ member, may: mayInvoke([binding('roles/run.invoker', member)], EMAIL) }).toEqual({ member, may: false });
     }
     expect(mayInvoke([], EMAIL)).toBe(false);
+  });
+
+  it('matches the email in any ASCII case, as receiving’s INVOKERS does, on both sides', () => {
+    const upper = EMAIL.toUpperCase();
+    expect(mayInvoke([binding('roles/run.invoker', `serviceAccount:${upper}`)], EMAIL)).toBe(true);
+    expect(mayInvoke([binding('roles/run.invoker', `user:${EMAIL}`)], 'Caller@P-123456.iam.gserviceaccount.com')).toBe(true);
+    // U+212A KELVIN SIGN, which a Unicode-aware lower-casing folds into "k": not the same address.
+    expect(mayInvoke([binding('roles/run.invoker', 'user:kate@example.com')], 'KATE@example.com')).toBe(true);
+    expect(mayInvoke([binding('roles/run.invoker', 'user:kate@example.com')], '\u212aate@example.com')).toBe(false);
+    expect(mayInvoke([binding('roles/run.invoker', 'user:\u212aate@example.com')], 'kate@example.com')).toBe(false);
   });
 
   it('matches serviceAccount:, user:, allUsers and allAuthenticatedUsers, in any of the policies given', () => {
