@@ -1,8 +1,8 @@
 /**
  * A local Cloud Run front door: what Cloud Run's serving layer does to a request before a
- * container sees it, as far as Cloud Run's public docs say (docs/cloud-run.md, "The local Cloud Run front
- * door", lists each rule with its source and marks what is inferred). A development tool like the
- * metadata emulator: never shipped, never imported by services/.
+ * container sees it, as far as Cloud Run's public docs say (docs/cloud-run.md, "The local Cloud Run
+ * front door", lists each rule with its source and marks what is inferred). A development tool like
+ * the metadata emulator: never shipped, never imported by services/.
  *
  * Unlike Cloud Run, it says why it refused: one log line per refusal naming the rule that failed.
  */
@@ -15,7 +15,10 @@ import {
   type Server,
   type ServerResponse,
 } from 'node:http';
-import { createRemoteJWKSet, decodeJwt, errors, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import type { Duplex } from 'node:stream';
+import { createRemoteJWKSet, decodeJwt, errors, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import { TokenInvalidError } from '../../services/shared/errors.js';
+import { GOOGLE_ISSUERS, verifyIdToken } from '../../services/shared/google-id-token.js';
 import { iamMember } from '../../services/shared/iam.js';
 import type { Logger } from '../../services/shared/logger.js';
 import { redactPath } from '../../services/shared/redact-path.js';
@@ -35,23 +38,29 @@ export interface FrontOptions {
   logger: Logger;
 }
 
-/** Google's ID token issuers. */
-const ISSUERS = ['https://accounts.google.com', 'accounts.google.com'];
+/** The audience of `gcloud auth print-identity-token` without --audiences: the gcloud CLI's OAuth client. */
+export const GCLOUD_CLIENT_ID = '32555940559.apps.googleusercontent.com';
 const SIGNATURE_REMOVED = 'SIGNATURE_REMOVED_BY_GOOGLE';
 /** Hop-by-hop headers (RFC 9110 §7.6.1): they describe one connection and are not forwarded. */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+/** A client has this long to send its request line and headers (Node's default of 60 s invites slowloris). */
+export const HEADERS_TIMEOUT_MS = 5000;
+/** The longest attacker-chosen text (a path, a claim) that a log line or a page shows. */
+const SHOWN_MAX = 200;
 
-type Verdict =
-  | { admit: true; checked?: { header: 'authorization' | 'x-serverless-authorization'; token: string } }
-  | { admit: false; status: 401 | 403 | 500; rule: string; reason: string };
+type Checked = { header: TokenHeader; token: string };
+type TokenHeader = 'authorization' | 'x-serverless-authorization';
+type Verdict = { admit: true; checked?: Checked } | { admit: false; status: 400 | 401 | 403 | 500 | 501; rule: string; reason: string };
 
 /** A front for one service: an HTTP server, not yet listening. */
 export function createCloudRunFront(options: FrontOptions): Server {
   const { service, logger } = options;
   const keys: JWTVerifyGetKey = createRemoteJWKSet(options.jwksUrl);
+  const { hostname: targetHost, port: targetPort } = new URL(options.target);
   const origin = new URL(options.url).origin;
-  // The service's URL (an origin, no path, as Cloud Run's docs give it) and its custom audiences.
-  const audiences = [origin, ...service.customAudiences];
+  // The service's URL (with or without the trailing slash Google's Go sample shows), the audience
+  // of the gcloud CLI's own tokens, and the manifest's custom audiences.
+  const audiences = [origin, `${origin}/`, GCLOUD_CLIENT_ID, ...service.customAudiences];
 
   async function check(req: IncomingMessage): Promise<Verdict> {
     if (service.invokerIamDisabled) return { admit: true };
@@ -64,36 +73,39 @@ export function createCloudRunFront(options: FrontOptions): Server {
     // allUsers holding an invoker role on the service (the first policy; the project's follows): public, no check.
     const [own] = policies;
     if (own !== undefined && isPublic(own)) return { admit: true };
-    // Cloud Run checks X-Serverless-Authorization when present, else Authorization.
-    const header = req.headers['x-serverless-authorization'] !== undefined ? 'x-serverless-authorization' : 'authorization';
-    const token = bearer(req.headers[header] as string | undefined);
-    if (token === undefined) {
-      const name = header === 'authorization' ? 'Authorization' : 'X-Serverless-Authorization';
-      const sent = req.headers[header] === undefined ? `no ${name} header` : `an ${name} header that is not "Bearer <token>"`;
+    // Cloud Run checks X-Serverless-Authorization when present, else Authorization. A header with
+    // nothing in it counts as absent.
+    const sent = (name: TokenHeader) => String(req.headers[name] ?? '').trim() !== '';
+    const header: TokenHeader = sent('x-serverless-authorization') ? 'x-serverless-authorization' : 'authorization';
+    const name = header === 'authorization' ? 'Authorization' : 'X-Serverless-Authorization';
+    if (!sent(header)) {
       return {
         admit: false,
         status: 403,
         rule: 'token-missing',
-        reason: `the request has ${sent}: ${service.name} is private (the invoker IAM check is on) and wants a Google-signed ID token`,
+        reason: `the request has no token: ${service.name} is private (the invoker IAM check is on) and wants a Google-signed ID token in Authorization: Bearer`,
       };
     }
-    let email: unknown;
+    const unusable = (reason: string): Verdict => ({ admit: false, status: 401, rule: 'token-invalid', reason });
+    const copies = req.rawHeaders.filter((raw, i) => i % 2 === 0 && raw.toLowerCase() === header).length;
+    if (copies > 1) return unusable(`the request has ${copies} ${name} headers: send one`);
+    const value = String(req.headers[header]);
+    if (value.split(/[\s,]+/).filter((part) => part.split('.').length === 3).length > 1) {
+      return unusable(`the ${name} header holds several JWTs: send one ID token`);
+    }
+    const token = /^bearer[ \t]+(\S+)[ \t]*$/i.exec(value)?.[1];
+    if (token === undefined) return unusable(`the ${name} header is not "Bearer <ID token>"`);
+    let claims: JWTPayload;
     try {
-      ({
-        payload: { email },
-      } = await jwtVerify(token, keys, { issuer: ISSUERS, audience: audiences, algorithms: ['RS256'] }));
+      claims = await verifyIdToken(token, keys, { audiences, issuers: GOOGLE_ISSUERS, clockToleranceS: 0 });
     } catch (err) {
-      return { admit: false, status: 401, rule: 'token-invalid', reason: whyInvalid(err, token, audiences, header) };
+      return unusable(whyInvalid(err, token, audiences, name));
     }
-    if (typeof email !== 'string' || email === '') {
-      return {
-        admit: false,
-        status: 401,
-        rule: 'token-invalid',
-        reason: `the ${header} token has no email claim: not an ID token of a service account or user`,
-      };
+    if (typeof claims.email !== 'string' || claims.email === '') {
+      return unusable(`the ${name} token has no email claim: not an ID token of a service account or user`);
     }
-    if (!mayInvoke(policies, email)) {
+    if (!mayInvoke(policies, claims.email)) {
+      const email = shown(claims.email);
       return {
         admit: false,
         status: 403,
@@ -106,35 +118,71 @@ export function createCloudRunFront(options: FrontOptions): Server {
     return { admit: true, checked: { header, token } };
   }
 
-  return createServer((req, res) => {
-    // Never the raw path in a log or a page: a token pasted into it is cut out.
-    const path = redactPath(req.url!);
-    void check(req).then(
-      (verdict) => {
-        if (!verdict.admit) {
-          logger.warn(
-            { service: service.name, rule: verdict.rule, status: verdict.status, method: req.method, path },
-            `${service.name} front refused ${req.method} ${path} with ${verdict.status}: ${verdict.reason}`,
-          );
-          refuse(res, verdict.status, path);
-          return;
-        }
-        forward(req, res, verdict, path);
-      },
-      (err: unknown) => {
-        logger.error({ err, service: service.name }, `${service.name} front failed on ${req.method} ${path}`);
-        refuse(res, 500, path);
-      },
-    );
-  });
+  async function serve(req: IncomingMessage, res: ServerResponse, path: string, expectsContinue: boolean): Promise<void> {
+    // Read before anything is awaited: a client that has gone meanwhile has no address.
+    const client = req.socket.remoteAddress;
+    const route = routeOf(req);
+    const verdict: Verdict = typeof route === 'string' ? await check(req) : route;
+    if (client === undefined || req.socket.destroyed) return void res.destroy();
+    if (verdict.admit && req.headers.upgrade !== undefined) {
+      refused(req, res, path, {
+        admit: false,
+        status: 501,
+        rule: 'upgrade',
+        reason: `the request asks to upgrade to ${shown(req.headers.upgrade)}: this local front does not proxy protocol upgrades such as WebSocket (Cloud Run does, after the IAM check)`,
+      });
+    } else if (!verdict.admit) {
+      refused(req, res, path, verdict);
+    } else {
+      if (expectsContinue) res.writeContinue();
+      forward(req, res, route as string, verdict.checked, client, path);
+    }
+  }
 
-  function forward(req: IncomingMessage, res: ServerResponse, verdict: Verdict & { admit: true }, path: string): void {
-    const headers: IncomingHttpHeaders = {};
-    for (const [name, value] of Object.entries(req.headers)) if (!HOP_BY_HOP.has(name)) headers[name] = value;
+  /** The path and query to ask the container for, or why the request target cannot be served. */
+  function routeOf(req: IncomingMessage): string | Verdict {
+    const hosts = req.rawHeaders.filter((raw, i) => i % 2 === 0 && raw.toLowerCase() === 'host').length;
+    const bad = (reason: string): Verdict => ({ admit: false, status: 400, rule: 'bad-request', reason });
+    if (hosts > 1) return bad(`the request has ${hosts} Host headers`);
+    const target = req.url!;
+    // origin-form: a path, whatever it holds ("//host/x" too), for the service's own container.
+    if (target.startsWith('/')) return target;
+    // absolute-form (RFC 9112 §3.2.2), as a client sends through a proxy: only for this host.
+    let url: URL;
+    let host: URL;
+    try {
+      url = new URL(target);
+      host = new URL(`http://${req.headers.host}`);
+    } catch {
+      return bad(`the request target ${shown(target)} is neither a path nor an absolute URL`);
+    }
+    if (!/^https?:$/.test(url.protocol) || url.host !== host.host) {
+      return bad(`the request target ${shown(target)} names another host than this service (${shown(host.host)})`);
+    }
+    return `${url.pathname}${url.search}`;
+  }
+
+  function refused(req: IncomingMessage, res: ServerResponse, path: string, verdict: Verdict & { admit: false }): void {
+    const { status, rule, reason } = verdict;
+    logger.warn(
+      { rule, status, method: req.method, path, reason },
+      `${service.name} front refused ${req.method} ${path} with ${status}: ${reason}`,
+    );
+    refuse(res, status, path);
+  }
+
+  function forward(
+    req: IncomingMessage,
+    res: ServerResponse,
+    target: string,
+    checked: Checked | undefined,
+    client: string,
+    path: string,
+  ): void {
+    const headers = endToEnd(req.headers);
     // The container sees the checked token without its signature, in the header it came in.
-    if (verdict.checked !== undefined) {
-      const { header, token } = verdict.checked;
-      headers[header] = `Bearer ${token.split('.').slice(0, 2).join('.')}.${SIGNATURE_REMOVED}`;
+    if (checked !== undefined) {
+      headers[checked.header] = `Bearer ${checked.token.split('.').slice(0, 2).join('.')}.${SIGNATURE_REMOVED}`;
     }
     if (headers.traceparent === undefined && headers['x-cloud-trace-context'] === undefined) {
       const traceId = randomBytes(16).toString('hex');
@@ -142,25 +190,20 @@ export function createCloudRunFront(options: FrontOptions): Server {
       headers.traceparent = `00-${traceId}-${spanId.toString('hex')}-00`;
       headers['x-cloud-trace-context'] = `${traceId}/${spanId.readBigUInt64BE()};o=0`;
     }
-    const client = req.socket.remoteAddress!;
-    const forwardedFor = req.headers['x-forwarded-for'];
+    const forwardedFor = headers['x-forwarded-for'];
     headers['x-forwarded-for'] = forwardedFor ? `${String(forwardedFor)}, ${client}` : client;
     headers['x-forwarded-proto'] = 'http';
 
-    const target = new URL(req.url!, options.target);
-    const upstream = httpRequest(target, { method: req.method, headers }, (answer) => {
-      const out: Record<string, string | string[]> = {};
-      for (const [name, value] of Object.entries(answer.headers)) if (value !== undefined && !HOP_BY_HOP.has(name)) out[name] = value;
-      res.writeHead(answer.statusCode!, out);
-      answer.pipe(res);
-      // The container cut its answer short (a reset, a crash): Node reports it as an error on the
-      // answer ("aborted"); cut the client's answer too, as a proxy must.
+    // Host and port are the container's, fixed at start: nothing in the request can name another.
+    const upstream = httpRequest({ host: targetHost, port: targetPort, path: target, method: req.method, headers }, (answer) => {
       answer.once('error', () => res.destroy());
+      res.writeHead(answer.statusCode!, endToEnd(answer.headers));
+      answer.pipe(res);
     });
     // The request timeout (timeoutSeconds): the whole answer must come within it.
     const timer = setTimeout(() => {
       logger.warn(
-        { service: service.name, rule: 'timeout', status: 504, path },
+        { rule: 'timeout', status: 504, method: req.method, path },
         `${service.name} front ended ${req.method} ${path} with 504: no full answer within timeoutSeconds ${service.timeoutSeconds}`,
       );
       if (res.headersSent) res.destroy();
@@ -172,7 +215,7 @@ export function createCloudRunFront(options: FrontOptions): Server {
       clearTimeout(timer);
       if (res.headersSent) return void res.destroy();
       logger.error(
-        { service: service.name, rule: 'container-unreachable', status: 503, code: err.code },
+        { rule: 'container-unreachable', status: 503, code: err.code },
         `${service.name} front could not reach its container at ${options.target} (${err.code ?? err.message})`,
       );
       res
@@ -185,15 +228,66 @@ export function createCloudRunFront(options: FrontOptions): Server {
     });
     req.pipe(upstream);
   }
+
+  function onRequest(req: IncomingMessage, res: ServerResponse, expectsContinue: boolean): void {
+    // Never the raw path in a log or a page: a token pasted into it is cut out, and it is cut short.
+    const path = shown(req.url!);
+    // Whatever goes wrong in answering one request, the front goes on serving the others.
+    res.on('error', () => undefined);
+    serve(req, res, path, expectsContinue).catch((err: unknown) => {
+      logger.error({ err, method: req.method, path }, `${service.name} front failed on ${req.method} ${path}`);
+      if (res.headersSent) res.destroy();
+      else refuse(res, 500, path);
+    });
+  }
+
+  const server = createServer(
+    {
+      headersTimeout: HEADERS_TIMEOUT_MS,
+      // Node checks its timeouts this often (30 s by default): a slow client goes within seconds.
+      connectionsCheckingInterval: 1000,
+      // The whole request must arrive within the service's request timeout.
+      requestTimeout: Math.max(service.timeoutSeconds * 1000, HEADERS_TIMEOUT_MS),
+    },
+    (req, res) => onRequest(req, res, false),
+  );
+  // Expect: 100-continue: the IAM check comes first, so a refused client never sends its body.
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => onRequest(req, res, true));
+  server.on('connect', (req: IncomingMessage, socket: Duplex) => {
+    socket.on('error', () => undefined);
+    logger.warn(
+      { rule: 'bad-request', status: 400, method: 'CONNECT', path: shown(req.url!) },
+      `${service.name} front refused CONNECT ${shown(req.url!)} with 400: the front is not a forward proxy`,
+    );
+    const body = page(400, 'Bad Request', 'Your client has issued a malformed or illegal request.');
+    socket.end(
+      `HTTP/1.1 400 Bad Request\r\ncontent-type: text/html; charset=UTF-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
+        `connection: close\r\n\r\n${body}`,
+    );
+  });
+  return server;
 }
 
-/** The token of a `Bearer <token>` header (as receiving reads it: scheme in any case, blanks around). */
-function bearer(value: string | undefined): string | undefined {
-  return /^bearer[ \t]+([^\s]+)[ \t]*$/i.exec(value ?? '')?.[1];
+/** The headers without hop-by-hop ones, those the Connection header names included. */
+function endToEnd(headers: IncomingHttpHeaders): IncomingHttpHeaders {
+  const named = new Set(
+    String(headers.connection ?? '')
+      .split(',')
+      .map((name) => name.trim().toLowerCase()),
+  );
+  const out: IncomingHttpHeaders = {};
+  for (const [name, value] of Object.entries(headers)) if (!HOP_BY_HOP.has(name) && !named.has(name)) out[name] = value;
+  return out;
+}
+
+/** Attacker-chosen text as a log line or a page may show it: JWT-shaped runs as [token], cut short. */
+export function shown(text: string): string {
+  const redacted = redactPath(text);
+  return redacted.length > SHOWN_MAX ? `${redacted.slice(0, SHOWN_MAX)}…` : redacted;
 }
 
 /** What a developer should read about a token that failed the check; never the token itself. */
-function whyInvalid(err: unknown, token: string, audiences: readonly string[], header: string): string {
+function whyInvalid(err: unknown, token: string, audiences: readonly string[], name: string): string {
   const claims = (() => {
     try {
       return decodeJwt(token);
@@ -201,26 +295,31 @@ function whyInvalid(err: unknown, token: string, audiences: readonly string[], h
       return undefined;
     }
   })();
-  const where = `the ${header} token`;
+  const where = `the ${name} token`;
   // Not three base64url parts of JSON, or a header jose cannot read: not a JWT at all.
   if (claims === undefined || err instanceof errors.JWSInvalid) {
     return (
-      `${where} is not a JWT (an ID token is three base64url parts): perhaps an OAuth access token, which Cloud Run ` +
-      'also accepts but this front cannot check on one machine; send an ID token'
+      `${where} is not a JWT (an ID token is three base64url parts): perhaps an OAuth access token, which ` +
+      'Cloud Run does not take; send an ID token (gcloud auth print-identity-token)'
     );
   }
+  if (err instanceof TokenInvalidError) return `${where} fails Google's ID token rules: ${err.reason}`;
   if (err instanceof errors.JWTExpired) {
+    if (err.claim === 'iat') return `${where} was issued more than a day ago (iat): Google's ID tokens live one hour`;
     return `${where} expired at ${new Date(Number(claims.exp) * 1000).toISOString()}; fetch a new one`;
   }
   if (err instanceof errors.JWTClaimValidationFailed) {
-    if (err.claim === 'aud') {
-      const custom = audiences.slice(1);
+    if (err.claim === 'aud' && err.reason === 'check_failed') {
+      const custom = audiences.slice(3);
       return (
-        `aud is ${JSON.stringify(claims.aud)} but this service accepts ${audiences[0]} (its URL)` +
+        `aud is ${shown(JSON.stringify(claims.aud))} but this service accepts ${audiences[0]} (its URL, with or without ` +
+        `a trailing /), ${audiences[2]} (the gcloud CLI's tokens)` +
         (custom.length > 0 ? ` and its custom audiences ${custom.join(', ')}` : ' and no custom audience')
       );
     }
-    if (err.claim === 'iss') return `iss is ${JSON.stringify(claims.iss)}, not Google's (${ISSUERS[0]})`;
+    if (err.claim === 'iss' && err.reason === 'check_failed') {
+      return `iss is ${shown(JSON.stringify(claims.iss))}, not Google's (${GOOGLE_ISSUERS[0]})`;
+    }
     return `${where} fails its ${err.claim} claim: ${err.message}`;
   }
   if (err instanceof errors.JWKSNoMatchingKey) return `${where} is signed with a key that is not one of Google's (kid unknown)`;
@@ -229,23 +328,32 @@ function whyInvalid(err: unknown, token: string, audiences: readonly string[], h
   if (err instanceof errors.JWKSTimeout || !(err instanceof errors.JOSEError)) {
     return `Google's keys could not be fetched to check ${where}: ${(err as Error).message}`;
   }
-  return `${where} does not verify: ${(err as Error).message}`;
+  return `${where} does not verify: ${err.message}`;
 }
 
 /** Cloud Run's answers: HTML pages of the shape Google's front end sends. */
-function refuse(res: ServerResponse, status: 401 | 403 | 500, path: string): void {
-  const shown = escapeHtml(path);
+function refuse(res: ServerResponse, status: 400 | 401 | 403 | 500 | 501, path: string): void {
+  const shownPath = escapeHtml(path);
+  const html = { 'content-type': 'text/html; charset=UTF-8' };
   if (status === 403) {
-    res.writeHead(403, { 'content-type': 'text/html; charset=UTF-8' });
-    res.end(page(403, 'Forbidden', `Your client does not have permission to get URL <code>${shown}</code> from this server.`));
+    res.writeHead(403, html);
+    res.end(page(403, 'Forbidden', `Your client does not have permission to get URL <code>${shownPath}</code> from this server.`));
   } else if (status === 401) {
     res.writeHead(401, {
-      'content-type': 'text/html; charset=UTF-8',
+      ...html,
       'www-authenticate': 'Bearer error="invalid_token" error_description="The access token could not be verified"',
     });
-    res.end(page(401, 'Unauthorized', `Your client does not have permission to the requested URL <code>${shown}</code>.`));
+    res.end(page(401, 'Unauthorized', `Your client does not have permission to the requested URL <code>${shownPath}</code>.`));
+  } else if (status === 400) {
+    res
+      .writeHead(400, { ...html, connection: 'close' })
+      .end(page(400, 'Bad Request', 'Your client has issued a malformed or illegal request.'));
+  } else if (status === 501) {
+    res
+      .writeHead(501, html)
+      .end(page(501, 'Not Implemented', 'The local Cloud Run front door does not proxy protocol upgrades (WebSocket).'));
   } else {
-    res.writeHead(500, { 'content-type': 'text/html; charset=UTF-8' }).end(page(500, 'Server Error', 'The server encountered an error.'));
+    res.writeHead(500, html).end(page(500, 'Server Error', 'The server encountered an error.'));
   }
 }
 

@@ -1,10 +1,11 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, request as httpRequest, type IncomingHttpHeaders, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SignJWT, generateKeyPair, type JWTPayload } from 'jose';
 import { freePort } from '../../../scripts/lib/processes.js';
-import { createCloudRunFront } from '../../../local/cloud-run-front/front.js';
+import { connect, createServer as createNetServer } from 'node:net';
+import { GCLOUD_CLIENT_ID, HEADERS_TIMEOUT_MS, createCloudRunFront, shown } from '../../../local/cloud-run-front/front.js';
 import { PolicyFile, addBinding, removeBinding, writePolicyFile, type Policy } from '../../../local/cloud-run-front/policy.js';
 import type { ServiceManifest } from '../../../local/cloud-run-front/service.js';
 import { capturingLogger } from '../../helpers/logs.js';
@@ -39,6 +40,12 @@ async function container(): Promise<{
       setTimeout(() => req.socket.destroy(), 50).unref();
     } else if (req.url === '/hop') {
       res.writeHead(200, { 'keep-alive': 'timeout=99', 'proxy-connection': 'keep-alive', 'x-kept': 'yes' }).end('hop');
+    } else if (req.url === '/named-hop') {
+      res.writeHead(200, { connection: 'keep-alive, X-Internal', 'x-internal': 'secret', 'x-kept': 'yes' }).end('hop');
+    } else if (req.method === 'POST') {
+      let body = '';
+      req.on('data', (chunk) => (body += chunk));
+      req.on('end', () => res.writeHead(200, { 'content-type': 'text/plain' }).end(`Got ${body}`));
     } else answer();
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -50,6 +57,22 @@ async function container(): Promise<{
     server,
     close: () => new Promise((resolve) => server.closeAllConnections() ?? server.close(() => resolve())),
   };
+}
+
+/**
+ * A request written byte for byte (what fetch would not send: odd targets, repeated headers), on a
+ * connection of its own that the front is asked to close after answering. Resolves with what came
+ * back, or with status 0 if the connection closed with nothing.
+ */
+function raw(url: string, request: string): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(new URL(url).port), '127.0.0.1');
+    let text = '';
+    socket.on('data', (chunk) => (text += chunk));
+    socket.once('error', reject);
+    socket.once('close', () => resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0), text }));
+    socket.write(request.replace(/\r\n\r\n$/, '\r\nConnection: close\r\n\r\n'));
+  });
 }
 
 const manifest = (overrides: Partial<ServiceManifest> = {}): ServiceManifest => ({
@@ -126,7 +149,7 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
     expect(backend.seen).toEqual([]);
     expect(lines).toHaveLength(1);
     expect(JSON.parse(lines[0]!)).toMatchObject({ severity: 'WARNING', rule: 'token-missing', status: 403 });
-    expect(lines[0]).toContain('receiving front refused GET / with 403: the request has no Authorization header: receiving is private');
+    expect(lines[0]).toContain('receiving front refused GET / with 403: the request has no token: receiving is private');
   });
 
   it('admits an invoker’s ID token and hands the container the token without its signature', async () => {
@@ -168,16 +191,47 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
     expect(backend.seen[0]!.authorization).toBe('Bearer app-level-token');
   });
 
-  it('takes a header that is not "Bearer <token>" for no token: 403, saying so', async () => {
+  it('answers 401 to a header that is there but not "Bearer <token>", saying so', async () => {
     const { url, lines } = await front();
     for (const value of ['Basic dXNlcjpwYXNz', 'Bearer', 'Bearer a b']) {
-      expect((await get(`${url}/`, { Authorization: value })).status).toBe(403);
+      expect({ value, status: (await get(`${url}/`, { Authorization: value })).status }).toEqual({ value, status: 401 });
     }
     expect((await get(`${url}/`, { 'X-Serverless-Authorization': 'Token x', Authorization: `Bearer ${await idToken(url)}` })).status).toBe(
-      403,
+      401,
     );
-    expect(lines[0]).toContain('the request has an Authorization header that is not \\"Bearer <token>\\"');
-    expect(lines[3]).toContain('the request has an X-Serverless-Authorization header that is not');
+    expect(lines[0]).toContain('the Authorization header is not \\"Bearer <ID token>\\"');
+    expect(lines[3]).toContain('the X-Serverless-Authorization header is not \\"Bearer <ID token>\\"');
+    expect(JSON.parse(lines[0]!)).toMatchObject({ rule: 'token-invalid', status: 401 });
+    expect(backend.seen).toEqual([]);
+  });
+
+  it('takes an empty token header for none (403), and falls back to Authorization past an empty X-Serverless-Authorization', async () => {
+    const { url, lines } = await front();
+    for (const value of ['', '  '])
+      expect((await raw(url, `GET / HTTP/1.1\r\nHost: x\r\nAuthorization:${value}\r\n\r\n`)).status).toBe(403);
+    expect(JSON.parse(lines[0]!)).toMatchObject({ rule: 'token-missing', status: 403 });
+    const token = await idToken(url);
+    const res = await raw(url, `GET / HTTP/1.1\r\nHost: x\r\nX-Serverless-Authorization: \r\nAuthorization: Bearer ${token}\r\n\r\n`);
+    expect(res.status).toBe(200);
+  });
+
+  it('answers 401 to several tokens: a header sent twice, or two JWTs in one', async () => {
+    const { url, lines } = await front();
+    const token = await idToken(url);
+    for (const header of ['Authorization', 'X-Serverless-Authorization']) {
+      const res = await raw(
+        url,
+        `GET / HTTP/1.1\r\nHost: x\r\n${header}: Bearer ${token}\r\n${header.toLowerCase()}: Bearer ${token}\r\n\r\n`,
+      );
+      expect({ header, status: res.status }).toEqual({ header, status: 401 });
+    }
+    expect(lines[0]).toContain('the request has 2 Authorization headers: send one');
+    expect(lines[1]).toContain('the request has 2 X-Serverless-Authorization headers: send one');
+    for (const value of [`Bearer ${token} ${token}`, `Bearer ${token},${token}`, `Bearer ${token}, Bearer ${token}`]) {
+      expect((await get(`${url}/`, { Authorization: value })).status).toBe(401);
+    }
+    expect(lines.slice(2).every((line) => line.includes('the Authorization header holds several JWTs: send one ID token'))).toBe(true);
+    expect(lines).toHaveLength(5);
     expect(backend.seen).toEqual([]);
   });
 
@@ -185,7 +239,7 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
     const { url, lines } = await front();
     const res = await get(`${url}/`, { 'X-Serverless-Authorization': 'Bearer not-a-jwt', Authorization: `Bearer ${await idToken(url)}` });
     expect(res.status).toBe(401);
-    expect(lines[0]).toContain('the x-serverless-authorization token is not a JWT');
+    expect(lines[0]).toContain('the X-Serverless-Authorization token is not a JWT');
     expect(backend.seen).toEqual([]);
   });
 
@@ -201,7 +255,10 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
     const body = await res.text();
     expect(body).toContain('<title>401 Unauthorized</title>');
     expect(body).toContain('Your client does not have permission to the requested URL <code>/</code>.');
-    expect(lines[0]).toContain(`aud is \\"https://a.example\\" but this service accepts ${url} (its URL) and no custom audience`);
+    expect(lines[0]).toContain(
+      `aud is \\"https://a.example\\" but this service accepts ${url} (its URL, with or without a trailing /), ` +
+        `${GCLOUD_CLIENT_ID} (the gcloud CLI's tokens) and no custom audience`,
+    );
     for (const part of token.split('.')) expect(lines.join('\n')).not.toContain(part);
   });
 
@@ -233,8 +290,8 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
     expect(lines[0]).toContain("signature does not verify with Google's keys");
     expect(lines[1]).toContain('is not RS256');
     expect(lines[3]).toContain(
-      'the authorization token is not a JWT (an ID token is three base64url parts): perhaps an OAuth access token, ' +
-        'which Cloud Run also accepts but this front cannot check on one machine; send an ID token',
+      'the Authorization token is not a JWT (an ID token is three base64url parts): perhaps an OAuth access token, ' +
+        'which Cloud Run does not take; send an ID token (gcloud auth print-identity-token)',
     );
     expect(backend.seen).toEqual([]);
   });
@@ -253,14 +310,16 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
   it('accepts a custom audience from the manifest', async () => {
     const { url } = await front({ customAudiences: ['https://receiving.example.com'] });
     expect((await get(`${url}/`, { Authorization: `Bearer ${await idToken('https://receiving.example.com')}` })).status).toBe(200);
-    // The URL itself, exactly: with a path (even "/") it is another audience.
-    expect((await get(`${url}/`, { Authorization: `Bearer ${await idToken(`${url}/`)}` })).status).toBe(401);
+    // The URL itself, or with a trailing slash; with any other path it is another audience.
+    expect((await get(`${url}/`, { Authorization: `Bearer ${await idToken(`${url}/`)}` })).status).toBe(200);
+    expect((await get(`${url}/`, { Authorization: `Bearer ${await idToken(`${url}/x`)}` })).status).toBe(401);
+    expect((await get(`${url}/`, { Authorization: `Bearer ${await idToken(`${url}//`)}` })).status).toBe(401);
     const { url: plain, lines } = await front();
     expect((await get(`${plain}/`, { Authorization: `Bearer ${await idToken('https://receiving.example.com')}` })).status).toBe(401);
     expect(lines[0]).toContain('and no custom audience');
     const { url: other, lines: otherLines } = await front({ customAudiences: ['https://x.example', 'https://y.example'] });
     await get(`${other}/`, { Authorization: `Bearer ${await idToken('https://a.example')}` });
-    expect(otherLines[0]).toContain(`accepts ${other} (its URL) and its custom audiences https://x.example, https://y.example`);
+    expect(otherLines[0]).toContain(`(the gcloud CLI's tokens) and its custom audiences https://x.example, https://y.example`);
     expect((await get(`${other}/`, { Authorization: `Bearer ${await idToken('https://y.example')}` })).status).toBe(200);
   });
 
@@ -385,7 +444,7 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
     for (const value of [`xBearer ${token}`, `Bearer ${token} x`, `Bearer${token}`]) {
       expect({ value: value.slice(0, 8), status: (await get(`${url}/`, { Authorization: value })).status }).toEqual({
         value: value.slice(0, 8),
-        status: 403,
+        status: 401,
       });
     }
   });
@@ -455,7 +514,7 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
     expect((await get(`${lying}/x`)).status).toBe(500);
     expect((await get(`${lying}/x`)).status).toBe(500);
     expect(lyingLines[0]).toContain('receiving front failed on GET /x');
-    expect(JSON.parse(lyingLines[0]!)).toMatchObject({ severity: 'ERROR', service: 'receiving', err: { type: 'TypeError' } });
+    expect(JSON.parse(lyingLines[0]!)).toMatchObject({ severity: 'ERROR', err: { type: 'TypeError' } });
     expect(backend.seen).toEqual([]);
   });
 
@@ -466,7 +525,7 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
       .setProtectedHeader({ alg: 'RS256', kid: 'f'.repeat(40) })
       .sign(privateKey);
     expect((await get(`${url}/`, { Authorization: `Bearer ${unknownKid}` })).status).toBe(401);
-    expect(lines[0]).toContain("the authorization token is signed with a key that is not one of Google's (kid unknown)");
+    expect(lines[0]).toContain("the Authorization token is signed with a key that is not one of Google's (kid unknown)");
     expect(JSON.parse(lines[0]!)).toMatchObject({ rule: 'token-invalid', status: 401 });
 
     const { logger, lines: deadLines } = capturingLogger();
@@ -484,16 +543,16 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
     expect((await get(`http://127.0.0.1:${port}/`, { Authorization: `Bearer ${await idToken(`http://127.0.0.1:${port}`)}` })).status).toBe(
       401,
     );
-    expect(deadLines[0]).toContain("Google's keys could not be fetched to check the authorization token");
+    expect(deadLines[0]).toContain("Google's keys could not be fetched to check the Authorization token");
   });
 
   it('names the time a token expired, and a token with an empty email', async () => {
     const { url, lines } = await front();
     const exp = nowS() - 100;
     await get(`${url}/`, { Authorization: `Bearer ${await signed(claimsFor(emulator, url, { exp, iat: exp - 3600 }))}` });
-    expect(lines[0]).toContain(`the authorization token expired at ${new Date(exp * 1000).toISOString()}; fetch a new one`);
+    expect(lines[0]).toContain(`the Authorization token expired at ${new Date(exp * 1000).toISOString()}; fetch a new one`);
     expect((await get(`${url}/`, { Authorization: `Bearer ${await signed(claimsFor(emulator, url, { email: '' }))}` })).status).toBe(401);
-    expect(lines[1]).toContain('the authorization token has no email claim');
+    expect(lines[1]).toContain('the Authorization token has no email claim');
     expect(JSON.parse(lines[1]!)).toMatchObject({ rule: 'token-invalid', status: 401 });
   });
 
@@ -555,9 +614,290 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
     );
     const crit = `${critHeader}.${payload}.c2ln`;
     for (const token of [badHeader, future, crit]) expect((await get(`${url}/`, { Authorization: `Bearer ${token}` })).status).toBe(401);
-    expect(lines[0]).toContain('the authorization token is not a JWT');
-    expect(lines[1]).toContain('the authorization token fails its nbf claim: ');
-    expect(lines[2]).toContain('the authorization token does not verify: ');
+    expect(lines[0]).toContain('the Authorization token is not a JWT');
+    expect(lines[1]).toContain('the Authorization token fails its nbf claim: ');
+    expect(lines[2]).toContain('the Authorization token does not verify: ');
     expect(lines[2]).not.toContain("Google's keys could not be fetched");
+  });
+
+  describe('as an attacker sees it', () => {
+    /** A stand-in for any other host on this machine: it only counts who connects. */
+    let other: { port: number; connections: number; close(): Promise<void> };
+    beforeAll(async () => {
+      const server = createNetServer((socket) => {
+        other.connections += 1;
+        socket.destroy();
+      });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      other = {
+        port: (server.address() as { port: number }).port,
+        connections: 0,
+        close: () => new Promise((resolve) => server.close(() => resolve())),
+      };
+    });
+    afterAll(() => other.close());
+
+    it('sends every path, whatever it holds, to its own container and nowhere else', async () => {
+      const { url } = await front({ invokerIamDisabled: true });
+      const o = other.port;
+      const targets = [
+        `//127.0.0.1:${o}/x`,
+        `///127.0.0.1:${o}/x`,
+        `/\\127.0.0.1:${o}/x`,
+        `//2130706433:${o}/x`,
+        `//%31%32%37.0.0.1:${o}/x`,
+        `//localhost:${o}`,
+        `/%2F%2F127.0.0.1:${o}/`,
+        `/..//127.0.0.1:${o}/`,
+        '//',
+        '///',
+        '/?next=//127.0.0.1',
+      ];
+      for (const target of targets) {
+        const res = await raw(url, `GET ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: session=1\r\n\r\n`);
+        expect({ target, status: res.status }).toEqual({ target, status: 200 });
+        expect(res.text).toContain(`\r\nHello from GET ${target}\r\n`);
+      }
+      expect(backend.seen).toHaveLength(targets.length);
+      expect(other.connections).toBe(0);
+    });
+
+    it('answers 400 to a target naming another host, or none it can read, and opens no connection for it', async () => {
+      const { url, lines } = await front();
+      const token = await idToken(url);
+      const o = other.port;
+      const targets = [
+        `http://127.0.0.1:${o}/x`,
+        `http://2130706433:${o}/`,
+        `http://127.1:${o}/`,
+        `https://127.0.0.1:${o}/`,
+        'http://[::1',
+        'ftp://127.0.0.1/',
+        '*',
+      ];
+      for (const target of targets) {
+        // Both headers, as a caller with an app-level token sends them: neither may leave.
+        const res = await raw(
+          url,
+          `GET ${target} HTTP/1.1\r\nHost: 127.0.0.1:${new URL(url).port}\r\n` +
+            `X-Serverless-Authorization: Bearer ${token}\r\nAuthorization: Bearer ${token}\r\n\r\n`,
+        );
+        expect({ target, status: res.status }).toEqual({ target, status: 400 });
+        expect(res.text).toContain('<title>400 Bad Request</title>');
+      }
+      expect(lines.map((line) => JSON.parse(line) as { rule: string }).every((l) => l.rule === 'bad-request')).toBe(true);
+      expect(lines[0]).toContain(`names another host than this service (127.0.0.1:${new URL(url).port})`);
+      expect(lines[4]).toContain('the request target http://[::1 is neither a path nor an absolute URL');
+      // Node's own parser refuses what is no request target at all, before the front sees it.
+      expect((await raw(url, 'GET x HTTP/1.1\r\nHost: a\r\n\r\n')).status).toBe(400);
+      const connect = await raw(url, `CONNECT 127.0.0.1:${o} HTTP/1.1\r\nHost: 127.0.0.1:${o}\r\n\r\n`);
+      expect(connect.status).toBe(400);
+      expect(lines.at(-1)).toContain(`refused CONNECT 127.0.0.1:${o} with 400: the front is not a forward proxy`);
+      expect(backend.seen).toEqual([]);
+      expect(other.connections).toBe(0);
+    });
+
+    it('serves an absolute-form target for its own host as its path and query', async () => {
+      const { url } = await front();
+      const host = new URL(url).host;
+      const res = await raw(
+        url,
+        `GET http://${host}/y?z=1 HTTP/1.1\r\nHost: ${host}\r\nAuthorization: Bearer ${await idToken(url)}\r\n\r\n`,
+      );
+      expect(res.status).toBe(200);
+      expect(res.text).toContain('Hello from GET /y?z=1');
+      const bare = await raw(
+        url,
+        `GET http://${host.toUpperCase()} HTTP/1.1\r\nHost: ${host}\r\nAuthorization: Bearer ${await idToken(url)}\r\n\r\n`,
+      );
+      expect(bare.text).toContain('Hello from GET /');
+      // A Host header naming another host than the target is not this host either.
+      expect((await raw(url, `GET http://${host}/ HTTP/1.1\r\nHost: other.example\r\n\r\n`)).status).toBe(400);
+    });
+
+    it('answers 400 to a repeated Host, and drops the headers Connection names, both ways', async () => {
+      const { url, lines } = await front({ invokerIamDisabled: true });
+      expect((await raw(url, 'GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n')).status).toBe(400);
+      expect(lines[0]).toContain('the request has 2 Host headers');
+      expect(backend.seen).toEqual([]);
+      const res = await raw(url, 'GET /named-hop HTTP/1.1\r\nHost: a\r\nX-Hop: 1\r\nX-Mine: 2\r\nConnection: keep-alive, X-Hop\r\n\r\n');
+      expect(res.status).toBe(200);
+      expect(backend.seen[0]!['x-hop']).toBeUndefined();
+      expect(backend.seen[0]!['x-mine']).toBe('2');
+      expect(res.text.toLowerCase()).toContain('x-kept: yes');
+      expect(res.text.toLowerCase()).not.toContain('x-internal');
+    });
+
+    it('decides before 100 Continue: a refused client is never asked for its body', async () => {
+      const { url } = await front();
+      const refused = await raw(url, 'POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n');
+      expect(refused.status).toBe(403);
+      expect(refused.text).not.toContain('100 Continue');
+      const token = await idToken(url);
+      const text = await new Promise<string>((resolve, reject) => {
+        const socket = connect(Number(new URL(url).port), '127.0.0.1');
+        let seen = '';
+        socket.on('data', (chunk) => {
+          seen += chunk;
+          if (seen === 'HTTP/1.1 100 Continue\r\n\r\n') socket.write('hello');
+        });
+        socket.once('error', reject);
+        socket.once('close', () => resolve(seen));
+        socket.write(
+          `POST / HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer ${token}\r\nExpect: 100-continue\r\nContent-Length: 5\r\nConnection: close\r\n\r\n`,
+        );
+      });
+      expect(text.startsWith('HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK')).toBe(true);
+      expect(text).toContain('Got hello');
+    });
+
+    it('cuts off a client that sends its headers too slowly (408), within seconds', async () => {
+      const { url } = await front({ invokerIamDisabled: true });
+      expect(HEADERS_TIMEOUT_MS).toBeLessThanOrEqual(10_000);
+      const text = await new Promise<string>((resolve) => {
+        const socket = connect(Number(new URL(url).port), '127.0.0.1');
+        let seen = '';
+        socket.on('data', (chunk) => (seen += chunk));
+        socket.once('close', () => resolve(seen));
+        socket.write('GET / HTTP/1.1\r\nHost: a\r\nX-Slow: ');
+      });
+      expect(text).toMatch(/^HTTP\/1\.1 408 Request Timeout/);
+      expect(backend.seen).toEqual([]);
+    });
+
+    it('refuses a WebSocket upgrade with 501 once the IAM check has passed, and 403 before', async () => {
+      const { url, lines } = await front();
+      const upgrade =
+        'Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n';
+      expect((await raw(url, `GET /ws HTTP/1.1\r\nHost: a\r\n${upgrade}\r\n`)).status).toBe(403);
+      const res = await raw(url, `GET /ws HTTP/1.1\r\nHost: a\r\n${upgrade}Authorization: Bearer ${await idToken(url)}\r\n\r\n`);
+      expect(res.status).toBe(501);
+      expect(res.text).toContain('does not proxy protocol upgrades (WebSocket)');
+      expect(JSON.parse(lines[1]!)).toMatchObject({ rule: 'upgrade', status: 501 });
+      expect(lines[1]).toContain('asks to upgrade to websocket: this local front does not proxy protocol upgrades');
+      expect(backend.seen).toEqual([]);
+    });
+
+    it('keeps serving through a barrage of hostile targets and clients that vanish', async () => {
+      const rejections: unknown[] = [];
+      const onRejection = (reason: unknown) => rejections.push(reason);
+      process.on('unhandledRejection', onRejection);
+      try {
+        const { url } = await front({ timeoutSeconds: 5 });
+        const port = Number(new URL(url).port);
+        const token = await idToken(url);
+        /** Writes a request and goes away without waiting, after `afterMs`. */
+        const vanish = (request: string, afterMs: number) =>
+          new Promise<void>((resolve) => {
+            const socket = connect(port, '127.0.0.1');
+            socket.on('error', () => undefined);
+            socket.once('close', () => resolve());
+            socket.write(request, () => setTimeout(() => socket.destroy(), afterMs));
+          });
+        const auth = `Authorization: Bearer ${token}\r\n`;
+        const hostile = ['//', '///', 'http://[::1', `//127.0.0.1:${other.port}`, '/\\x', '*', 'http://a/', `/${'a'.repeat(8000)}`];
+        const rounds: Promise<unknown>[] = [];
+        for (let round = 0; round < 10; round += 1) {
+          for (const target of hostile) {
+            rounds.push(raw(url, `GET ${target} HTTP/1.1\r\nHost: a\r\n${auth}\r\n`));
+            rounds.push(vanish(`GET ${target} HTTP/1.1\r\nHost: a\r\n${auth}\r\n`, 0));
+          }
+          rounds.push(vanish(`GET /slow HTTP/1.1\r\nHost: a\r\n${auth}\r\n`, 20));
+          rounds.push(vanish(`POST / HTTP/1.1\r\nHost: a\r\n${auth}Content-Length: 100\r\n\r\nhalf`, 5));
+          rounds.push(vanish(`GET / HTTP/1.1\r\nHost: a\r\n${auth}\r\n`, 0));
+          rounds.push(vanish('GET / HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer x\r\n\r\n', 0));
+          rounds.push(vanish('GET / HTTP/1.1\r\nHost', 0));
+          rounds.push(vanish('\x00\x01garbage\r\n\r\n', 0));
+        }
+        await Promise.all(rounds);
+        expect((await get(`${url}/`, { Authorization: `Bearer ${token}` })).status).toBe(200);
+        expect(rejections).toEqual([]);
+        expect(other.connections).toBe(0);
+      } finally {
+        process.off('unhandledRejection', onRejection);
+      }
+    });
+
+    it('answers 500 to a policy file caught half-written, then serves again', async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'policy-'));
+      try {
+        const path = join(dir, 'receiving.yaml');
+        writeFileSync(path, 'bindings:\n- role: roles/run.invoker\n  members: [serviceAccount:');
+        const file = new PolicyFile(path);
+        const { url } = await front({}, () => [file.current()]);
+        const token = await idToken(url);
+        expect((await get(`${url}/`, { Authorization: `Bearer ${token}` })).status).toBe(500);
+        writePolicyFile(path, invokers(`serviceAccount:${CALLER}`));
+        expect((await get(`${url}/`, { Authorization: `Bearer ${token}` })).status).toBe(200);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  });
+
+  describe('the claims Google always mints, as receiving checks them', () => {
+    it.each([
+      ['no exp', { exp: undefined }, 'fails its exp claim: missing required \\"exp\\" claim'],
+      ['no iat', { iat: undefined }, 'fails its iat claim: missing required \\"iat\\" claim'],
+      ['a ten-year lifetime', { exp: nowS() + 10 * 365 * 86400 }, "fails Google's ID token rules: token is valid for more than a day"],
+      ['an iat two days ago', { iat: nowS() - 2 * 86400 }, 'was issued more than a day ago (iat)'],
+      ['a list of audiences', 'list', "fails Google's ID token rules: token audience must be one string, not a list"],
+      ['no subject', { sub: undefined }, "fails Google's ID token rules: token has no subject"],
+    ])('refuses a token with %s with 401 and says so', async (_what, overrides, reason) => {
+      const { url, lines } = await front();
+      const claims = claimsFor(emulator, url, overrides === 'list' ? { aud: [url, 'https://other.example'] } : (overrides as JWTPayload));
+      const res = await get(`${url}/`, { Authorization: `Bearer ${await signed(claims)}` });
+      expect(res.status).toBe(401);
+      expect(lines[0]).toContain(reason);
+      expect(backend.seen).toEqual([]);
+    });
+
+    it('admits the gcloud CLI’s own ID token (its OAuth client as audience), signature removed', async () => {
+      const { url } = await front();
+      const token = await idToken(GCLOUD_CLIENT_ID);
+      const res = await get(`${url}/`, { Authorization: `Bearer ${token}` });
+      expect(res.status).toBe(200);
+      expect(backend.seen[0]!.authorization).toBe(`Bearer ${token.split('.').slice(0, 2).join('.')}.SIGNATURE_REMOVED_BY_GOOGLE`);
+      // Another OAuth client's id (ADC's, say) is not the gcloud CLI's.
+      const adc = await idToken('764086051850-6qr4p6gpi6hn506pt8ejuq83di341hur.apps.googleusercontent.com');
+      expect((await get(`${url}/`, { Authorization: `Bearer ${adc}` })).status).toBe(401);
+    });
+  });
+
+  describe('refusal logs a person can trust', () => {
+    it('writes one JSON object with unique keys: the rule, the status, the reason', async () => {
+      const { url, lines } = await front();
+      await get(`${url}/p`);
+      const [line] = lines;
+      const keys = [...line!.matchAll(/"([^"]+)":/g)].map((m) => m[1]);
+      expect(keys.filter((key, i) => keys.indexOf(key) !== i)).toEqual([]);
+      expect(JSON.parse(line!)).toMatchObject({ rule: 'token-missing', status: 403, method: 'GET', path: '/p' });
+      expect(JSON.parse(line!).reason).toContain('the request has no token');
+    });
+
+    it('shows an attacker’s audience, issuer and path cut short, and any token in them as [token]', async () => {
+      const { url, lines } = await front();
+      const planted = await idToken('https://planted.example');
+      const aud = `${'a'.repeat(5000)} ${planted}`;
+      await get(`${url}/`, { Authorization: `Bearer ${await signed(claimsFor(emulator, url, { aud }))}` });
+      await get(`${url}/`, {
+        Authorization: `Bearer ${await signed(claimsFor(emulator, url, { iss: `x ${planted} ${'i'.repeat(5000)}` }))}`,
+      });
+      await get(`${url}/${'p'.repeat(3000)}`);
+      for (const line of lines) {
+        expect(line.length).toBeLessThan(1500);
+        for (const part of planted.split('.')) expect(line).not.toContain(part);
+      }
+      expect(lines[0]).toContain(`aud is \\"${'a'.repeat(199)}…`);
+      expect(lines[1]).toContain('iss is \\"x [token] iii');
+      expect(lines[2]).toContain(`/${'p'.repeat(199)}…`);
+    });
+
+    it('cuts text at 200 characters and redacts before it cuts', () => {
+      expect(shown('a'.repeat(200))).toBe('a'.repeat(200));
+      expect(shown('a'.repeat(201))).toBe(`${'a'.repeat(200)}…`);
+      const token = `eyJhbGciOiJSUzI1NiJ9.${'e'.repeat(300)}.sig`;
+      expect(shown(`/${token}`)).toBe('/[token]');
+    });
   });
 });
