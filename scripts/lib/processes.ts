@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { createInterface } from 'node:readline';
 import { basename, join } from 'node:path';
@@ -75,6 +76,17 @@ export interface StartOptions {
   wrap?: readonly string[];
 }
 
+/**
+ * What makes a child die with this process, however this process dies (SIGKILL included): on
+ * Linux, util-linux's setpriv asks the kernel for SIGKILL at the parent's death (PR_SET_PDEATHSIG),
+ * then runs the command in its own place, so the child keeps its pid. Where there is no setpriv
+ * (not Linux), nothing: a child outlives a parent that dies without stopping it.
+ */
+const DIE_WITH_PARENT: readonly string[] = ['/usr/bin/setpriv', '/bin/setpriv']
+  .filter((path) => existsSync(path))
+  .slice(0, 1)
+  .flatMap((path) => [path, '--pdeathsig', 'KILL', '--']);
+
 export function startService(name: ServiceName, options: StartOptions): Promise<ServiceProcess> {
   return startProcess(name, nodeArgsOf(name), options);
 }
@@ -82,7 +94,7 @@ export function startService(name: ServiceName, options: StartOptions): Promise<
 /** Any node script (its path, or node's arguments) as a service process (the benchmark's baselines). */
 export async function startProcess(name: string, entry: string | string[], options: StartOptions): Promise<ServiceProcess> {
   const spawnedAt = performance.now();
-  const command = [...(options.wrap ?? []), process.execPath, ...(typeof entry === 'string' ? [entry] : entry)];
+  const command = [...DIE_WITH_PARENT, ...(options.wrap ?? []), process.execPath, ...(typeof entry === 'string' ? [entry] : entry)];
   const child = spawn(command[0]!, command.slice(1), {
     env: { ...cleanEnv(options.env), PORT: String(options.port), HOST: '127.0.0.1' },
     stdio: ['ignore', 'pipe', 'pipe'],

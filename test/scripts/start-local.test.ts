@@ -26,42 +26,51 @@ const childrenOf = (parent: number): string[] =>
       }
     });
 
+/** Whether a process runs (a zombie, dead but not yet reaped by its new parent, does not). */
 const isAlive = (pid: number): boolean => {
   try {
-    process.kill(pid, 0);
-    return true;
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
   } catch {
     return false;
   }
 };
 
+type Ports = { calling: number; receiving: number; metadata: number };
+
+/** The launcher as `npm start` runs it, on the given ports; resolves once it says the chain is up. */
+async function launch(ports: Ports, stateDir: string) {
+  const child = spawn(process.execPath, [launcher], {
+    env: {
+      ...process.env,
+      CALLING_PORT: String(ports.calling),
+      RECEIVING_PORT: String(ports.receiving),
+      METADATA_PORT: String(ports.metadata),
+      LOCAL_STATE_DIR: stateDir,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let text = '';
+  child.stdout.on('data', (chunk) => (text += chunk));
+  child.stderr.on('data', (chunk) => (text += chunk));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+  const deadline = Date.now() + 20_000;
+  while (!text.includes('Ctrl-C stops them all') && child.exitCode === null && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return { child, output: () => text, exited };
+}
+
 describe('npm start (the built launcher, as a real process)', () => {
   it('starts each service from deploy/ behind its Cloud Run front, serves the chain, and Ctrl-C stops them all', async () => {
     const ports = { calling: await freePort(), receiving: await freePort(), metadata: await freePort() };
     const stateDir = mkdtempSync(join(tmpdir(), 'start-'));
-    const child = spawn(process.execPath, [launcher], {
-      env: {
-        ...process.env,
-        CALLING_PORT: String(ports.calling),
-        RECEIVING_PORT: String(ports.receiving),
-        METADATA_PORT: String(ports.metadata),
-        LOCAL_STATE_DIR: stateDir,
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    child.stdout.on('data', (chunk) => (output += chunk));
-    child.stderr.on('data', (chunk) => (output += chunk));
-    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+    const { child, output, exited } = await launch(ports, stateDir);
     let pids: number[] = [];
     try {
-      const deadline = Date.now() + 20_000;
-      while (!output.includes('Ctrl-C stops them all') && Date.now() < deadline) {
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
       const services = childrenOf(child.pid!);
       pids = services.map((line) => Number.parseInt(line, 10));
-      expect(output).toContain(`curl http://127.0.0.1:${ports.calling}`);
+      expect(output()).toContain(`curl http://127.0.0.1:${ports.calling}`);
       expect(services.map((line) => line.match(/(?:bundle|local)\/([a-z-]+)\/main\.m?js/)?.[1]).sort()).toEqual([
         'calling',
         'metadata-emulator',
@@ -69,7 +78,7 @@ describe('npm start (the built launcher, as a real process)', () => {
         'receiving',
       ]);
       // Each service has its own metadata server reporting its own account; both sign with one key set.
-      const receivingMetadata = /receiving has its own, reporting its account, at (http:\/\/127\.0\.0\.1:\d+)/.exec(output)![1]!;
+      const receivingMetadata = /receiving has its own, reporting its account, at (http:\/\/127\.0\.0\.1:\d+)/.exec(output())![1]!;
       const ask = async (base: string, path: string) =>
         (await fetch(`${base}/computeMetadata/v1/${path}`, { headers: { 'Metadata-Flavor': 'Google' } })).text();
       const callingMetadata = `http://127.0.0.1:${ports.metadata}`;
@@ -90,13 +99,13 @@ describe('npm start (the built launcher, as a real process)', () => {
       const direct = await fetch(`http://127.0.0.1:${ports.receiving}/`);
       expect(direct.status).toBe(403);
       expect(await direct.text()).toContain('Your client does not have permission to get URL <code>/</code> from this server.');
-      // The front's log line reaches the launcher's output a moment after the answer.
-      for (let i = 0; i < 100 && !output.includes('receiving front refused GET / with 403'); i += 1)
+      // The front's log line reaches the launcher's output() a moment after the answer.
+      for (let i = 0; i < 100 && !output().includes('receiving front refused GET / with 403'); i += 1)
         await new Promise((r) => setTimeout(r, 20));
-      expect(output).toContain('receiving front refused GET / with 403');
+      expect(output()).toContain('receiving front refused GET / with 403');
       // receiving runs as deployed: TOKEN_CHECK=platform, its own account, from deploy/receiving.yaml.
-      expect(output).toContain('TOKEN_CHECK=platform, runs as cloudrun-receiving-sa@local-project.iam.gserviceaccount.com');
-      expect(output).toContain('runs as cloudrun-authenticated-sa@local-project.iam.gserviceaccount.com');
+      expect(output()).toContain('TOKEN_CHECK=platform, runs as cloudrun-receiving-sa@local-project.iam.gserviceaccount.com');
+      expect(output()).toContain('runs as cloudrun-authenticated-sa@local-project.iam.gserviceaccount.com');
 
       // A token the emulator minted for another audience: Cloud Run's 401.
       const foreign = await (
@@ -139,7 +148,7 @@ describe('npm start (the built launcher, as a real process)', () => {
 
       child.kill('SIGINT');
       expect(await exited).toBe(0);
-      expect(output).toContain('all services stopped');
+      expect(output()).toContain('all services stopped');
       expect(pids.filter(isAlive)).toEqual([]);
       for (const port of Object.values(ports)) {
         await expect(fetch(`http://127.0.0.1:${port}/`)).rejects.toThrow();
@@ -147,6 +156,33 @@ describe('npm start (the built launcher, as a real process)', () => {
     } finally {
       // Should the test fail midway, leave nothing running.
       if (child.exitCode === null) child.kill('SIGKILL');
+      pids.filter(isAlive).forEach((pid) => process.kill(pid, 'SIGKILL'));
+      rmSync(stateDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('npm start killed outright', () => {
+  it('takes every process it started with it, SIGKILL included: no orphan keeps a port', async () => {
+    const ports = { calling: await freePort(), receiving: await freePort(), metadata: await freePort() };
+    const stateDir = mkdtempSync(join(tmpdir(), 'start-'));
+    const { child, output, exited } = await launch(ports, stateDir);
+    let pids: number[] = [];
+    try {
+      expect(output()).toContain('Ctrl-C stops them all');
+      pids = childrenOf(child.pid!).map((line) => Number.parseInt(line, 10));
+      expect(pids).toHaveLength(4);
+      expect((await fetch(`http://127.0.0.1:${ports.calling}/`)).status).toBe(200);
+      child.kill('SIGKILL');
+      expect(await exited).toBeNull();
+      for (let i = 0; i < 100 && pids.some(isAlive); i += 1) await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(pids.filter(isAlive)).toEqual([]);
+      // The metadata emulator's port is free again (the fronts died with the launcher itself).
+      await new Promise<void>((resolve, reject) => {
+        const probe = createServer().once('error', reject);
+        probe.listen(ports.metadata, '127.0.0.1', () => probe.close(() => resolve()));
+      });
+    } finally {
       pids.filter(isAlive).forEach((pid) => process.kill(pid, 'SIGKILL'));
       rmSync(stateDir, { recursive: true, force: true });
     }
