@@ -73,12 +73,15 @@ export function createCloudRunFront(options: FrontOptions): Server {
     // allUsers holding an invoker role on the service (the first policy; the project's follows): public, no check.
     const [own] = policies;
     if (own !== undefined && isPublic(own)) return { admit: true };
-    // Cloud Run checks X-Serverless-Authorization when present, else Authorization. A header with
-    // nothing in it counts as absent.
-    const sent = (name: TokenHeader) => String(req.headers[name] ?? '').trim() !== '';
-    const header: TokenHeader = sent('x-serverless-authorization') ? 'x-serverless-authorization' : 'authorization';
+    // Cloud Run checks X-Serverless-Authorization when present, else Authorization.
+    const header: TokenHeader = req.headers['x-serverless-authorization'] !== undefined ? 'x-serverless-authorization' : 'authorization';
     const name = header === 'authorization' ? 'Authorization' : 'X-Serverless-Authorization';
-    if (!sent(header)) {
+    const unusable = (reason: string): Verdict => ({ admit: false, status: 401, rule: 'token-invalid', reason });
+    // Counted before anything else: Node keeps only the first Authorization, which may be empty.
+    const copies = copiesOf(req, header);
+    if (copies > 1) return unusable(`the request has ${copies} ${name} headers: send one`);
+    const value = String(req.headers[header] ?? '');
+    if (value === '') {
       return {
         admit: false,
         status: 403,
@@ -86,14 +89,11 @@ export function createCloudRunFront(options: FrontOptions): Server {
         reason: `the request has no token: ${service.name} is private (the invoker IAM check is on) and wants a Google-signed ID token in Authorization: Bearer`,
       };
     }
-    const unusable = (reason: string): Verdict => ({ admit: false, status: 401, rule: 'token-invalid', reason });
-    const copies = req.rawHeaders.filter((raw, i) => i % 2 === 0 && raw.toLowerCase() === header).length;
-    if (copies > 1) return unusable(`the request has ${copies} ${name} headers: send one`);
-    const value = String(req.headers[header]);
-    if (value.split(/[\s,]+/).filter((part) => part.split('.').length === 3).length > 1) {
+    if (value.split(/[\s,]/).filter((part) => part.split('.').length === 3).length > 1) {
       return unusable(`the ${name} header holds several JWTs: send one ID token`);
     }
-    const token = /^bearer[ \t]+(\S+)[ \t]*$/i.exec(value)?.[1];
+    // Node has stripped the blanks around the value.
+    const token = /^bearer[ \t]+(\S+)$/i.exec(value)?.[1];
     if (token === undefined) return unusable(`the ${name} header is not "Bearer <ID token>"`);
     let claims: JWTPayload;
     try {
@@ -103,6 +103,10 @@ export function createCloudRunFront(options: FrontOptions): Server {
     }
     if (typeof claims.email !== 'string' || claims.email === '') {
       return unusable(`the ${name} token has no email claim: not an ID token of a service account or user`);
+    }
+    // Google has sent email_verified both as a boolean and as the string "true".
+    if (claims.email_verified !== true && claims.email_verified !== 'true') {
+      return unusable(`the ${name} token's email is not verified (email_verified): IAM cannot take it for ${shown(claims.email)}`);
     }
     if (!mayInvoke(policies, claims.email)) {
       const email = shown(claims.email);
@@ -119,29 +123,27 @@ export function createCloudRunFront(options: FrontOptions): Server {
   }
 
   async function serve(req: IncomingMessage, res: ServerResponse, path: string, expectsContinue: boolean): Promise<void> {
-    // Read before anything is awaited: a client that has gone meanwhile has no address.
-    const client = req.socket.remoteAddress;
     const route = routeOf(req);
-    const verdict: Verdict = typeof route === 'string' ? await check(req) : route;
-    if (client === undefined || req.socket.destroyed) return void res.destroy();
+    let verdict: Verdict = typeof route === 'string' ? await check(req) : route;
+    // The client went while the check ran: nothing to answer, nothing to forward.
+    if (req.socket.destroyed) return void res.destroy();
     if (verdict.admit && req.headers.upgrade !== undefined) {
-      refused(req, res, path, {
+      verdict = {
         admit: false,
         status: 501,
         rule: 'upgrade',
         reason: `the request asks to upgrade to ${shown(req.headers.upgrade)}: this local front does not proxy protocol upgrades such as WebSocket (Cloud Run does, after the IAM check)`,
-      });
-    } else if (!verdict.admit) {
-      refused(req, res, path, verdict);
-    } else {
-      if (expectsContinue) res.writeContinue();
-      forward(req, res, route as string, verdict.checked, client, path);
+      };
     }
+    if (!verdict.admit) return refused(req, res, path, verdict);
+    if (expectsContinue) res.writeContinue();
+    // A socket still open has its peer's address.
+    forward(req, res, route as string, verdict.checked, req.socket.remoteAddress!, path);
   }
 
   /** The path and query to ask the container for, or why the request target cannot be served. */
   function routeOf(req: IncomingMessage): string | Verdict {
-    const hosts = req.rawHeaders.filter((raw, i) => i % 2 === 0 && raw.toLowerCase() === 'host').length;
+    const hosts = copiesOf(req, 'host');
     const bad = (reason: string): Verdict => ({ admit: false, status: 400, rule: 'bad-request', reason });
     if (hosts > 1) return bad(`the request has ${hosts} Host headers`);
     const target = req.url!;
@@ -156,7 +158,7 @@ export function createCloudRunFront(options: FrontOptions): Server {
     } catch {
       return bad(`the request target ${shown(target)} is neither a path nor an absolute URL`);
     }
-    if (!/^https?:$/.test(url.protocol) || url.host !== host.host) {
+    if (!['http:', 'https:'].includes(url.protocol) || url.host !== host.host) {
       return bad(`the request target ${shown(target)} names another host than this service (${shown(host.host)})`);
     }
     return `${url.pathname}${url.search}`;
@@ -211,8 +213,11 @@ export function createCloudRunFront(options: FrontOptions): Server {
       upstream.destroy();
     }, service.timeoutSeconds * 1000);
     timer.unref();
+    let clientGone = false;
     upstream.once('error', (err: NodeJS.ErrnoException) => {
       clearTimeout(timer);
+      // The client went first and the front cut the container's request: nothing to answer or blame.
+      if (clientGone) return;
       if (res.headersSent) return void res.destroy();
       logger.error(
         { rule: 'container-unreachable', status: 503, code: err.code },
@@ -224,7 +229,9 @@ export function createCloudRunFront(options: FrontOptions): Server {
     });
     res.once('close', () => {
       clearTimeout(timer);
-      if (!res.writableEnded) upstream.destroy();
+      if (res.writableEnded) return;
+      clientGone = true;
+      upstream.destroy();
     });
     req.pipe(upstream);
   }
@@ -260,12 +267,20 @@ export function createCloudRunFront(options: FrontOptions): Server {
       `${service.name} front refused CONNECT ${shown(req.url!)} with 400: the front is not a forward proxy`,
     );
     const body = page(400, 'Bad Request', 'Your client has issued a malformed or illegal request.');
+    // Closed outright once written: a CONNECT socket has left Node's parser and its timeouts, and
+    // a client that never closes its side would otherwise hold it open for good.
     socket.end(
       `HTTP/1.1 400 Bad Request\r\ncontent-type: text/html; charset=UTF-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
         `connection: close\r\n\r\n${body}`,
+      () => socket.destroy(),
     );
   });
   return server;
+}
+
+/** How many times the request carries a header (Node keeps only the first of some, such as Authorization). */
+function copiesOf(req: IncomingMessage, name: string): number {
+  return req.rawHeaders.filter((raw, i) => i % 2 === 0 && raw.toLowerCase() === name).length;
 }
 
 /** The headers without hop-by-hop ones, those the Connection header names included. */
@@ -320,15 +335,16 @@ function whyInvalid(err: unknown, token: string, audiences: readonly string[], n
     if (err.claim === 'iss' && err.reason === 'check_failed') {
       return `iss is ${shown(JSON.stringify(claims.iss))}, not Google's (${GOOGLE_ISSUERS[0]})`;
     }
-    return `${where} fails its ${err.claim} claim: ${err.message}`;
+    return `${where} fails its ${err.claim} claim: ${shown(err.message)}`;
   }
   if (err instanceof errors.JWKSNoMatchingKey) return `${where} is signed with a key that is not one of Google's (kid unknown)`;
   if (err instanceof errors.JWSSignatureVerificationFailed) return `${where}'s signature does not verify with Google's keys`;
   if (err instanceof errors.JOSEAlgNotAllowed) return `${where} is not RS256, as Google's ID tokens are`;
   if (err instanceof errors.JWKSTimeout || !(err instanceof errors.JOSEError)) {
-    return `Google's keys could not be fetched to check ${where}: ${(err as Error).message}`;
+    return `Google's keys could not be fetched to check ${where}: ${shown((err as Error).message)}`;
   }
-  return `${where} does not verify: ${err.message}`;
+  // jose's own words can quote the token's header (an unknown crit name, say): shown, never whole.
+  return `${where} does not verify: ${shown(err.message)}`;
 }
 
 /** Cloud Run's answers: HTML pages of the shape Google's front end sends. */

@@ -10,7 +10,7 @@ import { PolicyFile, addBinding, removeBinding, writePolicyFile, type Policy } f
 import type { ServiceManifest } from '../../../local/cloud-run-front/service.js';
 import { capturingLogger } from '../../helpers/logs.js';
 import { nowS, startEmulator, type RunningEmulator } from '../../helpers/servers.js';
-import { claimsFor } from '../../helpers/tokens.js';
+import { b64url, claimsFor } from '../../helpers/tokens.js';
 
 const CALLER = 'cloudrun-authenticated-sa@local-project.iam.gserviceaccount.com';
 const OTHER = 'someone-else@local-project.iam.gserviceaccount.com';
@@ -121,7 +121,7 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
     });
     await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
     fronts.push(server);
-    return { url, lines };
+    return { url, lines, server };
   }
 
   /** An ID token from the emulator itself, as calling gets one. */
@@ -205,14 +205,20 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
     expect(backend.seen).toEqual([]);
   });
 
-  it('takes an empty token header for none (403), and falls back to Authorization past an empty X-Serverless-Authorization', async () => {
+  it('takes an empty token header for no token (403), an empty X-Serverless-Authorization too', async () => {
     const { url, lines } = await front();
-    for (const value of ['', '  '])
+    for (const value of ['', '  ']) {
       expect((await raw(url, `GET / HTTP/1.1\r\nHost: x\r\nAuthorization:${value}\r\n\r\n`)).status).toBe(403);
+    }
     expect(JSON.parse(lines[0]!)).toMatchObject({ rule: 'token-missing', status: 403 });
+    // X-Serverless-Authorization is there, so it alone is checked, and it holds nothing.
     const token = await idToken(url);
     const res = await raw(url, `GET / HTTP/1.1\r\nHost: x\r\nX-Serverless-Authorization: \r\nAuthorization: Bearer ${token}\r\n\r\n`);
-    expect(res.status).toBe(200);
+    expect(res.status).toBe(403);
+    // A no-break space is no HTTP blank: a header holding one is there, and is no Bearer token.
+    const nbsp = await raw(url, `GET / HTTP/1.1\r\nHost: x\r\nX-Serverless-Authorization: \xa0\r\nAuthorization: Bearer ${token}\r\n\r\n`);
+    expect(nbsp.status).toBe(401);
+    expect(backend.seen).toEqual([]);
   });
 
   it('answers 401 to several tokens: a header sent twice, or two JWTs in one', async () => {
@@ -225,8 +231,12 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
       );
       expect({ header, status: res.status }).toEqual({ header, status: 401 });
     }
+    // Node keeps only the first Authorization: an empty one first must not hide the second.
+    expect((await raw(url, `GET / HTTP/1.1\r\nHost: x\r\nAuthorization:\r\nAuthorization: Bearer ${token}\r\n\r\n`)).status).toBe(401);
     expect(lines[0]).toContain('the request has 2 Authorization headers: send one');
     expect(lines[1]).toContain('the request has 2 X-Serverless-Authorization headers: send one');
+    expect(lines[2]).toContain('the request has 2 Authorization headers: send one');
+    lines.splice(2, 1);
     for (const value of [`Bearer ${token} ${token}`, `Bearer ${token},${token}`, `Bearer ${token}, Bearer ${token}`]) {
       expect((await get(`${url}/`, { Authorization: value })).status).toBe(401);
     }
@@ -594,7 +604,7 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
   });
 
   it('ends the container’s request when the client goes away', async () => {
-    const { url } = await front({ invokerIamDisabled: true });
+    const { url, lines } = await front({ invokerIamDisabled: true });
     const aborted = new AbortController();
     const pending = fetch(`${url}/slow`, { signal: aborted.signal }).catch(() => 'aborted');
     await new Promise((resolve) => setTimeout(resolve, 200));
@@ -602,6 +612,9 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
     expect(await pending).toBe('aborted');
     for (let i = 0; i < 50 && backend.closedEarly.length === 0; i += 1) await new Promise((resolve) => setTimeout(resolve, 20));
     expect(backend.closedEarly).toEqual(['/slow']);
+    // The container did nothing wrong: no 503, no line blaming it.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(lines).toEqual([]);
   });
   it('names the claim a token fails, a header jose cannot read, and a header it does not support', async () => {
     const { url, lines } = await front();
@@ -684,6 +697,9 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
         );
         expect({ target, status: res.status }).toEqual({ target, status: 400 });
         expect(res.text).toContain('<title>400 Bad Request</title>');
+        expect(res.text).toContain('Your client has issued a malformed or illegal request.');
+        expect(res.text.toLowerCase()).toContain('content-type: text/html; charset=utf-8');
+        expect(res.text.toLowerCase()).toContain('connection: close');
       }
       expect(lines.map((line) => JSON.parse(line) as { rule: string }).every((l) => l.rule === 'bad-request')).toBe(true);
       expect(lines[0]).toContain(`names another host than this service (127.0.0.1:${new URL(url).port})`);
@@ -692,9 +708,54 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
       expect((await raw(url, 'GET x HTTP/1.1\r\nHost: a\r\n\r\n')).status).toBe(400);
       const connect = await raw(url, `CONNECT 127.0.0.1:${o} HTTP/1.1\r\nHost: 127.0.0.1:${o}\r\n\r\n`);
       expect(connect.status).toBe(400);
+      expect(connect.text).toContain('<title>400 Bad Request</title>');
+      expect(connect.text).toContain('Your client has issued a malformed or illegal request.');
+      expect(JSON.parse(lines.at(-1)!)).toMatchObject({ rule: 'bad-request', status: 400, method: 'CONNECT', path: `127.0.0.1:${o}` });
       expect(lines.at(-1)).toContain(`refused CONNECT 127.0.0.1:${o} with 400: the front is not a forward proxy`);
       expect(backend.seen).toEqual([]);
       expect(other.connections).toBe(0);
+    });
+
+    it('counts headers by name only: a value that spells a header name is no second copy', async () => {
+      const { url } = await front();
+      const token = await idToken(url);
+      const res = await raw(url, `GET / HTTP/1.1\r\nHost: a\r\nX-A: authorization\r\nX-B: host\r\nAuthorization: Bearer ${token}\r\n\r\n`);
+      expect(res.status).toBe(200);
+    });
+
+    it('drops quietly a request whose client left while the check ran: nothing forwarded, nothing logged', async () => {
+      // A new front fetches Google's keys for its first token: the check takes a round trip.
+      const { url, lines } = await front();
+      const token = await idToken(url);
+      await new Promise<void>((resolve) => {
+        const socket = connect(Number(new URL(url).port), '127.0.0.1');
+        socket.on('error', () => undefined);
+        socket.once('close', () => resolve());
+        socket.write(`GET / HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer ${token}\r\n\r\n`, () => socket.destroy());
+      });
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(lines).toEqual([]);
+      expect(backend.seen).toEqual([]);
+      expect((await get(`${url}/`, { Authorization: `Bearer ${token}` })).status).toBe(200);
+    });
+
+    it('closes a CONNECT connection after its 400, even when the client keeps its side open', async () => {
+      const { url, server } = await front();
+      const socket = connect({ port: Number(new URL(url).port), host: '127.0.0.1', allowHalfOpen: true });
+      socket.on('error', () => undefined);
+      let text = '';
+      socket.on('data', (chunk) => (text += chunk));
+      const ended = new Promise((resolve) => socket.once('end', resolve));
+      socket.write(`CONNECT 127.0.0.1:${other.port} HTTP/1.1\r\nHost: 127.0.0.1:${other.port}\r\n\r\n`);
+      try {
+        await ended;
+        expect(text).toMatch(/^HTTP\/1\.1 400 Bad Request/);
+        const open = () => new Promise<number>((resolve) => server.getConnections((_err, count) => resolve(count)));
+        for (let i = 0; i < 50 && (await open()) > 0; i += 1) await new Promise((resolve) => setTimeout(resolve, 20));
+        expect(await open()).toBe(0);
+      } finally {
+        socket.destroy();
+      }
     });
 
     it('serves an absolute-form target for its own host as its path and query', async () => {
@@ -711,6 +772,17 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
         `GET http://${host.toUpperCase()} HTTP/1.1\r\nHost: ${host}\r\nAuthorization: Bearer ${await idToken(url)}\r\n\r\n`,
       );
       expect(bare.text).toContain('Hello from GET /');
+      const https = await raw(
+        url,
+        `GET https://${host}/s HTTP/1.1\r\nHost: ${host}\r\nAuthorization: Bearer ${await idToken(url)}\r\n\r\n`,
+      );
+      expect(https.text).toContain('Hello from GET /s');
+      for (const scheme of ['xhttp', 'ws', 'ftp']) {
+        expect({ scheme, status: (await raw(url, `GET ${scheme}://${host}/ HTTP/1.1\r\nHost: ${host}\r\n\r\n`)).status }).toEqual({
+          scheme,
+          status: 400,
+        });
+      }
       // A Host header naming another host than the target is not this host either.
       expect((await raw(url, `GET http://${host}/ HTTP/1.1\r\nHost: other.example\r\n\r\n`)).status).toBe(400);
     });
@@ -752,8 +824,11 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
     });
 
     it('cuts off a client that sends its headers too slowly (408), within seconds', async () => {
-      const { url } = await front({ invokerIamDisabled: true });
+      const { url, server } = await front({ invokerIamDisabled: true });
       expect(HEADERS_TIMEOUT_MS).toBeLessThanOrEqual(10_000);
+      expect(server.headersTimeout).toBe(HEADERS_TIMEOUT_MS);
+      // The whole request within the manifest's timeoutSeconds (30 here), as Cloud Run counts it.
+      expect(server.requestTimeout).toBe(30_000);
       const text = await new Promise<string>((resolve) => {
         const socket = connect(Number(new URL(url).port), '127.0.0.1');
         let seen = '';
@@ -772,6 +847,7 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
       expect((await raw(url, `GET /ws HTTP/1.1\r\nHost: a\r\n${upgrade}\r\n`)).status).toBe(403);
       const res = await raw(url, `GET /ws HTTP/1.1\r\nHost: a\r\n${upgrade}Authorization: Bearer ${await idToken(url)}\r\n\r\n`);
       expect(res.status).toBe(501);
+      expect(res.text).toContain('<title>501 Not Implemented</title>');
       expect(res.text).toContain('does not proxy protocol upgrades (WebSocket)');
       expect(JSON.parse(lines[1]!)).toMatchObject({ rule: 'upgrade', status: 501 });
       expect(lines[1]).toContain('asks to upgrade to websocket: this local front does not proxy protocol upgrades');
@@ -843,6 +919,8 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
       ['an iat two days ago', { iat: nowS() - 2 * 86400 }, 'was issued more than a day ago (iat)'],
       ['a list of audiences', 'list', "fails Google's ID token rules: token audience must be one string, not a list"],
       ['no subject', { sub: undefined }, "fails Google's ID token rules: token has no subject"],
+      ['no audience', { aud: undefined }, 'fails its aud claim: missing required \\"aud\\" claim'],
+      ['no issuer', { iss: undefined }, 'fails its iss claim: missing required \\"iss\\" claim'],
     ])('refuses a token with %s with 401 and says so', async (_what, overrides, reason) => {
       const { url, lines } = await front();
       const claims = claimsFor(emulator, url, overrides === 'list' ? { aud: [url, 'https://other.example'] } : (overrides as JWTPayload));
@@ -850,6 +928,20 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
       expect(res.status).toBe(401);
       expect(lines[0]).toContain(reason);
       expect(backend.seen).toEqual([]);
+    });
+
+    it('takes only a verified email (email_verified true, or "true" as Google has also sent it)', async () => {
+      const { url, lines } = await front();
+      for (const [value, status] of [
+        [false, 401],
+        ['false', 401],
+        [undefined, 401],
+        ['true', 200],
+      ] as const) {
+        const token = await signed(claimsFor(emulator, url, { email_verified: value }));
+        expect({ value, status: (await get(`${url}/`, { Authorization: `Bearer ${token}` })).status }).toEqual({ value, status });
+      }
+      expect(lines[0]).toContain(`the Authorization token's email is not verified (email_verified): IAM cannot take it for ${CALLER}`);
     });
 
     it('admits the gcloud CLI’s own ID token (its OAuth client as audience), signature removed', async () => {
@@ -891,6 +983,18 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
       expect(lines[0]).toContain(`aud is \\"${'a'.repeat(199)}…`);
       expect(lines[1]).toContain('iss is \\"x [token] iii');
       expect(lines[2]).toContain(`/${'p'.repeat(199)}…`);
+    });
+
+    it('never quotes jose’s words whole: a token hidden in an unknown crit header is shown as [token]', async () => {
+      const { url, lines } = await front();
+      const inner = await idToken('https://planted.example');
+      const header = b64url({ alg: 'RS256', kid: emulator.key.kid, crit: [inner, 'x'.repeat(1000)] });
+      const token = `${header}.${b64url(claimsFor(emulator, url))}.c2ln`;
+      expect((await get(`${url}/`, { Authorization: `Bearer ${token}` })).status).toBe(401);
+      expect(lines[0]).toContain('the Authorization token does not verify: ');
+      expect(lines[0]).toContain('[token]');
+      for (const part of inner.split('.')) expect(lines[0]).not.toContain(part);
+      expect(lines[0]!.length).toBeLessThan(1000);
     });
 
     it('cuts text at 200 characters and redacts before it cuts', () => {
