@@ -48,7 +48,7 @@ const stages: Stage[] = [
     expected: {
       status: 502,
       contains: ['answered 403', 'calling sent no token (AUTH=none)', 'Fix: set AUTH=id-token'],
-      front: 'the request has no Authorization header',
+      front: 'the request has no token',
     },
     outcome: 'refused',
     why:
