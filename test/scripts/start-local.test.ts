@@ -2,7 +2,7 @@ import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createServer } from 'node:net';
+import { connect as connectTcp, createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { freePort } from '../../scripts/lib/processes.js';
@@ -162,8 +162,18 @@ describe('npm start (the built launcher, as a real process)', () => {
   });
 });
 
-describe('npm start killed outright', () => {
-  it('takes every process it started with it, SIGKILL included: no orphan keeps a port', async () => {
+/** A request written byte for byte on a connection of its own, dropped after `afterMs` or once answered. */
+const hostile = (port: number, request: string, afterMs: number) =>
+  new Promise<void>((resolve) => {
+    const socket = connectTcp(port, '127.0.0.1');
+    socket.on('error', () => undefined);
+    socket.on('data', () => socket.destroy());
+    socket.once('close', () => resolve());
+    socket.write(request, () => setTimeout(() => socket.destroy(), afterMs));
+  });
+
+describe('npm start under attack, then killed outright', () => {
+  it('keeps serving through hostile requests, then takes every process with it on SIGKILL', async () => {
     const ports = { calling: await freePort(), receiving: await freePort(), metadata: await freePort() };
     const stateDir = mkdtempSync(join(tmpdir(), 'start-'));
     const { child, output, exited } = await launch(ports, stateDir);
@@ -172,7 +182,22 @@ describe('npm start killed outright', () => {
       expect(output()).toContain('Ctrl-C stops them all');
       pids = childrenOf(child.pid!).map((line) => Number.parseInt(line, 10));
       expect(pids).toHaveLength(4);
-      expect((await fetch(`http://127.0.0.1:${ports.calling}/`)).status).toBe(200);
+      // Odd targets and clients that vanish, at both fronts (bounded: 10 rounds of 16 requests each).
+      const targets = ['//', '///', 'http://[::1', `//127.0.0.1:${ports.metadata}/`, `http://127.0.0.1:${ports.metadata}/`, '*'];
+      for (let round = 0; round < 10; round += 1) {
+        await Promise.all(
+          [ports.calling, ports.receiving].flatMap((port) => [
+            ...targets.map((target) => hostile(port, `GET ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`, 0)),
+            hostile(port, 'GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer x.y.z\r\n\r\n', 0),
+            hostile(port, 'POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 50\r\n\r\nhalf', 5),
+          ]),
+        );
+      }
+      const chain = await fetch(`http://127.0.0.1:${ports.calling}/`);
+      expect(await chain.text()).toBe('Second service says: Hello World!');
+      expect(child.exitCode).toBeNull();
+      expect(output()).not.toContain('front failed');
+
       child.kill('SIGKILL');
       expect(await exited).toBeNull();
       for (let i = 0; i < 100 && pids.some(isAlive); i += 1) await new Promise((resolve) => setTimeout(resolve, 50));
