@@ -18,6 +18,8 @@ export default {
     'services/shared/error-handler.ts',
     'services/shared/request-log.ts',
     'services/shared/redact-path.ts',
+    'services/shared/google-id-token.ts',
+    'services/shared/iam.ts',
     'services/shared/project-id.ts',
     // The local Cloud Run front door: it decides who gets through, like the code it stands in front of.
     'local/cloud-run-front/*.ts',
