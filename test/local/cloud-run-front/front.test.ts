@@ -41,7 +41,9 @@ async function container(): Promise<{
     } else if (req.url === '/hop') {
       res.writeHead(200, { 'keep-alive': 'timeout=99', 'proxy-connection': 'keep-alive', 'x-kept': 'yes' }).end('hop');
     } else if (req.url === '/named-hop') {
-      res.writeHead(200, { connection: 'keep-alive, X-Internal', 'x-internal': 'secret', 'x-kept': 'yes' }).end('hop');
+      res
+        .writeHead(200, { connection: 'keep-alive, X-Internal', 'x-internal': 'secret', 'x-kept': 'yes', upgrade: 'h2c', trailer: 'x-sum' })
+        .end('hop');
     } else if (req.method === 'POST') {
       let body = '';
       req.on('data', (chunk) => (body += chunk));
@@ -798,6 +800,9 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
       expect(backend.seen[0]!['x-mine']).toBe('2');
       expect(res.text.toLowerCase()).toContain('x-kept: yes');
       expect(res.text.toLowerCase()).not.toContain('x-internal');
+      // Neither the container's Upgrade and Trailer nor the client's own Connection value pass on.
+      expect(res.text.toLowerCase()).not.toMatch(/\r\n(upgrade|trailer):/);
+      expect(backend.seen[0]!.connection).toBe('keep-alive');
     });
 
     it('decides before 100 Continue: a refused client is never asked for its body', async () => {
