@@ -36,7 +36,8 @@ export async function verifyIdToken(token: string, getKey: JWTVerifyGetKey, rule
     algorithms: ['RS256'],
     audience: [...rules.audiences],
     issuer: [...rules.issuers],
-    requiredClaims: ['exp', 'iat'],
+    // iat is required too: maxTokenAge requires it.
+    requiredClaims: ['exp'],
     maxTokenAge: MAX_TOKEN_LIFETIME_S,
     clockTolerance: rules.clockToleranceS,
     currentDate: rules.now,

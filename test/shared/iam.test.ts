@@ -5,7 +5,7 @@ describe('IAM members and emails', () => {
     expect(iamMember('a@p.iam.gserviceaccount.com')).toBe('serviceAccount:a@p.iam.gserviceaccount.com');
     expect(iamMember('123-compute@developer.GSERVICEACCOUNT.com')).toBe('serviceAccount:123-compute@developer.GSERVICEACCOUNT.com');
     expect(iamMember('a@example.com')).toBe('user:a@example.com');
-    expect(iamMember('a@gserviceaccount.com.example')).toBe('user:a@gserviceaccount.com.example');
+    expect(iamMember('a@p.gserviceaccount.com.example')).toBe('user:a@p.gserviceaccount.com.example');
   });
 
   it('folds ASCII letters only, so look-alikes stay other addresses', () => {

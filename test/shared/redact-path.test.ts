@@ -12,6 +12,7 @@ describe('redactPath', () => {
     ['/eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.SIGNATURE_REMOVED_BY_GOOGLE', '/[token]'],
     [`/x/${JWT}/y/${JWT}`, '/x/[token]/y/[token]'],
     [`/Bearer%20${JWT}`, '/Bearer%20[token]'],
+    [JWT, '[token]'],
     [`/a.b.${JWT}`, '/a.b.[token]'],
     [`?t=${JWT}&u=1`, '?t=[token]&u=1'],
   ])('replaces the token in %s', (path, expected) => {
