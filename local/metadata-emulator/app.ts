@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { isIPv4 } from 'node:net';
 import express, { type Express, type Request, type Response } from 'express';
 import type { Logger } from '../../services/shared/logger.js';
@@ -111,8 +110,10 @@ export function createMetadataEmulator(deps: EmulatorDeps): MetadataEmulator {
   app.get(`${V1}/instance/service-accounts/:account/token`, (req, res) => {
     if (!knownAccount(req.params.account)) return reject(res, 404, notFoundBody);
     stats.accessTokenRequests += 1;
-    // Opaque, like Google's: good for nothing but shape-checking clients.
-    res.json({ access_token: `ya29.emulator-${randomBytes(32).toString('base64url')}`, expires_in: 3599, token_type: 'Bearer' });
+    // Opaque to a client, like Google's; the local Cloud Run Admin API checks it (signing-key.ts).
+    const expiresIn = 3599;
+    const email = config.serviceAccount;
+    res.json({ access_token: key.accessTokens.mint(email, now() + expiresIn), expires_in: expiresIn, token_type: 'Bearer' });
   });
 
   app.get(`${V1}{/*path}`, (req: Request, res) => {

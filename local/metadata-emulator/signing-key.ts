@@ -1,4 +1,4 @@
-import { createHash, createPrivateKey, createPublicKey, KeyObject } from 'node:crypto';
+import { createHash, createHmac, createPrivateKey, createPublicKey, KeyObject, randomBytes, timingSafeEqual } from 'node:crypto';
 import { exportJWK, generateKeyPair, SignJWT, type JWK, type JWTPayload } from 'jose';
 
 /** The emulator's RSA key: signs tokens and publishes its public half the way Google does. */
@@ -9,6 +9,42 @@ export interface SigningKey {
   jwks: { keys: JWK[] };
   /** As https://www.googleapis.com/oauth2/v1/certs: kid → PEM (a public key; Google sends certificates). */
   pems: Record<string, string>;
+  /** OAuth access tokens for an account, which whoever holds the key can check (see mintAccessToken). */
+  accessTokens: AccessTokens;
+}
+
+export interface AccessTokens {
+  /** An access token for `email`, good until `expiresAt` (seconds since the epoch). */
+  mint(email: string, expiresAt: number): string;
+  /** The email a token was minted for, or undefined if this key did not mint it or it has expired. */
+  verify(token: string, now: number): string | undefined;
+}
+
+const ACCESS_TOKEN = /^ya29\.emulator-([\w-]+)\.([\w-]{43})$/;
+
+/**
+ * Access tokens look like Google's (`ya29.` and opaque to a client) and carry the account and the
+ * expiry, MACed with a key derived from the signing key: the local Cloud Run Admin API, which
+ * holds the same key, knows who a token was minted for without asking the emulator.
+ */
+function accessTokensFor(privateKey: KeyObject): AccessTokens {
+  const der = privateKey.export({ type: 'pkcs8', format: 'der' });
+  const macKey = createHash('sha256').update('metadata-emulator access tokens\0').update(der).digest();
+  const mac = (body: string) => createHmac('sha256', macKey).update(body).digest('base64url');
+  return {
+    mint(email, expiresAt) {
+      const body = Buffer.from(JSON.stringify({ email, exp: expiresAt, n: randomBytes(8).toString('hex') })).toString('base64url');
+      return `ya29.emulator-${body}.${mac(body)}`;
+    },
+    verify(token, now) {
+      const match = ACCESS_TOKEN.exec(token);
+      if (match === null) return undefined;
+      const [, body, sent] = match as unknown as [string, string, string];
+      if (!timingSafeEqual(Buffer.from(mac(body)), Buffer.from(sent))) return undefined;
+      const { email, exp } = JSON.parse(Buffer.from(body, 'base64url').toString('utf8')) as { email?: unknown; exp?: unknown };
+      return typeof email === 'string' && typeof exp === 'number' && now < exp ? email : undefined;
+    },
+  };
 }
 
 /** A fresh RSA key, for one emulator. */
@@ -42,5 +78,6 @@ async function signingKeyFrom(privateKey: KeyObject): Promise<SigningKey> {
     sign: (claims) => new SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid, typ: 'JWT' }).sign(privateKey),
     jwks: { keys: [{ kty: jwk.kty!, alg: 'RS256', use: 'sig', kid, n: jwk.n!, e: jwk.e! }] },
     pems: { [kid]: spki },
+    accessTokens: accessTokensFor(privateKey),
   };
 }

@@ -162,7 +162,10 @@ describe('metadata emulator', () => {
       for (const account of ['default', emulator.config.serviceAccount]) {
         const res = await get(`${V1}/instance/service-accounts/${account}/token`);
         expect(res.headers.get('content-type')).toMatch(/^application\/json/);
-        expect(await res.json()).toEqual({ access_token: expect.stringMatching(/^ya29\./), expires_in: 3599, token_type: 'Bearer' });
+        const body = (await res.json()) as { access_token: string };
+        expect(body).toEqual({ access_token: expect.stringMatching(/^ya29\./), expires_in: 3599, token_type: 'Bearer' });
+        // For the emulator's account, checkable by whoever holds its key (the local Admin API).
+        expect(emulator.key.accessTokens.verify(body.access_token, Math.floor(Date.now() / 1000))).toBe(emulator.config.serviceAccount);
       }
     });
 

@@ -21,6 +21,24 @@ describe('the emulator signing key', () => {
     expect((await loadSigningKey(pem())).kid).not.toBe(a.kid);
   });
 
+  it('mints access tokens that only the same key verifies, for the account minted, until they expire', async () => {
+    const file = pem();
+    const [a, b, other] = await Promise.all([loadSigningKey(file), loadSigningKey(file), createSigningKey()]);
+    const token = a.accessTokens.mint('dev@example.com', 2000);
+    expect(token).toMatch(/^ya29\.emulator-[\w-]+\.[\w-]{43}$/);
+    expect(a.accessTokens.mint('dev@example.com', 2000)).not.toBe(token); // each one fresh
+    expect(b.accessTokens.verify(token, 1999)).toBe('dev@example.com');
+    expect(b.accessTokens.verify(token, 2000)).toBeUndefined();
+    expect(other.accessTokens.verify(token, 1999)).toBeUndefined();
+    const [body, mac] = token.slice('ya29.emulator-'.length).split('.') as [string, string];
+    const claims = JSON.parse(Buffer.from(body, 'base64url').toString()) as Record<string, unknown>;
+    const forged = Buffer.from(JSON.stringify({ ...claims, email: 'evil@example.com' })).toString('base64url');
+    expect(b.accessTokens.verify(`ya29.emulator-${forged}.${mac}`, 1999)).toBeUndefined();
+    for (const bad of ['', 'ya29.', `ya29.emulator-${body}`, `ya29.emulator-${body}.${mac}x`, `${token} `, token.replace('ya29', 'ya30')]) {
+      expect({ bad, email: b.accessTokens.verify(bad, 1999) }).toEqual({ bad, email: undefined });
+    }
+  });
+
   it('refuses what is not an RSA private key', async () => {
     await expect(loadSigningKey('not a key')).rejects.toThrow('not a PEM private key');
     const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
