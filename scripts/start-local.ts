@@ -20,6 +20,7 @@ const config = loadConfigOrExit(() => {
       calling: read.port('CALLING_PORT', 8080),
       receiving: read.port('RECEIVING_PORT', 8081),
       metadata: read.port('METADATA_PORT', 8082),
+      admin: read.port('ADMIN_PORT', 8083),
     },
     stateDir: read.raw('LOCAL_STATE_DIR') ?? join(root, '.local-state'),
   });
@@ -48,11 +49,13 @@ process.stdout.write(`
   metadata emulator  ${metadata.url}   calling's metadata server: mints its ID tokens, publishes keys at /oauth2/v3/certs
                      (receiving has its own, reporting its account, at ${receivingMetadata.url})
   Each service runs as in deploy/*.yaml, behind a local Cloud Run front door on the port above.
-  receiving's invokers: ${chain.receivingPolicyFile} (from deploy/receiving-policy.yaml)
+  admin API          ${chain.adminUrl}  the Cloud Run Admin API gcloud's run commands call (IAM policies, describe, replace)
+  receiving's invokers: ${chain.store.file('receiving')} (from deploy/receiving-policy.yaml)
 
   Try:  curl ${calling.url}     -> Second service says: Hello World!
         curl -i ${receiving.url}  -> 403, Cloud Run's answer to a request without a token
-        npm run local -- run services get-iam-policy receiving
+        eval "$(npm run -s local-env)"; gcloud run services get-iam-policy receiving
+        npm run local -- run services get-iam-policy receiving   (the same, without gcloud)
   Ctrl-C stops them all.
 
 `);

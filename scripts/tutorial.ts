@@ -5,11 +5,12 @@
  * Cloud Run does and says why it refused. Exits non-zero if any stage ends differently.
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { gcloudEnv, readChainFile } from './lib/chain-file.js';
 import { freePort } from './lib/processes.js';
 import { startLocalChain, type LocalChain } from './lib/local-chain.js';
 
@@ -20,6 +21,8 @@ const DEFAULT_SA = `${PROJECT_NUMBER}-compute@developer.gserviceaccount.com`;
 const OWN_SA = `cloudrun-authenticated-sa@${PROJECT_ID}.iam.gserviceaccount.com`;
 const GRANT = ['run', 'services', 'add-iam-policy-binding', 'receiving', `--member=serviceAccount:${OWN_SA}`, '--role=roles/run.invoker'];
 const localCommand = fileURLToPath(new URL('./local.js', import.meta.url));
+/** Real gcloud when it is installed, pointed at the chain as `npm run local-env` points it; else npm run local. */
+const gcloudInstalled = (process.env.PATH ?? '').split(delimiter).some((dir) => dir !== '' && existsSync(join(dir, 'gcloud')));
 
 interface Stage {
   title: string;
@@ -93,7 +96,9 @@ const stages: Stage[] = [
     gcloud: [
       `gcloud run services add-iam-policy-binding receiving --member=serviceAccount:${OWN_SA} \\\n      --role=roles/run.invoker --region=$REGION`,
     ],
-    local: `npm run local -- ${GRANT.join(' ')}   (on the running chain: no restart)`,
+    local: gcloudInstalled
+      ? `gcloud ${GRANT.join(' ')}\n    (real gcloud, pointed at the running chain's local Admin API as npm run local-env points it: no restart)`
+      : `npm run local -- ${GRANT.join(' ')}\n    (gcloud is not installed: the same change through the local Admin API, no restart)`,
     command: GRANT,
     expected: { status: 200, contains: ['Second service says: Hello World!'] },
     outcome: 'works',
@@ -140,7 +145,7 @@ async function runStage(stage: Stage, index: number): Promise<boolean> {
     if (stage.chain !== undefined || current === undefined) {
       await stopCurrent();
       logs = [];
-      const ports = { calling: await freePort(), receiving: await freePort(), metadata: await freePort() };
+      const ports = { calling: await freePort(), receiving: await freePort(), metadata: await freePort(), admin: await freePort() };
       current = await startLocalChain({
         ports,
         stateDir,
@@ -152,10 +157,10 @@ async function runStage(stage: Stage, index: number): Promise<boolean> {
       });
     }
     if (stage.command !== undefined) {
-      const { stdout } = await run(process.execPath, [localCommand, ...stage.command], {
-        env: { ...process.env, LOCAL_STATE_DIR: stateDir },
-        timeout: 15_000,
-      });
+      const env = { ...process.env, LOCAL_STATE_DIR: stateDir };
+      const { stdout } = gcloudInstalled
+        ? await run('gcloud', stage.command, { env: { ...env, ...gcloudEnv(readChainFile(env)) }, timeout: 60_000 })
+        : await run(process.execPath, [localCommand, ...stage.command], { env, timeout: 15_000 });
       say(dim("  receiving's policy is now:"));
       say(indent(stdout.trimEnd()));
     }

@@ -26,7 +26,8 @@ import { isPublic, mayInvoke, type Policy } from './policy.js';
 import type { ServiceManifest } from './service.js';
 
 export interface FrontOptions {
-  service: ServiceManifest;
+  /** The service's manifest as it is now: a replace through the local Admin API may change it. */
+  service: () => ServiceManifest;
   /** Where clients reach the service locally, e.g. http://127.0.0.1:8081: its audience. */
   url: string;
   /** The service's own process, e.g. http://127.0.0.1:40123; only the front calls it. */
@@ -54,21 +55,24 @@ type Verdict = { admit: true; checked?: Checked } | { admit: false; status: 400 
 
 /** A front for one service: an HTTP server, not yet listening. */
 export function createCloudRunFront(options: FrontOptions): Server {
-  const { service, logger } = options;
+  const { logger } = options;
+  // Its name and timeoutSeconds are fixed while it runs (a change makes a new revision).
+  const service = options.service();
   const keys: JWTVerifyGetKey = createRemoteJWKSet(options.jwksUrl);
   const { hostname: targetHost, port: targetPort } = new URL(options.target);
   const origin = new URL(options.url).origin;
-  // The service's URL (with or without the trailing slash Google's Go sample shows), the audience
-  // of the gcloud CLI's own tokens, and the manifest's custom audiences.
-  const audiences = [origin, `${origin}/`, GCLOUD_CLIENT_ID, ...service.customAudiences];
 
   async function check(req: IncomingMessage): Promise<Verdict> {
-    if (service.invokerIamDisabled) return { admit: true };
+    const { invokerIamDisabled, customAudiences } = options.service();
+    if (invokerIamDisabled) return { admit: true };
+    // The service's URL (with or without the trailing slash Google's Go sample shows), the audience
+    // of the gcloud CLI's own tokens, and the manifest's custom audiences.
+    const audiences = [origin, `${origin}/`, GCLOUD_CLIENT_ID, ...customAudiences];
     let policies: Policy[];
     try {
       policies = options.policies();
     } catch (err) {
-      return { admit: false, status: 500, rule: 'policy', reason: `the IAM policy cannot be read: ${(err as Error).message}` };
+      return { admit: false, status: 500, rule: 'policy', reason: (err as Error).message };
     }
     // allUsers holding an invoker role on the service (the first policy; the project's follows): public, no check.
     const [own] = policies;
@@ -115,8 +119,9 @@ export function createCloudRunFront(options: FrontOptions): Server {
         status: 403,
         rule: 'not-invoker',
         reason:
-          `${email} holds no roles/run.invoker on ${service.name}; grant it with: npm run local -- run services ` +
-          `add-iam-policy-binding ${service.name} --member=${iamMember(email)} --role=roles/run.invoker`,
+          `${email} holds no roles/run.invoker on ${service.name}; grant it with: gcloud run services ` +
+          `add-iam-policy-binding ${service.name} --member=${iamMember(email)} --role=roles/run.invoker ` +
+          '(in a shell set up by eval "$(npm run -s local-env)"; or npm run local -- run services add-iam-policy-binding ...)',
       };
     }
     return { admit: true, checked: { header, token } };

@@ -8,6 +8,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
+import { CUSTOM_AUDIENCES, serviceFrom, type ServiceManifest } from '../../local/cloud-run-front/service.js';
 import { ConfigError } from '../../services/shared/env.js';
 
 interface Placeholder {
@@ -64,16 +65,6 @@ export function placeholdersIn(text: string): string[] {
 }
 
 const DEFAULT_IDENTITY = /-compute@developer\.gserviceaccount\.com$|@appspot\.gserviceaccount\.com$/;
-const CUSTOM_AUDIENCES = 'run.googleapis.com/custom-audiences';
-
-interface ServiceManifest {
-  metadata?: { name?: unknown; labels?: Record<string, unknown>; annotations?: Record<string, unknown> };
-  spec?: {
-    template?: {
-      spec?: { serviceAccountName?: unknown; containers?: { env?: { name?: unknown; value?: unknown }[] }[] };
-    };
-  };
-}
 
 /**
  * Resolves every placeholder in `files` with `values` and checks the result. Throws a ConfigError
@@ -114,38 +105,27 @@ function checkServices(files: readonly DeployFile[], values: Readonly<Record<str
         problems.push(`${file.name}: not valid YAML: ${doc.errors[0]!.message}`);
         continue;
       }
-      const content = doc.toJS() as (ServiceManifest & { kind?: unknown }) | null;
-      if (content?.kind !== 'Service') continue;
-      const name = String(content.metadata?.name ?? '');
-      const spec = content.spec?.template?.spec;
-      const account = spec?.serviceAccountName;
-      if (typeof account !== 'string' || account === '') {
+      const content: unknown = doc.toJS();
+      if ((content as { kind?: unknown } | null)?.kind !== 'Service') continue;
+      let service: ServiceManifest;
+      try {
+        service = serviceFrom(content, file.name);
+      } catch (err) {
+        problems.push((err as Error).message);
+        continue;
+      }
+      const { name, serviceAccount: account } = service;
+      if (account === undefined || account === '') {
         problems.push(`${file.name}: ${name} has no serviceAccountName; it would run as the default compute identity, a project Editor`);
       } else if (DEFAULT_IDENTITY.test(account)) {
         problems.push(`${file.name}: ${name} runs as ${account}, a default identity (a project Editor); give it its own service account`);
       }
-
-      const audiences: string[] = [];
-      const annotation = content.metadata?.annotations?.[CUSTOM_AUDIENCES];
-      if (annotation !== undefined) {
-        const parsed = parseAudiences(annotation);
-        if (parsed === undefined) {
-          problems.push(`${file.name}: ${CUSTOM_AUDIENCES} must be a JSON list of strings, e.g. '["https://receiving.example.com"]'`);
-        } else audiences.push(...parsed);
+      if (service.region !== undefined && values.PROJECT_NUMBER !== undefined) {
+        const url = `https://${name}-${values.PROJECT_NUMBER}.${service.region}.run.app`;
+        accepted.set(url, { name, audiences: [url, ...service.customAudiences] });
       }
-      const region = content.metadata?.labels?.['cloud.googleapis.com/location'];
-      if (typeof region === 'string' && values.PROJECT_NUMBER !== undefined) {
-        const url = `https://${name}-${values.PROJECT_NUMBER}.${region}.run.app`;
-        accepted.set(url, { name, audiences: [url, ...audiences] });
-      }
-
-      const env = spec?.containers?.[0]?.env ?? [];
-      const envValue = (key: string) => {
-        const value = env.find((e) => e.name === key)?.value;
-        return typeof value === 'string' ? value : undefined;
-      };
-      const url = envValue('URL');
-      if (url !== undefined) callers.push({ file: file.name, url, audience: envValue('AUDIENCE') });
+      const url = service.env.URL;
+      if (url !== undefined) callers.push({ file: file.name, url, audience: service.env.AUDIENCE });
     }
   }
 
@@ -168,15 +148,4 @@ function checkServices(files: readonly DeployFile[], values: Readonly<Record<str
       );
     }
   }
-}
-
-function parseAudiences(annotation: unknown): string[] | undefined {
-  if (typeof annotation !== 'string') return undefined;
-  try {
-    const parsed: unknown = JSON.parse(annotation);
-    if (Array.isArray(parsed) && parsed.length > 0 && parsed.every((a) => typeof a === 'string' && a !== '')) return parsed as string[];
-  } catch {
-    // not JSON: reported by the caller
-  }
-  return undefined;
 }

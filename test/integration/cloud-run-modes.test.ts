@@ -48,8 +48,9 @@ describe('token modes behind Cloud Run IAM (the local front door)', () => {
     const receivingAuth = createTokenCheck({ tokenCheck, audiences: [audience], jwksUrl: emulator.jwksUrl, issuers, invokers: null });
     const receiving = await serve(createReceivingApp({ authenticate: receivingAuth, logger: silentLogger() }));
     // The real local Cloud Run front door, with calling's account as receiving's only invoker.
+    const manifest = parseServiceManifest(renderedReceiving, 'deploy/receiving.yaml');
     const front = createCloudRunFront({
-      service: parseServiceManifest(renderedReceiving, 'deploy/receiving.yaml'),
+      service: () => manifest,
       url: audience,
       target: receiving.url,
       jwksUrl: emulator.jwksUrl,

@@ -11,7 +11,7 @@ const JWT = /eyJ[\w-]{8,}\.[\w-]{8,}/;
 describe('what the running services write (real processes)', () => {
   it('no token, or any part of one, appears in any log line or answer', async () => {
     const lines: string[] = [];
-    const ports = { calling: await freePort(), receiving: await freePort(), metadata: await freePort() };
+    const ports = { calling: await freePort(), receiving: await freePort(), metadata: await freePort(), admin: await freePort() };
     const stateDir = mkdtempSync(join(tmpdir(), 'logs-'));
     const chain = await startLocalChain({
       ports,
@@ -21,6 +21,8 @@ describe('what the running services write (real processes)', () => {
     });
     const answers: string[] = [];
     let tokens: string[] = [];
+    let access = '';
+    let forged = '';
     const call = async (url: string, headers: Record<string, string> = {}) => {
       const res = await fetch(url, { headers });
       answers.push(`${res.status} ${JSON.stringify([...res.headers])} ${await res.text()}`);
@@ -39,7 +41,33 @@ describe('what the running services write (real processes)', () => {
       const good = await mint(chain.receiving.url);
       const foreign = await mint('https://another-service.example');
       const tampered = good.replace(/\.[\w-]+\./, `.${Buffer.from('{"email":"x"}').toString('base64url')}.`);
+      // The Admin API's access tokens, good and forged, are no more logged than ID tokens.
+      access = (
+        (await (
+          await fetch(`${chain.metadata.url}/computeMetadata/v1/instance/service-accounts/default/token`, {
+            headers: { 'Metadata-Flavor': 'Google' },
+          })
+        ).json()) as { access_token: string }
+      ).access_token;
+      forged = access.replace(/\.[\w-]+$/, `.${'A'.repeat(43)}`);
       tokens = [good, foreign, tampered];
+      const iam = `${chain.adminUrl}v1/projects/${chain.projectId}/locations/us-central1/services/receiving`;
+      for (const [token, status] of [
+        [access, 200],
+        [forged, 401],
+        [good, 401],
+      ] as const) {
+        expect(await call(`${iam}:getIamPolicy`, { Authorization: `Bearer ${token}` })).toBe(status);
+      }
+      const set = await fetch(`${iam}:setIamPolicy`, {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${access}` },
+        body: JSON.stringify({
+          policy: { bindings: [{ role: 'roles/run.invoker', members: [`serviceAccount:${chain.calling.serviceAccount}`] }] },
+        }),
+      });
+      answers.push(await set.text());
+      expect(set.status).toBe(200);
 
       expect(await call(`${chain.calling.url}/`, { traceparent: `00-${'a'.repeat(32)}-${'b'.repeat(16)}-01` })).toBe(200);
       expect(await call(`${chain.calling.url}/?token=${good}`, { Accept: 'application/json' })).toBe(200);
@@ -58,6 +86,8 @@ describe('what the running services write (real processes)', () => {
     // Nor any part of one: not a payload, not a signature, even on its own.
     expect(tokens).toHaveLength(3);
     for (const part of tokens.flatMap((token) => token.split('.').slice(1))) expect(everything).not.toContain(part);
+    for (const part of [access, forged].flatMap((token) => token.split(/[.-]/).slice(2))) expect(everything).not.toContain(part);
+    expect(everything).toContain('set the IAM policy of receiving');
     // What was logged is still useful: the reasons and the caller are there.
     expect(everything).toContain('aud is \\"https://another-service.example\\" but this service accepts');
     expect(everything).toContain(chain.calling.serviceAccount);

@@ -36,7 +36,7 @@ const isAlive = (pid: number): boolean => {
   }
 };
 
-type Ports = { calling: number; receiving: number; metadata: number };
+type Ports = { calling: number; receiving: number; metadata: number; admin: number };
 
 /** The launcher as `npm start` runs it, on the given ports; resolves once it says the chain is up. */
 async function launch(ports: Ports, stateDir: string) {
@@ -46,6 +46,7 @@ async function launch(ports: Ports, stateDir: string) {
       CALLING_PORT: String(ports.calling),
       RECEIVING_PORT: String(ports.receiving),
       METADATA_PORT: String(ports.metadata),
+      ADMIN_PORT: String(ports.admin),
       LOCAL_STATE_DIR: stateDir,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -63,7 +64,7 @@ async function launch(ports: Ports, stateDir: string) {
 
 describe('npm start (the built launcher, as a real process)', () => {
   it('starts each service from deploy/ behind its Cloud Run front, serves the chain, and Ctrl-C stops them all', async () => {
-    const ports = { calling: await freePort(), receiving: await freePort(), metadata: await freePort() };
+    const ports = { calling: await freePort(), receiving: await freePort(), metadata: await freePort(), admin: await freePort() };
     const stateDir = mkdtempSync(join(tmpdir(), 'start-'));
     const { child, output, exited } = await launch(ports, stateDir);
     let pids: number[] = [];
@@ -146,9 +147,15 @@ describe('npm start (the built launcher, as a real process)', () => {
       await policy('add-iam-policy-binding', ...binding);
       await within(1000, async () => (await fetch(`http://127.0.0.1:${ports.calling}/`)).status === 200);
 
+      // It says how to reach it while it runs, and takes that back when it stops.
+      expect(JSON.parse(readFileSync(join(stateDir, 'chain.json'), 'utf8'))).toMatchObject({
+        admin: `http://localhost:${ports.admin}/`,
+        metadataHost: `127.0.0.1:${ports.metadata}`,
+      });
       child.kill('SIGINT');
       expect(await exited).toBe(0);
       expect(output()).toContain('all services stopped');
+      expect(readdirSync(stateDir)).not.toContain('chain.json');
       expect(pids.filter(isAlive)).toEqual([]);
       for (const port of Object.values(ports)) {
         await expect(fetch(`http://127.0.0.1:${port}/`)).rejects.toThrow();
@@ -174,7 +181,7 @@ const hostile = (port: number, request: string, afterMs: number) =>
 
 describe('npm start under attack, then killed outright', () => {
   it('keeps serving through hostile requests, then takes every process with it on SIGKILL', async () => {
-    const ports = { calling: await freePort(), receiving: await freePort(), metadata: await freePort() };
+    const ports = { calling: await freePort(), receiving: await freePort(), metadata: await freePort(), admin: await freePort() };
     const stateDir = mkdtempSync(join(tmpdir(), 'start-'));
     const { child, output, exited } = await launch(ports, stateDir);
     let pids: number[] = [];
@@ -182,11 +189,11 @@ describe('npm start under attack, then killed outright', () => {
       expect(output()).toContain('Ctrl-C stops them all');
       pids = childrenOf(child.pid!).map((line) => Number.parseInt(line, 10));
       expect(pids).toHaveLength(4);
-      // Odd targets and clients that vanish, at both fronts (bounded: 10 rounds of 16 requests each).
+      // Odd targets and clients that vanish, at both fronts and the Admin API (bounded: 10 rounds of 24 requests each).
       const targets = ['//', '///', 'http://[::1', `//127.0.0.1:${ports.metadata}/`, `http://127.0.0.1:${ports.metadata}/`, '*'];
       for (let round = 0; round < 10; round += 1) {
         await Promise.all(
-          [ports.calling, ports.receiving].flatMap((port) => [
+          [ports.calling, ports.receiving, ports.admin].flatMap((port) => [
             ...targets.map((target) => hostile(port, `GET ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`, 0)),
             hostile(port, 'GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer x.y.z\r\n\r\n', 0),
             hostile(port, 'POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 50\r\n\r\nhalf', 5),
@@ -197,6 +204,7 @@ describe('npm start under attack, then killed outright', () => {
       expect(await chain.text()).toBe('Second service says: Hello World!');
       expect(child.exitCode).toBeNull();
       expect(output()).not.toContain('front failed');
+      expect(output()).not.toContain('the local Admin API failed');
 
       child.kill('SIGKILL');
       expect(await exited).toBeNull();

@@ -6,7 +6,7 @@ import { SignJWT, generateKeyPair, type JWTPayload } from 'jose';
 import { freePort } from '../../../scripts/lib/processes.js';
 import { connect, createServer as createNetServer } from 'node:net';
 import { GCLOUD_CLIENT_ID, HEADERS_TIMEOUT_MS, createCloudRunFront, shown } from '../../../local/cloud-run-front/front.js';
-import { PolicyFile, addBinding, removeBinding, writePolicyFile, type Policy } from '../../../local/cloud-run-front/policy.js';
+import { PolicyStore, addBinding, removeBinding, type Policy } from '../../../local/cloud-run-front/policy.js';
 import type { ServiceManifest } from '../../../local/cloud-run-front/service.js';
 import { capturingLogger } from '../../helpers/logs.js';
 import { nowS, startEmulator, type RunningEmulator } from '../../helpers/servers.js';
@@ -79,6 +79,8 @@ function raw(url: string, request: string): Promise<{ status: number; text: stri
 
 const manifest = (overrides: Partial<ServiceManifest> = {}): ServiceManifest => ({
   name: 'receiving',
+  region: 'us-central1',
+  document: {},
   invokerIamDisabled: false,
   customAudiences: [],
   timeoutSeconds: 30,
@@ -109,12 +111,16 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
   });
 
   /** A front on an ephemeral port; its URL is its audience. */
-  async function front(service: Partial<ServiceManifest> = {}, policies: () => Policy[] = () => [invokers(`serviceAccount:${CALLER}`)]) {
+  async function front(
+    service: Partial<ServiceManifest> | (() => ServiceManifest) = {},
+    policies: () => Policy[] = () => [invokers(`serviceAccount:${CALLER}`)],
+  ) {
     const { logger, lines } = capturingLogger();
     const port = await freePort();
     const url = `http://127.0.0.1:${port}`;
+    const fixed = typeof service === 'function' ? undefined : manifest(service);
     const server = createCloudRunFront({
-      service: manifest(service),
+      service: typeof service === 'function' ? service : () => fixed!,
       url,
       target: backend.url,
       jwksUrl: emulator.jwksUrl,
@@ -312,9 +318,10 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
     const { url, lines } = await front({}, () => [invokers(`serviceAccount:${OTHER}`)]);
     const res = await get(`${url}/`, { Authorization: `Bearer ${await idToken(url)}` });
     expect(res.status).toBe(403);
-    expect(lines[0]).toContain(
-      `${CALLER} holds no roles/run.invoker on receiving; grant it with: npm run local -- run services add-iam-policy-binding receiving ` +
-        `--member=serviceAccount:${CALLER} --role=roles/run.invoker`,
+    expect((JSON.parse(lines[0]!) as { reason: string }).reason).toBe(
+      `${CALLER} holds no roles/run.invoker on receiving; grant it with: gcloud run services add-iam-policy-binding receiving ` +
+        `--member=serviceAccount:${CALLER} --role=roles/run.invoker (in a shell set up by eval "$(npm run -s local-env)"; ` +
+        'or npm run local -- run services add-iam-policy-binding ...)',
     );
     expect(JSON.parse(lines[0]!)).toMatchObject({ rule: 'not-invoker' });
   });
@@ -363,38 +370,45 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
     expect(backend.seen[0]!.authorization).toBe('Bearer not-a-google-token');
   });
 
-  it('enforces a policy file as it changes, within a second, without a restart', async () => {
+  it('enforces the policy store as it changes, from the next request, without a restart', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'policy-'));
     try {
-      const path = join(dir, 'receiving.yaml');
-      writePolicyFile(path, invokers(`serviceAccount:${OTHER}`));
-      const file = new PolicyFile(path);
-      const { url } = await front({}, () => [file.current()]);
+      const store = new PolicyStore(dir);
+      store.reset('receiving', invokers(`serviceAccount:${OTHER}`));
+      const { url } = await front({}, () => [store.current('receiving')]);
       const token = await idToken(url);
       const status = async () => (await get(`${url}/`, { Authorization: `Bearer ${token}` })).status;
       expect(await status()).toBe(403);
 
-      writePolicyFile(path, addBinding(file.current(), 'roles/run.invoker', `serviceAccount:${CALLER}`));
-      const until = async (expected: number) => {
-        const started = Date.now();
-        while (Date.now() - started < 1000) {
-          if ((await status()) === expected) return Date.now() - started;
-          await new Promise((r) => setTimeout(r, 20));
-        }
-        throw new Error(`not ${expected} within a second`);
-      };
-      await until(200);
-      writePolicyFile(path, removeBinding(file.current(), 'roles/run.invoker', `serviceAccount:${CALLER}`)!);
-      await until(403);
+      store.set('receiving', addBinding(store.current('receiving'), 'roles/run.invoker', `serviceAccount:${CALLER}`));
+      expect(await status()).toBe(200);
+      store.set('receiving', removeBinding(store.current('receiving'), 'roles/run.invoker', `serviceAccount:${CALLER}`)!);
+      expect(await status()).toBe(403);
 
-      // A policy file that cannot be read makes the front answer 500 and say why, not admit.
-      writePolicyFile(path, invokers(`serviceAccount:${CALLER}`));
-      await until(200);
-      rmSync(path);
-      await until(500);
+      // A policy that cannot be read makes the front answer 500 and say why, not admit.
+      store.set('receiving', invokers(`serviceAccount:${CALLER}`));
+      expect(await status()).toBe(200);
+      rmSync(store.file('receiving'));
+      expect(await status()).toBe(500);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('takes a change of its manifest (a replace through the Admin API) from the next request', async () => {
+    let current = manifest();
+    const { url } = await front(() => current);
+    const token = await idToken(url);
+    expect((await get(`${url}/`)).status).toBe(403);
+    current = manifest({ invokerIamDisabled: true });
+    expect((await get(`${url}/`)).status).toBe(200);
+    current = manifest({ customAudiences: ['https://receiving.example.com'] });
+    expect((await get(`${url}/`)).status).toBe(403);
+    const custom = await idToken('https://receiving.example.com');
+    expect((await get(`${url}/`, { Authorization: `Bearer ${custom}` })).status).toBe(200);
+    current = manifest();
+    expect((await get(`${url}/`, { Authorization: `Bearer ${custom}` })).status).toBe(401);
+    expect((await get(`${url}/`, { Authorization: `Bearer ${token}` })).status).toBe(200);
   });
 
   it('ends a request that outlasts timeoutSeconds with 504 and keeps serving', async () => {
@@ -411,7 +425,7 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
   it('answers 503 when the container is not there', async () => {
     const { logger, lines } = capturingLogger();
     const server = createCloudRunFront({
-      service: manifest({ invokerIamDisabled: true }),
+      service: () => manifest({ invokerIamDisabled: true }),
       url: 'http://127.0.0.1:1',
       target: 'http://127.0.0.1:1',
       jwksUrl: emulator.jwksUrl,
@@ -521,7 +535,7 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
     expect(page).toContain('<title>500 Server Error</title>');
     expect(page).toContain('<h2>The server encountered an error.</h2>');
     expect(JSON.parse(lines[0]!)).toMatchObject({ rule: 'policy', status: 500 });
-    expect(lines[0]).toContain('the IAM policy cannot be read: policy store down');
+    expect(JSON.parse(lines[0]!)).toMatchObject({ reason: 'policy store down' });
     const { url: lying, lines: lyingLines } = await front({}, () => [null as unknown as Policy]);
     expect((await get(`${lying}/x`)).status).toBe(500);
     expect((await get(`${lying}/x`)).status).toBe(500);
@@ -543,7 +557,7 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
     const { logger, lines: deadLines } = capturingLogger();
     const port = await freePort();
     const server = createCloudRunFront({
-      service: manifest(),
+      service: () => manifest(),
       url: `http://127.0.0.1:${port}`,
       target: backend.url,
       jwksUrl: new URL(`http://127.0.0.1:${await freePort()}/oauth2/v3/certs`),
@@ -903,12 +917,12 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
       const dir = mkdtempSync(join(tmpdir(), 'policy-'));
       try {
         const path = join(dir, 'receiving.yaml');
+        const store = new PolicyStore(dir);
         writeFileSync(path, 'bindings:\n- role: roles/run.invoker\n  members: [serviceAccount:');
-        const file = new PolicyFile(path);
-        const { url } = await front({}, () => [file.current()]);
+        const { url } = await front({}, () => [store.current('receiving')]);
         const token = await idToken(url);
         expect((await get(`${url}/`, { Authorization: `Bearer ${token}` })).status).toBe(500);
-        writePolicyFile(path, invokers(`serviceAccount:${CALLER}`));
+        store.set('receiving', invokers(`serviceAccount:${CALLER}`));
         expect((await get(`${url}/`, { Authorization: `Bearer ${token}` })).status).toBe(200);
       } finally {
         rmSync(dir, { recursive: true, force: true });

@@ -1,19 +1,21 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parse } from 'yaml';
 import {
   INVOKER_ROLES,
-  PolicyFile,
+  PolicyStore,
+  SERVICE_ROLES,
   addBinding,
   formatPolicy,
   isPublic,
   mayInvoke,
   memberProblem,
+  normalizePolicy,
   parsePolicy,
+  policyFrom,
   removeBinding,
   roleProblem,
-  writePolicyFile,
+  type IamError,
   type Policy,
 } from '../../../local/cloud-run-front/policy.js';
 
@@ -71,116 +73,134 @@ describe('IAM policies as the front reads them', () => {
     expect(isPublic({ bindings: [] })).toBe(false);
   });
 
-  it('knows an IAM member and a role when it sees one', () => {
+  it('takes the members IAM takes, and refuses the others in IAM’s kind of words', () => {
     for (const member of [
       'allUsers',
       'allAuthenticatedUsers',
       `serviceAccount:${EMAIL}`,
+      'serviceAccount:123456789012-compute@developer.gserviceaccount.com',
       'user:dev@example.com',
+      'user:first.last+tag@sub.example.co.uk',
       'group:team@example.com',
       'domain:example.com',
+      'principal://iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/subject/s',
+      'principalSet://iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/*',
     ]) {
       expect({ member, problem: memberProblem(member) }).toEqual({ member, problem: undefined });
     }
-    for (const member of [
-      ' allUsers',
-      'allUsers ',
-      'allusers',
-      'xuser:dev@example.com',
-      'user:dev@example.com ',
-      'user:dev@example',
-      'user:dev',
-      'serviceAccount:',
-      EMAIL,
-      'domain:Example.com',
-      'domain:localhost',
-      'user:a b@example.com',
-    ]) {
-      expect({ member, problem: memberProblem(member) }).toEqual({
-        member,
-        problem: `"${member}" is not an IAM member: use serviceAccount:EMAIL, user:EMAIL, group:EMAIL, domain:DOMAIN, allUsers or allAuthenticatedUsers`,
-      });
-    }
-    for (const role of ['roles/run.invoker', 'roles/Custom_1.x', 'projects/my-project-1/roles/myRole', 'organizations/123/roles/myRole']) {
-      expect({ role, problem: roleProblem(role) }).toEqual({ role, problem: undefined });
-    }
-    for (const role of [
-      'run.invoker',
-      'roles/',
-      'xroles/run.invoker',
-      'roles/run.invoker ',
-      'roles/run invoker',
-      'projects/My/roles/x',
-      'projects//roles/x',
-      'projects/p/roles/',
-      'organizations/abc/roles/x',
-      'organizations/1/roles/',
-    ]) {
-      expect({ role, problem: roleProblem(role) }).toEqual({
-        role,
-        problem: `"${role}" is not a role: roles are named like roles/run.invoker`,
-      });
+    const refused: [string, string][] = [
+      [EMAIL, 'Policy members must be of the form "<type>:<value>".'],
+      [' allUsers', 'Policy members must be of the form "<type>:<value>".'],
+      ['allusers', 'Policy members must be of the form "<type>:<value>".'],
+      [':dev@example.com', 'Policy members must be of the form "<type>:<value>".'],
+      ["user:a'@b.co", "Invalid member: user:a'@b.co (a'@b.co is not an email address)."],
+      ['user:dev@example.com ', 'Invalid member: user:dev@example.com  (dev@example.com  is not an email address).'],
+      ['user:dev@example', 'Invalid member: user:dev@example (dev@example is not an email address).'],
+      ['user:dev', 'Invalid member: user:dev (dev is not an email address).'],
+      ['user:a b@example.com', 'Invalid member: user:a b@example.com (a b@example.com is not an email address).'],
+      ['user:a@@example.com', 'Invalid member: user:a@@example.com (a@@example.com is not an email address).'],
+      ['user:.a@example.com', 'Invalid member: user:.a@example.com (.a@example.com is not an email address).'],
+      ['group:a@-x.com', 'Invalid member: group:a@-x.com (a@-x.com is not an email address).'],
+      ['serviceAccount:', 'Invalid member: serviceAccount: ( is not an email address).'],
+      ['serviceAccount:dev@example.com', 'Invalid service account (dev@example.com): service account emails end in .gserviceaccount.com.'],
+      ['domain:localhost', 'Invalid member: domain:localhost (localhost is not a domain).'],
+      [
+        'xuser:dev@example.com',
+        'Invalid member type [xuser] in xuser:dev@example.com: use user:, serviceAccount:, group:, domain:, allUsers or allAuthenticatedUsers.',
+      ],
+    ];
+    for (const [member, problem] of refused) expect({ member, problem: memberProblem(member) }).toEqual({ member, problem });
+  });
+
+  it('takes the roles a Cloud Run service takes, and no other', () => {
+    for (const role of SERVICE_ROLES) expect({ role, problem: roleProblem(role) }).toEqual({ role, problem: undefined });
+    expect(SERVICE_ROLES).toEqual(expect.arrayContaining([...INVOKER_ROLES, 'roles/viewer', 'roles/run.developer', 'roles/run.viewer']));
+    for (const role of ['roles/run.invokr', 'run.invoker', 'roles/', 'roles/run.invoker ', 'roles/compute.admin', 'projects/p/roles/x']) {
+      expect({ role, problem: roleProblem(role) }).toEqual({ role, problem: `Role ${role} is not supported for this resource.` });
     }
   });
 
-  it('parses a policy file, keeping a typed etag and version', () => {
-    const text = `bindings:\n  - role: roles/run.invoker\n    members: ["serviceAccount:${EMAIL}", allUsers]\netag: BwX=\nversion: 3\n`;
+  it('normalizes a policy as IAM keeps it, and refuses what IAM refuses', () => {
+    expect(
+      normalizePolicy({
+        bindings: [
+          { role: 'roles/run.invoker', members: ['user:a@example.com', 'user:a@example.com'] },
+          { role: 'roles/viewer', members: [] },
+          { role: 'roles/run.invoker', members: ['user:b@example.com', 'user:a@example.com'] },
+        ],
+        etag: 'BwX=',
+        version: 3,
+      }),
+    ).toEqual({
+      bindings: [{ role: 'roles/run.invoker', members: ['user:a@example.com', 'user:b@example.com'] }],
+      etag: 'BwX=',
+      version: 1,
+    });
+    const refusal = (policy: Policy) => {
+      try {
+        normalizePolicy(policy);
+      } catch (err) {
+        return [(err as IamError).status, (err as Error).message];
+      }
+      return undefined;
+    };
+    expect(refusal(binding('roles/run.invokr', 'allUsers'))).toEqual([
+      'INVALID_ARGUMENT',
+      'Role roles/run.invokr is not supported for this resource.',
+    ]);
+    expect(refusal(binding('roles/run.invoker', 'allUsers', 'nobody'))).toEqual([
+      'INVALID_ARGUMENT',
+      'Policy members must be of the form "<type>:<value>".',
+    ]);
+    expect(refusal({ bindings: [{ role: 'roles/run.invoker', members: ['allUsers'], condition: { expression: 'true' } }] })).toEqual([
+      'INVALID_ARGUMENT',
+      'Binding for roles/run.invoker has a condition: the local chain does not evaluate IAM conditions.',
+    ]);
+    expect(refusal({ bindings: [{ role: 'roles/run.invoker', members: ['allUsers'], condition: null }] })).toBeUndefined();
+  });
+
+  it('parses a policy file or body, keeping a base64 etag (either alphabet) and a version', () => {
+    const text = `bindings:\n  - role: roles/run.invoker\n    members: ["serviceAccount:${EMAIL}", allUsers]\netag: BwX+/w==\nversion: 3\n`;
     expect(parsePolicy(text, 'p.yaml')).toEqual({
       bindings: [{ role: 'roles/run.invoker', members: [`serviceAccount:${EMAIL}`, 'allUsers'] }],
-      etag: 'BwX=',
+      etag: 'BwX+/w==',
       version: 3,
     });
-    expect(parsePolicy('etag: 12\nversion: "3"\n', 'p.yaml')).toEqual({ bindings: [] });
+    expect(parsePolicy('{"etag": "BwX-_w=="}', 'p.json')).toEqual({ bindings: [], etag: 'BwX-_w==' });
+    expect(parsePolicy('version: "3"\n', 'p.yaml')).toEqual({ bindings: [] });
     expect(parsePolicy('', 'p.yaml')).toEqual({ bindings: [] });
     expect(parsePolicy('~', 'p.yaml')).toEqual({ bindings: [] });
     expect(parsePolicy('bindings: []', 'p.yaml')).toEqual({ bindings: [] });
+    expect(parsePolicy('bindings: ~\netag: ~', 'p.yaml')).toEqual({ bindings: [] });
+    expect(policyFrom(undefined, 'policy')).toEqual({ bindings: [] });
   });
 
-  it('refuses a file that is no policy, naming the file and every problem', () => {
-    expect(() => parsePolicy('- a\n- b', 'p.yaml')).toThrow('p.yaml: an IAM policy is a mapping with bindings');
-    expect(() => parsePolicy('hello', 'p.yaml')).toThrow('p.yaml: an IAM policy is a mapping with bindings');
-    expect(() => parsePolicy('bindings: {}', 'p.yaml')).toThrow('p.yaml: bindings must be a list');
-    expect(() => parsePolicy('bindings: [', 'p.yaml')).toThrow(/^p\.yaml: not valid YAML: \S.*[^\n]$/);
-    const bad = [
-      'bindings:',
-      '  - members: [allUsers]',
-      '  - role: run.invoker',
-      '    members: [allUsers]',
-      '  - role: roles/run.invoker',
-      '    members: allUsers',
-      '  - role: roles/run.invoker',
-      '    members: [allUsers, 3]',
-      '  - role: roles/run.invoker',
-      '    members: [everyone, allUsers, "user:x"]',
-      '  -',
-    ].join('\n');
-    expect(() => parsePolicy(bad, 'p.yaml')).toThrow(
-      [
-        'p.yaml: bindings[0] has no role',
-        'bindings[1]: "run.invoker" is not a role: roles are named like roles/run.invoker',
-        'bindings[2].members must be a list of members',
-        'bindings[3].members must be a list of members',
-        'bindings[4]: "everyone" is not an IAM member: use serviceAccount:EMAIL, user:EMAIL, group:EMAIL, domain:DOMAIN, allUsers or allAuthenticatedUsers',
-        'bindings[4]: "user:x" is not an IAM member: use serviceAccount:EMAIL, user:EMAIL, group:EMAIL, domain:DOMAIN, allUsers or allAuthenticatedUsers',
-        'bindings[5] has no role',
-      ].join('; ') + '; bindings[5].members must be a list of members',
-    );
+  it('refuses a file that is no policy, naming the file and the problem', () => {
+    const cases: [string, string | RegExp][] = [
+      ['- a\n- b', 'p.yaml: an IAM policy is a mapping with bindings'],
+      ['hello', 'p.yaml: an IAM policy is a mapping with bindings'],
+      ['bindings: {}', 'p.yaml: bindings must be a list'],
+      ['bindings: [', /^p\.yaml: not valid YAML or JSON: \S.*[^\n]$/],
+      ['etag: 12', 'p.yaml: etag must be base64'],
+      ['etag: "not base64!"', 'p.yaml: etag must be base64'],
+      ['bindings:\n  - members: [allUsers]', 'p.yaml: bindings[0] has no role'],
+      ['bindings:\n  -', 'p.yaml: bindings[0] has no role'],
+      ['bindings:\n  - role: roles/run.invoker\n    members: allUsers', 'p.yaml: bindings[0].members must be a list of members'],
+      ['bindings:\n  - role: roles/run.invoker\n    members: [allUsers, 3]', 'p.yaml: bindings[0].members must be a list of members'],
+    ];
+    for (const [text, message] of cases) expect(() => parsePolicy(text, 'p.yaml')).toThrow(message);
   });
 
-  it('adds a binding: to its role if there, else as a new one; a new etag; nothing when already there', () => {
+  it('adds a binding: to its role if there, else as a new one; the same object when already there', () => {
     const start: Policy = { bindings: [{ role: 'roles/viewer', members: ['user:v@example.com'] }], etag: 'old', version: 3 };
     const added = addBinding(start, 'roles/run.invoker', `serviceAccount:${EMAIL}`);
-    expect(added.bindings).toEqual([...start.bindings, { role: 'roles/run.invoker', members: [`serviceAccount:${EMAIL}`] }]);
-    expect(added.version).toBe(3);
-    expect(added.etag).toMatch(/^[A-Za-z0-9+/]{11}=$/);
+    expect(added).toEqual({ ...start, bindings: [...start.bindings, { role: 'roles/run.invoker', members: [`serviceAccount:${EMAIL}`] }] });
     const twice = addBinding(added, 'roles/run.invoker', 'user:dev@example.com');
     expect(twice.bindings).toEqual([
       start.bindings[0],
       { role: 'roles/run.invoker', members: [`serviceAccount:${EMAIL}`, 'user:dev@example.com'] },
     ]);
-    expect(twice.etag).not.toBe(added.etag);
     expect(addBinding(twice, 'roles/run.invoker', 'user:dev@example.com')).toBe(twice);
-    expect(addBinding({ bindings: [] }, 'roles/run.invoker', 'allUsers').version).toBe(1);
     expect(start.bindings).toHaveLength(1);
   });
 
@@ -191,77 +211,121 @@ describe('IAM policies as the front reads them', () => {
         { role: 'roles/run.invoker', members: ['user:a@example.com', 'user:b@example.com'] },
       ],
       etag: 'old',
-      version: 3,
     };
     const one = removeBinding(start, 'roles/run.invoker', 'user:a@example.com')!;
-    expect(one).toEqual({
-      bindings: [start.bindings[0], { role: 'roles/run.invoker', members: ['user:b@example.com'] }],
-      etag: one.etag,
-      version: 3,
-    });
-    expect(one.etag).not.toBe('old');
-    expect(one.etag).toMatch(/^[A-Za-z0-9+/]{11}=$/);
+    expect(one).toEqual({ bindings: [start.bindings[0], { role: 'roles/run.invoker', members: ['user:b@example.com'] }], etag: 'old' });
     expect(removeBinding(one, 'roles/run.invoker', 'user:b@example.com')!.bindings).toEqual([start.bindings[0]]);
     expect(removeBinding(start, 'roles/run.invoker', 'user:c@example.com')).toBeUndefined();
     expect(removeBinding(start, 'roles/owner', 'user:a@example.com')).toBeUndefined();
     expect(removeBinding(start, 'roles/run.invoker', 'user:v@example.com')).toBeUndefined();
-    expect(removeBinding({ bindings: [{ role: 'roles/owner', members: ['allUsers'] }] }, 'roles/owner', 'allUsers')).toMatchObject({
+    expect(removeBinding({ bindings: [{ role: 'roles/owner', members: ['allUsers'] }] }, 'roles/owner', 'allUsers')).toEqual({
       bindings: [],
-      version: 1,
     });
   });
 
-  it('prints a policy as gcloud does, with an etag and a version', () => {
-    const printed = parse(formatPolicy(binding('roles/run.invoker', 'allUsers'))) as Policy;
-    expect(printed).toEqual({ bindings: [{ role: 'roles/run.invoker', members: ['allUsers'] }], etag: printed.etag, version: 1 });
-    expect(printed.etag).toMatch(/^[A-Za-z0-9+/]{11}=$/);
-    expect(parse(formatPolicy({ bindings: [], etag: 'BwX=', version: 3 }))).toEqual({ bindings: [], etag: 'BwX=', version: 3 });
+  it('prints a policy as gcloud does: bindings (members, then role), etag, version', () => {
+    expect(formatPolicy({ ...binding('roles/run.invoker', 'allUsers', 'user:a@b.co'), etag: 'BwX=' })).toBe(
+      'bindings:\n- members:\n  - allUsers\n  - user:a@b.co\n  role: roles/run.invoker\netag: BwX=\nversion: 1\n',
+    );
+    expect(formatPolicy({ bindings: [], etag: 'ACAB', version: 3 })).toBe('etag: ACAB\nversion: 3\n');
   });
 });
 
-describe('PolicyFile: a policy file read as it changes', () => {
+describe('PolicyStore: the policies the Admin API changes and the front reads', () => {
   let dir: string;
-  let path: string;
+  let store: PolicyStore;
   beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), 'policyfile-'));
-    path = join(dir, 'receiving.yaml');
+    dir = mkdtempSync(join(tmpdir(), 'policystore-'));
+    store = new PolicyStore(dir);
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
+  const aborted = (fn: () => unknown) => {
+    try {
+      fn();
+    } catch (err) {
+      return `${(err as IamError).status}: ${(err as Error).message}`;
+    }
+    return 'kept';
+  };
 
-  it('reads the file, and reads it again whenever it is rewritten', () => {
-    writePolicyFile(path, binding('roles/run.invoker', 'allUsers'));
-    const file = new PolicyFile(path);
-    expect(file.current().bindings).toEqual([{ role: 'roles/run.invoker', members: ['allUsers'] }]);
-    writePolicyFile(path, binding('roles/run.invoker', 'allAuthenticatedUsers'));
-    expect(file.current().bindings).toEqual([{ role: 'roles/run.invoker', members: ['allAuthenticatedUsers'] }]);
-    expect(readFileSync(path, 'utf8')).toContain('allAuthenticatedUsers');
-    expect(readdirSync(dir)).toEqual(['receiving.yaml']); // no temporary file left behind
+  it('keeps a set whose etag is the current one, with a new etag, and refuses a stale etag as IAM does', () => {
+    const first = store.reset('receiving', binding('roles/run.invoker', 'allUsers'));
+    expect(first.etag).toMatch(/^[A-Za-z0-9+/]{11}=$/);
+    expect(store.current('receiving')).toEqual(first);
+    const second = store.set('receiving', { ...binding('roles/run.invoker', 'user:a@example.com'), etag: first.etag! });
+    expect(second.etag).not.toBe(first.etag);
+    expect(store.current('receiving').bindings).toEqual([{ role: 'roles/run.invoker', members: ['user:a@example.com'] }]);
+    expect(aborted(() => store.set('receiving', { ...binding('roles/run.invoker', 'user:b@example.com'), etag: first.etag! }))).toBe(
+      'ABORTED: There were concurrent policy changes. Please retry the whole read-modify-write with exponential backoff.',
+    );
+    expect(store.current('receiving')).toEqual(second);
+    // The same etag in base64url, as gcloud sends it, is the same etag.
+    const url = Buffer.from(second.etag!, 'base64').toString('base64url');
+    expect(aborted(() => store.set('receiving', { bindings: [], etag: url }))).toBe('kept');
+    // No etag: replaces whatever is there.
+    expect(aborted(() => store.set('receiving', binding('roles/run.invoker', 'allUsers')))).toBe('kept');
+    expect(isPublic(store.current('receiving'))).toBe(true);
   });
 
-  it('does not parse an unchanged file again (same time, size and inode)', () => {
-    writeFileSync(path, 'bindings: [{role: roles/run.invoker, members: [allUsers]}]\n');
+  it('of many read-modify-writes from one read, exactly one is kept', () => {
+    const read = store.reset('receiving', { bindings: [] });
+    const outcomes = Array.from({ length: 20 }, (_, i) =>
+      aborted(() => store.set('receiving', addBinding(read, 'roles/run.invoker', `user:u${i}@example.com`))),
+    );
+    expect(outcomes.filter((o) => o === 'kept')).toHaveLength(1);
+    expect(store.current('receiving').bindings).toEqual([{ role: 'roles/run.invoker', members: ['user:u0@example.com'] }]);
+  });
+
+  it('refuses an invalid policy and keeps the one it has', () => {
+    const kept = store.reset('receiving', binding('roles/run.invoker', 'allUsers'));
+    expect(aborted(() => store.set('receiving', binding('roles/run.invokr', 'allUsers')))).toBe(
+      'INVALID_ARGUMENT: Role roles/run.invokr is not supported for this resource.',
+    );
+    expect(store.current('receiving')).toEqual(kept);
+    expect(() => store.reset('receiving', binding('roles/run.invoker', "user:a'@b.co"))).toThrow('Invalid member');
+  });
+
+  it('writes a file whole, leaving no temporary file behind', () => {
+    store.reset('receiving', binding('roles/run.invoker', 'allAuthenticatedUsers'));
+    expect(readFileSync(store.file('receiving'), 'utf8')).toContain('allAuthenticatedUsers');
+    expect(readdirSync(dir)).toEqual(['receiving.yaml']);
+  });
+
+  it('reads a file edited by hand when it changes, and does not parse an unchanged one again', () => {
+    store.reset('receiving', { bindings: [] });
+    const path = store.file('receiving');
+    writeFileSync(path, 'bindings: [{role: roles/run.invoker, members: [allUsers]}]\netag: BwX=\n');
     utimesSync(path, 1_000_000, 1_000_000);
-    const file = new PolicyFile(path);
-    expect(isPublic(file.current())).toBe(true);
-    writeFileSync(path, 'bindings: [{role: roles/run.invoker, members: [allFolks]}]\n'); // same size, same inode
+    expect(isPublic(store.current('receiving'))).toBe(true);
+    writeFileSync(path, 'bindings: [{role: roles/run.invoker, members: [allFolks]}]\netag: BwX=\n'); // same size, same inode
     utimesSync(path, 1_000_000, 1_000_000);
-    expect(isPublic(file.current())).toBe(true);
+    expect(isPublic(store.current('receiving'))).toBe(true);
     // A rewrite it can see (here: a later time) is read, and this one is refused.
     utimesSync(path, 1_000_001, 1_000_001);
-    expect(() => file.current()).toThrow('"allFolks" is not an IAM member');
+    expect(() => store.current('receiving')).toThrow('Policy members must be of the form');
   });
 
-  it('throws naming the file when it is gone or broken, and recovers when it is fixed', () => {
-    const file = new PolicyFile(path);
-    expect(() => file.current()).toThrow(`${path}: ENOENT`);
-    writeFileSync(path, 'bindings: {}');
-    expect(() => file.current()).toThrow(`${path}: bindings must be a list`);
-    expect(() => file.current()).toThrow(`${path}: bindings must be a list`);
-    writePolicyFile(path, binding('roles/run.invoker', 'allUsers'));
-    expect(isPublic(file.current())).toBe(true);
-    rmSync(path);
-    expect(() => file.current()).toThrow(`${path}: ENOENT`);
-    writePolicyFile(path, binding('roles/run.invoker', 'allUsers'));
-    expect(isPublic(file.current())).toBe(true);
+  it('names the file, the problem and the way out when a policy cannot be read; a set without an etag repairs it', () => {
+    const path = store.file('receiving');
+    const way =
+      'Restart npm start to rewrite it from deploy/, or replace it whole: gcloud run services set-iam-policy receiving POLICY_FILE (a file without an etag).';
+    expect(aborted(() => store.current('receiving'))).toBe(
+      `FAILED_PRECONDITION: The IAM policy of receiving cannot be read: ${path}: no such file. ${way}`,
+    );
+    for (const [text, problem] of [
+      ['bindings: {}', `${path}: bindings must be a list`],
+      ['bindings: [', `${path}: not valid YAML or JSON:`],
+      ['bindings: []\n', `${path}: it has no etag`],
+      ['bindings: [{role: roles/x, members: [allUsers]}]\netag: BwX=', `${path}: Role roles/x is not supported for this resource.`],
+    ]) {
+      writeFileSync(path, text!);
+      const said = aborted(() => store.current('receiving'));
+      expect(said).toContain(`FAILED_PRECONDITION: The IAM policy of receiving cannot be read: ${problem}`);
+      expect(said).toContain(way);
+      // A set with an etag cannot be checked against it, and is refused the same way.
+      expect(aborted(() => store.set('receiving', { bindings: [], etag: 'BwX=' }))).toBe(said);
+    }
+    expect(aborted(() => store.set('receiving', binding('roles/run.invoker', 'allUsers')))).toBe('kept');
+    expect(isPublic(store.current('receiving'))).toBe(true);
   });
 });

@@ -1,0 +1,311 @@
+/**
+ * A local Cloud Run Admin API: what gcloud's `run services` commands call, for the services of the
+ * local chain, so that gcloud (pointed here by `npm run local-env`) drives the chain as it drives
+ * Cloud Run. docs/cloud-run.md, "The local Admin API", lists the methods and their rules.
+ *
+ * - v1 IAM methods on services (getIamPolicy, setIamPolicy with IAM's etag check,
+ *   testIamPermissions), on the PolicyStore the front reads;
+ * - Knative services.get, list and replace (gcloud sends these to the regional host,
+ *   REGION-HOST): the manifest as the chain runs it, with Cloud Run's status; a replace applies the
+ *   service-level annotations the front enforces live, and refuses any other change, naming it;
+ * - Resource Manager's projects.get for the chain's project, which gcloud asks when a manifest
+ *   names its project by number.
+ *
+ * Every call needs an access token of the chain's metadata emulators (Authorization: Bearer), as
+ * Google's APIs need one of Google's; a token is never logged.
+ */
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { isDeepStrictEqual } from 'node:util';
+import type { Logger } from '../../services/shared/logger.js';
+import { IamError, policyFrom, type Policy, type PolicyStore } from '../cloud-run-front/policy.js';
+import { CUSTOM_AUDIENCES, INVOKER_IAM_DISABLED, serviceFrom, type ServiceManifest } from '../cloud-run-front/service.js';
+
+/** A service of the chain as the API sees it: its manifest may change (replace), its URL does not. */
+export class LiveService {
+  generation = 1;
+  readonly uid = randomUUID();
+  readonly created = new Date().toISOString();
+  constructor(
+    public manifest: ServiceManifest,
+    /** Where clients reach it: its front. */
+    readonly url: string,
+  ) {}
+}
+
+export interface AdminApiOptions {
+  projectId: string;
+  projectNumber: string;
+  region: string;
+  services: ReadonlyMap<string, LiveService>;
+  store: PolicyStore;
+  /** The email an access token of the chain was minted for, or undefined (signing-key.ts). */
+  verifyAccessToken: (token: string, now: number) => string | undefined;
+  logger: Logger;
+}
+
+type Status = 'INVALID_ARGUMENT' | 'UNAUTHENTICATED' | 'NOT_FOUND' | 'ABORTED' | 'FAILED_PRECONDITION' | 'INTERNAL';
+const CODES: Record<Status, number> = {
+  INVALID_ARGUMENT: 400,
+  FAILED_PRECONDITION: 400,
+  UNAUTHENTICATED: 401,
+  NOT_FOUND: 404,
+  ABORTED: 409,
+  INTERNAL: 500,
+};
+/** Google's answer to a call without a valid access token. */
+const UNAUTHENTICATED =
+  'Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.';
+const MAX_BODY_BYTES = 1 << 20;
+/** Annotations Cloud Run or gcloud set, which a replace may send back or leave out. */
+const SYSTEM_ANNOTATION =
+  /^(?:serving\.knative\.dev\/|client\.knative\.dev\/|run\.googleapis\.com\/(?:client-|ingress-status|operation-id))/;
+/** What a replace may change on the running chain: service-level annotations the front reads per request. */
+const LIVE_ANNOTATIONS = [INVOKER_IAM_DISABLED, CUSTOM_AUDIENCES];
+
+const PROJECT = /^\/v1\/projects\/([^/:]+)$/;
+const IAM = /^\/v1\/projects\/([^/]+)\/locations\/([^/]+)\/services\/([^/:]+):(getIamPolicy|setIamPolicy|testIamPermissions)$/;
+const V1_SERVICES = /^\/v1\/projects\/([^/]+)\/locations\/([^/]+)\/services(?:\/([^/:]+))?$/;
+const KNATIVE_SERVICES = /^\/apis\/serving\.knative\.dev\/v1\/namespaces\/([^/]+)\/services(?:\/([^/]+))?$/;
+
+class ApiError extends Error {
+  constructor(
+    readonly status: Status,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export function createAdminApi(options: AdminApiOptions): Server {
+  const { services, store, logger, projectId, projectNumber, region } = options;
+
+  function serviceNamed(project: string, location: string, name: string): LiveService {
+    if (project !== projectId && project !== projectNumber) {
+      throw new ApiError('NOT_FOUND', `Project '${project}' is not the local chain's: it runs project ${projectId} (${projectNumber}).`);
+    }
+    const service = location === region ? services.get(name) : undefined;
+    if (service === undefined) {
+      throw new ApiError(
+        'NOT_FOUND',
+        `Resource '${name}' of kind 'SERVICE' in region '${location}' in project '${project}' does not exist. ` +
+          `The local chain runs ${[...services.keys()].join(' and ')} in ${region}, from deploy/.`,
+      );
+    }
+    return service;
+  }
+
+  /** The email of the caller's access token; UNAUTHENTICATED without one of the chain's. */
+  function caller(req: IncomingMessage): string {
+    const token = /^Bearer[ \t]+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
+    const email = token === undefined ? undefined : options.verifyAccessToken(token, Math.floor(Date.now() / 1000));
+    if (email === undefined) throw new ApiError('UNAUTHENTICATED', UNAUTHENTICATED);
+    return email;
+  }
+
+  async function iam(req: IncomingMessage, service: string, method: string, who: string): Promise<unknown> {
+    if (method === 'getIamPolicy') return policyJson(store.current(service));
+    if (req.method !== 'POST') throw new ApiError('NOT_FOUND', `${method} is a POST`);
+    const body = (await jsonBody(req)) as { policy?: unknown; updateMask?: unknown; permissions?: unknown };
+    if (method === 'testIamPermissions') {
+      // Whoever holds a token of the chain administers it, as the project's owner does on Cloud Run.
+      const asked = Array.isArray(body.permissions) ? body.permissions.filter((p): p is string => typeof p === 'string') : [];
+      return { permissions: asked.filter((p) => p.startsWith('run.')) };
+    }
+    let policy: Policy;
+    try {
+      policy = policyFrom(body.policy, 'policy');
+    } catch (err) {
+      throw new ApiError('INVALID_ARGUMENT', (err as Error).message);
+    }
+    // IAM's default mask is "bindings, etag": a mask without bindings keeps them.
+    const mask = typeof body.updateMask === 'string' ? body.updateMask.split(',').map((p) => p.trim()) : undefined;
+    if (mask !== undefined && !mask.includes('bindings')) policy = { ...policy, bindings: store.current(service).bindings };
+    const kept = store.set(service, policy);
+    logger.info({ serviceName: service, caller: who, bindings: kept.bindings }, `${who} set the IAM policy of ${service}`);
+    return policyJson(kept);
+  }
+
+  async function knative(req: IncomingMessage, live: LiveService, who: string): Promise<unknown> {
+    if (req.method === 'GET') return knativeService(live);
+    if (req.method !== 'PUT') {
+      throw new ApiError('FAILED_PRECONDITION', `The local chain cannot ${req.method} a service: it runs the services of deploy/.`);
+    }
+    const body = await jsonBody(req);
+    let next: ServiceManifest;
+    try {
+      next = serviceFrom(body, 'the service');
+    } catch (err) {
+      throw new ApiError('INVALID_ARGUMENT', (err as Error).message);
+    }
+    if (next.name !== live.manifest.name) {
+      throw new ApiError('INVALID_ARGUMENT', `metadata.name is ${next.name}, but the request replaces ${live.manifest.name}.`);
+    }
+    const differences = needRestart(live.manifest.document, next.document);
+    if (differences.length > 0) {
+      throw new ApiError(
+        'FAILED_PRECONDITION',
+        `The local chain cannot apply this to ${next.name} while it runs: ${differences.join(', ')} differ from the running service ` +
+          `(a change there makes a new revision, which the local chain makes only when it starts). Change deploy/${next.name}.yaml ` +
+          `and restart npm start. Applied live: ${LIVE_ANNOTATIONS.join(', ')}.`,
+      );
+    }
+    const changed = LIVE_ANNOTATIONS.filter(
+      (key) => live.manifest.document.metadata?.annotations?.[key] !== next.document.metadata?.annotations?.[key],
+    );
+    if (changed.length > 0) {
+      const annotations = { ...live.manifest.document.metadata?.annotations };
+      for (const key of changed) {
+        const value = next.document.metadata?.annotations?.[key];
+        if (value === undefined) delete annotations[key];
+        else annotations[key] = value;
+      }
+      live.manifest = serviceFrom({ ...live.manifest.document, metadata: { ...live.manifest.document.metadata, annotations } }, next.name);
+      live.generation += 1;
+      logger.info({ serviceName: next.name, caller: who, changed }, `${who} replaced ${next.name}: ${changed.join(', ')} applied`);
+    }
+    return knativeService(live);
+  }
+
+  /** The Knative Service Cloud Run answers: the manifest as running, with Cloud Run's metadata and status. */
+  function knativeService(live: LiveService): unknown {
+    const doc = live.manifest.document;
+    const name = live.manifest.name;
+    const revision = `${name}-00001-loc`;
+    const conditions = ['Ready', 'ConfigurationsReady', 'RoutesReady'].map((type) => ({
+      type,
+      status: 'True',
+      lastTransitionTime: live.created,
+    }));
+    return {
+      apiVersion: 'serving.knative.dev/v1',
+      kind: 'Service',
+      metadata: {
+        ...doc.metadata,
+        name,
+        namespace: projectNumber,
+        selfLink: `/apis/serving.knative.dev/v1/namespaces/${projectNumber}/services/${name}`,
+        uid: live.uid,
+        resourceVersion: String(live.generation),
+        generation: live.generation,
+        creationTimestamp: live.created,
+        labels: { ...doc.metadata?.labels, 'cloud.googleapis.com/location': region },
+        annotations: { ...doc.metadata?.annotations, 'serving.knative.dev/creator': 'npm-start' },
+      },
+      spec: { ...doc.spec, traffic: [{ percent: 100, latestRevision: true }] },
+      status: {
+        observedGeneration: live.generation,
+        conditions,
+        latestReadyRevisionName: revision,
+        latestCreatedRevisionName: revision,
+        traffic: [{ revisionName: revision, percent: 100, latestRevision: true }],
+        url: live.url,
+        address: { url: live.url },
+      },
+    };
+  }
+
+  async function route(req: IncomingMessage): Promise<unknown> {
+    const path = (req.url ?? '/').split('?')[0]!;
+    let match: RegExpExecArray | null;
+    if ((match = PROJECT.exec(path))) {
+      // Resource Manager's projects.get: gcloud asks it for the project of a manifest whose namespace is a number.
+      const project = match[1]!;
+      caller(req);
+      serviceNamed(project, region, [...services.keys()][0]!);
+      return { projectNumber, projectId, lifecycleState: 'ACTIVE', name: projectId };
+    }
+    if ((match = IAM.exec(path))) {
+      const [, project, location, name, method] = match as unknown as [string, string, string, string, string];
+      const who = caller(req);
+      serviceNamed(project, location, name);
+      return iam(req, name, method, who);
+    }
+    if ((match = V1_SERVICES.exec(path) ?? KNATIVE_SERVICES.exec(path))) {
+      const v1 = match.length === 4;
+      const project = match[1]!;
+      const location = v1 ? match[2]! : region;
+      const name = v1 ? match[3] : match[2];
+      const who = caller(req);
+      if (name !== undefined) return knative(req, serviceNamed(project, location, name), who);
+      if (req.method !== 'GET') {
+        throw new ApiError(
+          'FAILED_PRECONDITION',
+          'The local chain cannot create a service: it runs the services of deploy/ (add one there and restart npm start).',
+        );
+      }
+      serviceNamed(project, region, [...services.keys()][0]!); // the project is checked
+      const items = location === region || location === '-' ? [...services.values()].map(knativeService) : [];
+      return { apiVersion: 'serving.knative.dev/v1', kind: 'ServiceList', metadata: {}, items };
+    }
+    throw new ApiError('NOT_FOUND', `${path} is not a method of the local Cloud Run Admin API.`);
+  }
+
+  // A client has 5 s for its headers and 10 s for its whole request (Node's defaults invite slowloris).
+  return createServer({ headersTimeout: 5000, requestTimeout: 10_000, connectionsCheckingInterval: 1000 }, (req, res) => {
+    route(req).then(
+      (body) => send(res, 200, body),
+      (err: unknown) => {
+        const status: Status = err instanceof ApiError || err instanceof IamError ? err.status : 'INTERNAL';
+        const message = err instanceof Error ? err.message : String(err);
+        if (!(err instanceof ApiError || err instanceof IamError)) logger.error({ err }, 'the local Admin API failed');
+        else if (err instanceof IamError && status === 'FAILED_PRECONDITION') logger.error(message); // a store it cannot read
+        const headers: Record<string, string> =
+          status === 'UNAUTHENTICATED' ? { 'www-authenticate': 'Bearer realm="https://accounts.google.com/"' } : {};
+        send(res, CODES[status], { error: { code: CODES[status], message, status } }, headers);
+      },
+    );
+  });
+}
+
+/** A policy as IAM's JSON has it: an empty list is left out. */
+function policyJson(policy: Policy): unknown {
+  return { version: policy.version ?? 1, etag: policy.etag, ...(policy.bindings.length > 0 ? { bindings: policy.bindings } : {}) };
+}
+
+/** Where a replaced manifest differs from the running one, outside what applies live: paths like spec.template. */
+function needRestart(running: ServiceManifest['document'], next: ServiceManifest['document']): string[] {
+  const comparable = (doc: ServiceManifest['document']) => {
+    const annotations = Object.fromEntries(
+      Object.entries(doc.metadata?.annotations ?? {}).filter(([key]) => !SYSTEM_ANNOTATION.test(key) && !LIVE_ANNOTATIONS.includes(key)),
+    );
+    const template = doc.spec?.template ?? {};
+    const templateAnnotations = Object.fromEntries(
+      Object.entries(template.metadata?.annotations ?? {}).filter(([key]) => !SYSTEM_ANNOTATION.test(key)),
+    );
+    return {
+      'metadata.labels': withoutEmpty(doc.metadata?.labels ?? {}),
+      'metadata.annotations': annotations,
+      'spec.template.metadata.annotations': templateAnnotations,
+      'spec.template.spec': withoutEmpty(template.spec ?? {}),
+    };
+  };
+  const [a, b] = [comparable(running), comparable(next)];
+  return (Object.keys(a) as (keyof typeof a)[]).filter((key) => !isDeepStrictEqual(a[key], b[key]));
+}
+
+function withoutEmpty(value: object): object {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => !(typeof v === 'object' && v !== null && Object.keys(v).length === 0)));
+}
+
+async function jsonBody(req: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > MAX_BODY_BYTES) throw new ApiError('INVALID_ARGUMENT', `The request body is larger than ${MAX_BODY_BYTES} bytes.`);
+    chunks.push(chunk);
+  }
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
+  } catch (err) {
+    throw new ApiError('INVALID_ARGUMENT', `Invalid JSON payload received. ${(err as Error).message}`);
+  }
+}
+
+function send(res: ServerResponse, code: number, body: unknown, headers: Record<string, string> = {}): void {
+  if (res.headersSent || res.destroyed) return;
+  const text = `${JSON.stringify(body, null, 2)}\n`;
+  res.writeHead(code, { 'content-type': 'application/json; charset=UTF-8', 'content-length': Buffer.byteLength(text), ...headers });
+  res.end(text);
+}

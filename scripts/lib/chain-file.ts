@@ -1,0 +1,62 @@
+/**
+ * STATE_DIR/chain.json: how a running chain is reached (written by `npm start`, removed when it
+ * stops), read by `npm run local` and `npm run local-env`.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface ChainFile {
+  /** The Admin API, as gcloud's endpoint override names it (http://localhost:PORT/). */
+  admin: string;
+  /** calling's metadata server, host:port (GCE_METADATA_ROOT). */
+  metadataHost: string;
+  projectId: string;
+  projectNumber: string;
+  region: string;
+  /** A gcloud config directory of the chain's own (CLOUDSDK_CONFIG). */
+  gcloudConfig: string;
+}
+
+const root = fileURLToPath(new URL('../../', import.meta.url).href.replace(/\/dist\/$/, '/'));
+
+/** The state directory: LOCAL_STATE_DIR, else .local-state at the repository's root. */
+export const stateDirOf = (env: NodeJS.ProcessEnv): string => env.LOCAL_STATE_DIR?.trim() || join(root, '.local-state');
+
+export const chainFilePath = (stateDir: string): string => join(stateDir, 'chain.json');
+
+/** The running chain's chain.json; an Error saying what to do when there is none or it is not one. */
+export function readChainFile(env: NodeJS.ProcessEnv = process.env): ChainFile {
+  const path = chainFilePath(stateDirOf(env));
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`${path} cannot be read: ${(err as Error).message}`);
+    throw new Error(
+      `no chain is running with its state in ${stateDirOf(env)} (no chain.json): start it with npm start (LOCAL_STATE_DIR names its state directory)`,
+    );
+  }
+  let chain: Partial<Record<keyof ChainFile, unknown>>;
+  try {
+    chain = JSON.parse(text) as typeof chain;
+  } catch {
+    chain = {};
+  }
+  const fields: (keyof ChainFile)[] = ['admin', 'metadataHost', 'projectId', 'projectNumber', 'region', 'gcloudConfig'];
+  const missing = fields.filter((field) => typeof chain[field] !== 'string' || chain[field] === '');
+  if (missing.length > 0) throw new Error(`${path} is not what npm start writes (${missing.join(', ')} missing): restart npm start`);
+  return chain as ChainFile;
+}
+
+/** The environment that points gcloud at the chain (what `npm run local-env` exports). */
+export function gcloudEnv(chain: ChainFile): Record<string, string> {
+  return {
+    CLOUDSDK_CONFIG: chain.gcloudConfig,
+    GCE_METADATA_ROOT: chain.metadataHost,
+    CLOUDSDK_API_ENDPOINT_OVERRIDES_RUN: chain.admin,
+    CLOUDSDK_API_ENDPOINT_OVERRIDES_CLOUDRESOURCEMANAGER: chain.admin,
+    CLOUDSDK_CORE_PROJECT: chain.projectId,
+    CLOUDSDK_RUN_REGION: chain.region,
+  };
+}
