@@ -23,6 +23,8 @@ export default {
     'services/shared/project-id.ts',
     // The local Cloud Run front door: it decides who gets through, like the code it stands in front of.
     'local/cloud-run-front/*.ts',
+    // The local Admin API: it decides who may change who gets through.
+    'local/cloud-run-admin/*.ts',
   ],
   jest: {
     configFile: 'jest.config.js',

@@ -45,7 +45,7 @@ export function explainRefusal(refusal: Refusal): UpstreamRefusedError {
       'UPSTREAM_FORBIDDEN',
       `${head}: ${as}, and that identity may not invoke it.${receivingSaid}\n` +
         `Fix: grant the caller the Cloud Run Invoker role on the receiving service:\n  ${fix}\n` +
-        `(locally: npm run local -- run services add-iam-policy-binding ${service.name} --member=${member} --role=roles/run.invoker)`,
+        '(locally, on npm start: the same command, in a shell set up by eval "$(npm run -s local-env)")',
       { ...extensions, fix },
     );
   }

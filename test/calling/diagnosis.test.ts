@@ -15,9 +15,7 @@ describe('explainRefusal', () => {
     expect(error.message).toContain(
       `gcloud run services add-iam-policy-binding receiving --member=serviceAccount:${SA} --role=roles/run.invoker`,
     );
-    expect(error.message).toContain(
-      `(locally: npm run local -- run services add-iam-policy-binding receiving --member=serviceAccount:${SA} --role=roles/run.invoker)`,
-    );
+    expect(error.message).toContain('(locally, on npm start: the same command, in a shell set up by eval "$(npm run -s local-env)")');
     expect(error.extensions).toMatchObject({ upstreamStatus: 403, caller: SA, audience: url.origin });
   });
 

@@ -3,9 +3,9 @@
  * it is kept true, and this file holds each kind to it:
  *
  * - `<!-- runnable: expects "TEXT", ... -->` (or `runnable: exits N, expects ...`): run as written, in
- *   bash, against `npm start` (the built launcher) on free ports: the documented ports 8080, 8081
- *   and 8082 are replaced by those, and LOCAL_STATE_DIR is a fresh folder. The block must exit 0
- *   (or N) and print each text on stdout or stderr.
+ *   bash, against `npm start` (the built launcher), both in a loopback-only network namespace on
+ *   the documented ports, with LOCAL_STATE_DIR a fresh folder. The block must exit 0 (or N) and
+ *   print each text on stdout or stderr.
  * - `<!-- cloud -->`: needs a Google Cloud project, so it cannot run here. A page's cloud blocks run
  *   in order in one bash (as in one terminal) with `gcloud`, `docker`, `curl` and `npm` recording
  *   their arguments instead; then every recorded gcloud command is given to the real gcloud, with
@@ -26,12 +26,14 @@ import { promisify } from 'node:util';
 import { freePort } from '../../scripts/lib/processes.js';
 import { findGcloud } from '../helpers/gcloud.js';
 import { docPages, root } from '../helpers/docs.js';
+import { loopbackNamespace } from '../helpers/netns.js';
 
 const run = promisify(execFile);
 const launcher = join(root, 'dist/scripts/start-local.js');
 const pages = docPages;
 
-type Mark = { kind: 'runnable'; exits: number; expects: string[] } | { kind: 'cloud' } | { kind: 'not run'; reason: string };
+type Runnable = { kind: 'runnable'; exits: number; expects: string[] };
+type Mark = Runnable | { kind: 'cloud' } | { kind: 'not run'; reason: string };
 
 interface Block {
   page: string;
@@ -84,18 +86,30 @@ describe('the shell blocks of README.md, CONTRIBUTING.md and docs/', () => {
 
 describe('the runnable blocks, against npm start', () => {
   it('each runs as written and prints what the page says', async () => {
-    const runnable = ofKind('runnable');
-    const needsGcloud = runnable.some((b) => /\bgcloud\b/.test(b.script));
-    const gcloud = needsGcloud ? await findGcloud('the runnable blocks that use gcloud') : undefined;
-    const ports = { calling: await freePort(), receiving: await freePort(), metadata: await freePort() };
+    const runnable = ofKind('runnable').filter((b): b is Block & { mark: Runnable } => b.mark?.kind === 'runnable');
+    const usesGcloud = (block: Block) => /\bgcloud\b/.test(block.script);
+    const gcloud = runnable.some(usesGcloud) ? await findGcloud('the runnable blocks that use gcloud') : undefined;
+    // In a loopback-only network namespace (gcloud runs there, and only there) npm start has its
+    // documented ports, and /etc/hosts gives it the Admin API's regional host, as the docs tell a
+    // developer to. Without one (not root, outside CI), the ports are moved and gcloud's blocks skipped.
+    const ns = await loopbackNamespace('127.0.0.1 localhost us-central1-localhost\n', 'the runnable blocks that use gcloud');
+    const ports = ns
+      ? { calling: 8080, receiving: 8081, metadata: 8082, admin: 8083 }
+      : { calling: await freePort(), receiving: await freePort(), metadata: await freePort(), admin: await freePort() };
     const stateDir = mkdtempSync(join(tmpdir(), 'runnable-'));
     const env = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', LOCAL_STATE_DIR: stateDir };
-    const chain = spawn(process.execPath, [launcher], {
-      env: { ...env, CALLING_PORT: String(ports.calling), RECEIVING_PORT: String(ports.receiving), METADATA_PORT: String(ports.metadata) },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const chainEnv = {
+      ...env,
+      CALLING_PORT: String(ports.calling),
+      RECEIVING_PORT: String(ports.receiving),
+      METADATA_PORT: String(ports.metadata),
+      ADMIN_PORT: String(ports.admin),
+    };
+    const chain = ns
+      ? ns.spawn(process.execPath, [launcher], chainEnv)
+      : spawn(process.execPath, [launcher], { env: chainEnv, stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
-    chain.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    chain.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
     const exited = new Promise((resolve) => chain.once('exit', resolve));
     try {
       for (const deadline = Date.now() + 20_000; !output.includes('Ctrl-C stops them all') && Date.now() < deadline;) {
@@ -103,19 +117,23 @@ describe('the runnable blocks, against npm start', () => {
       }
       expect(output).toContain('Ctrl-C stops them all');
       for (const block of runnable) {
-        if (block.mark?.kind !== 'runnable') continue;
-        if (/\bgcloud\b/.test(block.script) && gcloud === undefined) continue;
+        if (usesGcloud(block) && (gcloud === undefined || ns === undefined)) continue;
         const script = block.script
           .replace(/\b(localhost|127\.0\.0\.1):8080\b/g, `127.0.0.1:${ports.calling}`)
           .replace(/\b(localhost|127\.0\.0\.1):8081\b/g, `127.0.0.1:${ports.receiving}`)
           .replace(/\b(localhost|127\.0\.0\.1):8082\b/g, `127.0.0.1:${ports.metadata}`);
-        const result = await run('bash', ['-eo', 'pipefail', '-c', script], { cwd: root, env, timeout: 60_000 }).then(
-          ({ stdout, stderr }) => ({ code: 0, printed: stdout + stderr }),
-          (err: { code?: number; stdout?: string; stderr?: string }) => ({
-            code: err.code ?? -1,
-            printed: `${err.stdout ?? ''}${err.stderr ?? ''}`,
-          }),
-        );
+        const result = ns
+          ? await ns.run('bash', ['-eo', 'pipefail', '-c', `cd '${root}'\n${script}`], { env, timeoutMs: 120_000 }).then((r) => ({
+              code: r.code,
+              printed: r.stdout + r.stderr,
+            }))
+          : await run('bash', ['-eo', 'pipefail', '-c', script], { cwd: root, env, timeout: 60_000 }).then(
+              ({ stdout, stderr }) => ({ code: 0, printed: stdout + stderr }),
+              (err: { code?: number; stdout?: string; stderr?: string }) => ({
+                code: err.code ?? -1,
+                printed: `${err.stdout ?? ''}${err.stderr ?? ''}`,
+              }),
+            );
         expect({ where: block.where, exit: result.code }).toEqual({ where: block.where, exit: block.mark.exits });
         for (const text of block.mark.expects)
           expect({ where: block.where, printed: result.printed.includes(text), text }).toEqual({ where: block.where, printed: true, text });
@@ -123,9 +141,10 @@ describe('the runnable blocks, against npm start', () => {
     } finally {
       chain.kill('SIGINT');
       await exited;
+      ns?.close();
       rmSync(stateDir, { recursive: true, force: true });
     }
-  }, 120_000);
+  }, 240_000);
 });
 
 /**
