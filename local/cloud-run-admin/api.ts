@@ -24,6 +24,8 @@ import { CUSTOM_AUDIENCES, INVOKER_IAM_DISABLED, serviceFrom, type ServiceManife
 /** A service of the chain as the API sees it: its manifest may change (replace), its URL does not. */
 export class LiveService {
   generation = 1;
+  /** Who made the running generation: npm start, then whoever replaced it. */
+  lastModifier = 'npm-start';
   readonly uid = randomUUID();
   readonly created = new Date().toISOString();
   constructor(
@@ -162,6 +164,7 @@ export function createAdminApi(options: AdminApiOptions): Server {
       }
       live.manifest = serviceFrom({ ...live.manifest.document, metadata: { ...live.manifest.document.metadata, annotations } }, next.name);
       live.generation += 1;
+      live.lastModifier = who;
       logger.info({ serviceName: next.name, caller: who, changed }, `${who} replaced ${next.name}: ${changed.join(', ')} applied`);
     }
     return knativeService(live);
@@ -190,7 +193,12 @@ export function createAdminApi(options: AdminApiOptions): Server {
         generation: live.generation,
         creationTimestamp: live.created,
         labels: { ...doc.metadata?.labels, 'cloud.googleapis.com/location': region },
-        annotations: { ...doc.metadata?.annotations, 'serving.knative.dev/creator': 'npm-start' },
+        annotations: {
+          ...doc.metadata?.annotations,
+          'serving.knative.dev/creator': 'npm-start',
+          'serving.knative.dev/lastModifier': live.lastModifier,
+          'run.googleapis.com/ingress-status': doc.metadata?.annotations?.['run.googleapis.com/ingress'] ?? 'all',
+        },
       },
       spec: { ...doc.spec, traffic: [{ percent: 100, latestRevision: true }] },
       status: {

@@ -103,89 +103,38 @@ export async function startLocalChain(options: ChainOptions): Promise<LocalChain
   const deployed = readDeployed(options.baseEnv);
   const { projectId, projectNumber } = deployed;
   const frontUrl = (port: number) => `http://127.0.0.1:${port}`;
-  const urls = { receiving: frontUrl(options.ports.receiving), calling: frontUrl(options.ports.calling) };
-  // Local "DNS": a service's run.app URL is its front here.
-  const localize = (env: Record<string, string>) =>
-    Object.fromEntries(
-      Object.entries(env).map(([k, v]) => [
-        k,
-        Object.entries(urls).reduce((text, [name, url]) => text.replaceAll(`https://${name}-${projectNumber}.${REGION}.run.app`, url), v),
-      ]),
-    );
-
+  const live = {
+    receiving: new LiveService(deployed.receiving, frontUrl(options.ports.receiving)),
+    calling: new LiveService(deployed.calling, frontUrl(options.ports.calling)),
+  };
   // The policies start from deploy/ each time; the Admin API changes them while the chain runs.
   const store = new PolicyStore(join(options.stateDir, 'policies'));
   store.reset('receiving', options.receivingPolicy ?? deployed.receivingPolicy);
   store.reset('calling', { bindings: [] });
-  // The project's own policy: Google makes the default compute identity an Editor, and Editor
-  // carries run.routes.invoke on every service (the tutorial's second stage).
-  const projectPolicy: Policy = {
-    bindings: [{ role: 'roles/editor', members: [`serviceAccount:${projectNumber}-compute@developer.gserviceaccount.com`] }],
+  const key = writeSigningKey(options.stateDir);
+  const chain: Chain = {
+    options,
+    started: new Started(),
+    base: { GOOGLE_CLOUD_PROJECT: projectId, ...options.baseEnv },
+    store,
+    // The project's own policy: Google makes the default compute identity an Editor, and Editor
+    // carries run.routes.invoke on every service (the tutorial's second stage).
+    projectPolicy: {
+      bindings: [{ role: 'roles/editor', members: [`serviceAccount:${projectNumber}-compute@developer.gserviceaccount.com`] }],
+    },
+    // Local "DNS": a service's run.app URL is its front here.
+    runAppUrls: Object.values(live).map((service) => [`https://${service.manifest.name}-${projectNumber}.${REGION}.run.app`, service.url]),
   };
-  const live = {
-    receiving: new LiveService(deployed.receiving, urls.receiving),
-    calling: new LiveService(deployed.calling, urls.calling),
-  };
-
-  const keyFile = writeSigningKey(options.stateDir);
-  const started = new Started();
-  const base = { GOOGLE_CLOUD_PROJECT: projectId, ...options.baseEnv };
-  const logger = (name: string) => lineLogger(name, options);
   const callingAccount = options.metadata?.SERVICE_ACCOUNT ?? deployed.calling.serviceAccount!;
   try {
     // Each Cloud Run service has its own metadata server, all minting tokens Google signs with one
     // key set: two emulators, one per service, sharing the key.
-    const emulator = async (account: string, port: number, extra: Record<string, string | undefined> = {}) => {
-      const process = await startService('metadata-emulator', {
-        env: { ...base, ...extra, SERVICE_ACCOUNT: account, SIGNING_KEY_FILE: keyFile.path },
-        port,
-        onLine: options.onLine,
-        readyPath: '/computeMetadata/v1/instance/id',
-        readyHeaders: { 'Metadata-Flavor': 'Google' },
-      });
-      started.add(() => process.stop());
-      return process;
-    };
-    const metadata = await emulator(callingAccount, options.ports.metadata, options.metadata);
-    const receivingMetadata = await emulator(deployed.receiving.serviceAccount!, await freePort());
+    const metadata = await startEmulator(chain, key.path, callingAccount, options.ports.metadata, options.metadata);
+    const receivingMetadata = await startEmulator(chain, key.path, deployed.receiving.serviceAccount!, await freePort());
     const jwksUrl = new URL(`${metadata.url}/oauth2/v3/certs`);
-
-    /** A service's own process, as its manifest runs it, and its front on its public port. */
-    const behindFront = async (service: LiveService, metadataUrl: string, extra: Record<string, string | undefined> | undefined) => {
-      const manifest = service.manifest;
-      const process = await startService(manifest.name as 'calling' | 'receiving', {
-        env: {
-          ...base,
-          ...localize(manifest.env),
-          // Cloud Run's container contract.
-          K_SERVICE: manifest.name,
-          K_REVISION: `${manifest.name}-00001-loc`,
-          K_CONFIGURATION: manifest.name,
-          // Its metadata server is its only credential source, as on Cloud Run.
-          GCE_METADATA_HOST: new URL(metadataUrl).host,
-          GCE_METADATA_IP: undefined,
-          GOOGLE_APPLICATION_CREDENTIALS: undefined,
-          ...extra,
-        },
-        port: await freePort(),
-        onLine: options.onLine,
-      });
-      started.add(() => process.stop());
-      const front = createCloudRunFront({
-        service: () => service.manifest,
-        url: service.url,
-        target: process.url,
-        jwksUrl,
-        policies: () => [store.current(manifest.name), projectPolicy],
-        logger: logger(`${manifest.name} front`),
-      });
-      await listen(front, Number(new URL(service.url).port), `${manifest.name}'s front`, `${manifest.name.toUpperCase()}_PORT`);
-      started.server(front);
-      return { name: manifest.name, url: service.url, process, manifest, serviceAccount: manifest.serviceAccount! };
-    };
-    const receiving = await behindFront(live.receiving, receivingMetadata.url, options.receiving);
+    const receiving = await startBehindFront(chain, live.receiving, receivingMetadata, jwksUrl, options.receiving);
     const calling = {
-      ...(await behindFront(live.calling, metadata.url, options.calling)),
+      ...(await startBehindFront(chain, live.calling, metadata, jwksUrl, options.calling)),
       serviceAccount: callingAccount,
     };
 
@@ -195,26 +144,20 @@ export async function startLocalChain(options: ChainOptions): Promise<LocalChain
       region: REGION,
       services: new Map(Object.values(live).map((service) => [service.manifest.name, service])),
       store,
-      verifyAccessToken: (await loadSigningKey(keyFile.pem)).accessTokens.verify,
-      logger: logger('admin api'),
+      verifyAccessToken: (await loadSigningKey(key.pem)).accessTokens.verify,
+      logger: lineLogger('admin api', options),
     });
     await listen(admin, options.ports.admin, 'the local Admin API', 'ADMIN_PORT');
-    started.server(admin);
+    chain.started.server(admin);
     const adminUrl = `http://localhost:${options.ports.admin}/`;
-
-    const chainFile = chainFilePath(options.stateDir);
-    const description: ChainFile = {
+    writeChainFile(chain, {
       admin: adminUrl,
       metadataHost: new URL(metadata.url).host,
       projectId,
       projectNumber,
       region: REGION,
       gcloudConfig: join(options.stateDir, 'gcloud'),
-    };
-    mkdirSync(description.gcloudConfig, { recursive: true });
-    writeFileSync(chainFile, `${JSON.stringify(description, null, 2)}\n`);
-    started.add(() => rmSync(chainFile, { force: true }));
-
+    });
     return {
       calling,
       receiving,
@@ -224,12 +167,89 @@ export async function startLocalChain(options: ChainOptions): Promise<LocalChain
       projectId,
       projectNumber,
       store,
-      stop: () => started.stopAll(),
+      stop: () => chain.started.stopAll(),
     };
   } catch (err) {
-    await started.stopAll();
+    await chain.started.stopAll();
     throw err;
   }
+}
+
+/** What every part of a starting chain shares. */
+interface Chain {
+  options: ChainOptions;
+  started: Started;
+  /** The env every process starts from. */
+  base: Record<string, string | undefined>;
+  store: PolicyStore;
+  projectPolicy: Policy;
+  /** Each service's Cloud Run URL and its front's URL here. */
+  runAppUrls: [string, string][];
+}
+
+/** A metadata server reporting `account`, signing with the chain's key. */
+async function startEmulator(chain: Chain, keyFile: string, account: string, port: number, extra: Record<string, string | undefined> = {}) {
+  const process = await startService('metadata-emulator', {
+    env: { ...chain.base, ...extra, SERVICE_ACCOUNT: account, SIGNING_KEY_FILE: keyFile },
+    port,
+    onLine: chain.options.onLine,
+    readyPath: '/computeMetadata/v1/instance/id',
+    readyHeaders: { 'Metadata-Flavor': 'Google' },
+  });
+  chain.started.add(() => process.stop());
+  return process;
+}
+
+/** A service's own process, as its manifest runs it, and its front on its public port. */
+async function startBehindFront(
+  chain: Chain,
+  service: LiveService,
+  metadata: ServiceProcess,
+  jwksUrl: URL,
+  extra: Record<string, string | undefined> | undefined,
+): Promise<LocalService> {
+  const { manifest } = service;
+  const localized = Object.entries(manifest.env).map(([k, v]) => [
+    k,
+    chain.runAppUrls.reduce((text, [from, to]) => text.replaceAll(from, to), v),
+  ]);
+  const process = await startService(manifest.name as 'calling' | 'receiving', {
+    env: {
+      ...chain.base,
+      ...Object.fromEntries(localized),
+      // Cloud Run's container contract.
+      K_SERVICE: manifest.name,
+      K_REVISION: `${manifest.name}-00001-loc`,
+      K_CONFIGURATION: manifest.name,
+      // Its metadata server is its only credential source, as on Cloud Run.
+      GCE_METADATA_HOST: new URL(metadata.url).host,
+      GCE_METADATA_IP: undefined,
+      GOOGLE_APPLICATION_CREDENTIALS: undefined,
+      ...extra,
+    },
+    port: await freePort(),
+    onLine: chain.options.onLine,
+  });
+  chain.started.add(() => process.stop());
+  const front = createCloudRunFront({
+    service: () => service.manifest,
+    url: service.url,
+    target: process.url,
+    jwksUrl,
+    policies: () => [chain.store.current(manifest.name), chain.projectPolicy],
+    logger: lineLogger(`${manifest.name} front`, chain.options),
+  });
+  await listen(front, Number(new URL(service.url).port), `${manifest.name}'s front`, `${manifest.name.toUpperCase()}_PORT`);
+  chain.started.server(front);
+  return { name: manifest.name, url: service.url, process, manifest, serviceAccount: manifest.serviceAccount! };
+}
+
+/** chain.json, and the gcloud config directory it names; removed when the chain stops. */
+function writeChainFile(chain: Chain, description: ChainFile): void {
+  const path = chainFilePath(chain.options.stateDir);
+  mkdirSync(description.gcloudConfig, { recursive: true });
+  writeFileSync(path, `${JSON.stringify(description, null, 2)}\n`);
+  chain.started.add(() => rmSync(path, { force: true }));
 }
 
 /** deploy/, resolved with the local project's values, read once: both manifests and receiving's policy. */

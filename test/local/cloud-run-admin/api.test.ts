@@ -328,7 +328,10 @@ describe('the local Cloud Run Admin API, over real HTTP', () => {
       };
       const answer = await call(knative(), { method: 'PUT', body: opened });
       expect(answer.status).toBe(200);
-      expect(answer.body).toMatchObject({ metadata: { generation: 2 }, status: { observedGeneration: 2 } });
+      expect(answer.body).toMatchObject({
+        metadata: { generation: 2, annotations: { 'serving.knative.dev/lastModifier': ADMIN } },
+        status: { observedGeneration: 2 },
+      });
       expect(services.get('receiving')!.manifest.invokerIamDisabled).toBe(true);
       const audiences = '["https://receiving.example.com"]';
       const custom = {
