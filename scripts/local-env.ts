@@ -17,7 +17,17 @@ try {
   process.stderr.write(`local-env: ${(err as Error).message}\n`);
   process.exit(1);
 }
+const SHADOWING = [
+  'CLOUDSDK_ACTIVE_CONFIG_NAME',
+  'CLOUDSDK_CORE_ACCOUNT',
+  'CLOUDSDK_AUTH_ACCESS_TOKEN',
+  'CLOUDSDK_AUTH_ACCESS_TOKEN_FILE',
+  'CLOUDSDK_AUTH_CREDENTIAL_FILE_OVERRIDE',
+  'CLOUDSDK_AUTH_IMPERSONATE_SERVICE_ACCOUNT',
+];
 const quote = (value: string) => `'${value.replaceAll("'", `'\\''`)}'`;
+// What would make gcloud use another identity or config than the chain's, and send its token here.
+process.stdout.write(`unset ${SHADOWING.join(' ')}\n`);
 for (const [name, value] of Object.entries(gcloudEnv(chain))) process.stdout.write(`export ${name}=${quote(value)}\n`);
 
 // describe and replace go to the regional host, REGION-HOST: it must resolve to this machine.

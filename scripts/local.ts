@@ -11,7 +11,8 @@
  *
  * Unlike gcloud, add and remove retry their read-modify-write with backoff when another change came
  * between their read and their write, until theirs is kept. --region, --project, --platform,
- * --format and --quiet are accepted and ignored, so a gcloud command line pastes as is.
+ * --format and --quiet are accepted and ignored, so a gcloud command line pastes as is; --condition
+ * only as None (no condition), since the local front evaluates none.
  */
 import { readFileSync } from 'node:fs';
 import { addBinding, formatPolicy, parsePolicy, removeBinding, type Policy } from '../local/cloud-run-front/policy.js';
@@ -19,7 +20,7 @@ import { readChainFile, type ChainFile } from './lib/chain-file.js';
 
 const VERBS = ['get-iam-policy', 'add-iam-policy-binding', 'remove-iam-policy-binding', 'set-iam-policy'] as const;
 type Verb = (typeof VERBS)[number];
-const IGNORED = new Set(['region', 'project', 'platform', 'format', 'quiet', 'condition']);
+const IGNORED = new Set(['region', 'project', 'platform', 'format', 'quiet']);
 /** How long add and remove keep retrying a read-modify-write that met a concurrent change. */
 const RETRY_FOR_MS = 60_000;
 
@@ -57,7 +58,10 @@ async function main(verb: Verb): Promise<void> {
     const [, name, inline] = flag as unknown as [string, string, string | undefined];
     const value = inline ?? (name === 'quiet' ? '' : rest[++i]);
     if (value === undefined) throw new Failure(`argument --${name}: expected one argument`);
-    if (!IGNORED.has(name) && name !== 'member' && name !== 'role') throw new Failure(`unrecognized arguments: --${name}`);
+    // gcloud's --condition=None says "no condition"; the local front evaluates none, so takes no other.
+    if (name === 'condition' && value !== 'None')
+      throw new Failure('--condition: the local chain does not evaluate IAM conditions; use --condition=None or leave it out');
+    if (!IGNORED.has(name) && !['member', 'role', 'condition'].includes(name)) throw new Failure(`unrecognized arguments: --${name}`);
     flags[name] = value;
   }
   const wanted = verb === 'set-iam-policy' ? 2 : 1;

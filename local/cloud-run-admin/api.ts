@@ -16,7 +16,6 @@
  */
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from '../../services/shared/logger.js';
 import { IamError, policyFrom, type Policy, type PolicyStore } from '../cloud-run-front/policy.js';
 import { CUSTOM_AUDIENCES, INVOKER_IAM_DISABLED, serviceFrom, type ServiceManifest } from '../cloud-run-front/service.js';
@@ -59,6 +58,8 @@ const CODES: Record<Status, number> = {
 const UNAUTHENTICATED =
   'Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.';
 const MAX_BODY_BYTES = 1 << 20;
+/** The fields of a Policy an update mask may name. */
+const MASK_PATHS = ['bindings', 'etag', 'version', 'auditConfigs'];
 /** Annotations Cloud Run or gcloud set, which a replace may send back or leave out. */
 const SYSTEM_ANNOTATION =
   /^(?:serving\.knative\.dev\/|client\.knative\.dev\/|run\.googleapis\.com\/(?:client-|ingress-status|operation-id))/;
@@ -69,6 +70,9 @@ const PROJECT = /^\/v1\/projects\/([^/:]+)$/;
 const IAM = /^\/v1\/projects\/([^/]+)\/locations\/([^/]+)\/services\/([^/:]+):(getIamPolicy|setIamPolicy|testIamPermissions)$/;
 const V1_SERVICES = /^\/v1\/projects\/([^/]+)\/locations\/([^/]+)\/services(?:\/([^/:]+))?$/;
 const KNATIVE_SERVICES = /^\/apis\/serving\.knative\.dev\/v1\/namespaces\/([^/]+)\/services(?:\/([^/]+))?$/;
+
+/** The client went away mid-request. */
+class ClientGone extends Error {}
 
 class ApiError extends Error {
   constructor(
@@ -99,30 +103,47 @@ export function createAdminApi(options: AdminApiOptions): Server {
 
   /** The email of the caller's access token; UNAUTHENTICATED without one of the chain's. */
   function caller(req: IncomingMessage): string {
-    const token = /^Bearer[ \t]+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
+    // One Authorization header (Node would keep only the first of several).
+    const copies = req.rawHeaders.filter((name, i) => i % 2 === 0 && name.toLowerCase() === 'authorization').length;
+    const token = copies === 1 ? /^Bearer[ \t]+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1] : undefined;
     const email = token === undefined ? undefined : options.verifyAccessToken(token, Math.floor(Date.now() / 1000));
     if (email === undefined) throw new ApiError('UNAUTHENTICATED', UNAUTHENTICATED);
     return email;
   }
 
   async function iam(req: IncomingMessage, service: string, method: string, who: string): Promise<unknown> {
+    if (req.method !== 'POST' && !(method === 'getIamPolicy' && req.method === 'GET')) {
+      throw new ApiError('NOT_FOUND', `${method} is not a ${req.method ?? ''} method.`);
+    }
     if (method === 'getIamPolicy') return policyJson(store.current(service));
-    if (req.method !== 'POST') throw new ApiError('NOT_FOUND', `${method} is a POST`);
-    const body = (await jsonBody(req)) as { policy?: unknown; updateMask?: unknown; permissions?: unknown };
+    const body = fieldsOf(await jsonBody(req), method === 'testIamPermissions' ? ['permissions'] : ['policy', 'updateMask']) as {
+      policy?: unknown;
+      updateMask?: unknown;
+      permissions?: unknown;
+    };
     if (method === 'testIamPermissions') {
       // Whoever holds a token of the chain administers it, as the project's owner does on Cloud Run.
       const asked = Array.isArray(body.permissions) ? body.permissions.filter((p): p is string => typeof p === 'string') : [];
       return { permissions: asked.filter((p) => p.startsWith('run.')) };
     }
+    if (body.policy === undefined || body.policy === null) throw new ApiError('INVALID_ARGUMENT', 'policy is required: the policy to set.');
     let policy: Policy;
     try {
       policy = policyFrom(body.policy, 'policy');
     } catch (err) {
       throw new ApiError('INVALID_ARGUMENT', (err as Error).message);
     }
-    // IAM's default mask is "bindings, etag": a mask without bindings keeps them.
-    const mask = typeof body.updateMask === 'string' ? body.updateMask.split(',').map((p) => p.trim()) : undefined;
-    if (mask !== undefined && !mask.includes('bindings')) policy = { ...policy, bindings: store.current(service).bindings };
+    // IAM's default mask (none, or empty) is "bindings, etag": a mask without bindings keeps them.
+    if (body.updateMask !== undefined && typeof body.updateMask !== 'string')
+      throw new ApiError('INVALID_ARGUMENT', 'updateMask must be a string.');
+    const mask = (body.updateMask ?? '')
+      .split(',')
+      .map((path) => path.trim())
+      .filter((path) => path !== '');
+    const unknown = mask.find((path) => !MASK_PATHS.includes(path));
+    if (unknown !== undefined)
+      throw new ApiError('INVALID_ARGUMENT', `Invalid update mask path: "${unknown}" (a policy's fields are ${MASK_PATHS.join(', ')}).`);
+    if (mask.length > 0 && !mask.includes('bindings')) policy = { ...policy, bindings: store.current(service).bindings };
     const kept = store.set(service, policy);
     logger.info({ serviceName: service, caller: who, bindings: kept.bindings }, `${who} set the IAM policy of ${service}`);
     return policyJson(kept);
@@ -143,6 +164,18 @@ export function createAdminApi(options: AdminApiOptions): Server {
     if (next.name !== live.manifest.name) {
       throw new ApiError('INVALID_ARGUMENT', `metadata.name is ${next.name}, but the request replaces ${live.manifest.name}.`);
     }
+    if (next.document.apiVersion !== 'serving.knative.dev/v1') {
+      throw new ApiError('INVALID_ARGUMENT', `apiVersion must be serving.knative.dev/v1, not ${JSON.stringify(next.document.apiVersion)}.`);
+    }
+    const namespace = next.document.metadata?.namespace;
+    if (namespace !== undefined && namespace !== projectId && namespace !== projectNumber) {
+      throw new ApiError(
+        'INVALID_ARGUMENT',
+        `metadata.namespace is ${JSON.stringify(namespace)}, not this project (${projectId} or ${projectNumber}).`,
+      );
+    }
+    const notString = stringMapProblem(next.document);
+    if (notString !== undefined) throw new ApiError('INVALID_ARGUMENT', notString);
     const differences = needRestart(live.manifest.document, next.document);
     if (differences.length > 0) {
       throw new ApiError(
@@ -254,6 +287,8 @@ export function createAdminApi(options: AdminApiOptions): Server {
     route(req).then(
       (body) => send(res, 200, body),
       (err: unknown) => {
+        // A client that left mid-request: no one to answer, nothing to log.
+        if (err instanceof ClientGone) return;
         const status: Status = err instanceof ApiError || err instanceof IamError ? err.status : 'INTERNAL';
         const message = err instanceof Error ? err.message : String(err);
         if (!(err instanceof ApiError || err instanceof IamError)) logger.error({ err }, 'the local Admin API failed');
@@ -271,39 +306,102 @@ function policyJson(policy: Policy): unknown {
   return { version: policy.version ?? 1, etag: policy.etag, ...(policy.bindings.length > 0 ? { bindings: policy.bindings } : {}) };
 }
 
-/** Where a replaced manifest differs from the running one, outside what applies live: paths like spec.template. */
-function needRestart(running: ServiceManifest['document'], next: ServiceManifest['document']): string[] {
-  const comparable = (doc: ServiceManifest['document']) => {
-    const annotations = Object.fromEntries(
-      Object.entries(doc.metadata?.annotations ?? {}).filter(([key]) => !SYSTEM_ANNOTATION.test(key) && !LIVE_ANNOTATIONS.includes(key)),
-    );
-    const template = doc.spec?.template ?? {};
-    const templateAnnotations = Object.fromEntries(
-      Object.entries(template.metadata?.annotations ?? {}).filter(([key]) => !SYSTEM_ANNOTATION.test(key)),
-    );
-    return {
-      'metadata.labels': withoutEmpty(doc.metadata?.labels ?? {}),
-      'metadata.annotations': annotations,
-      'spec.template.metadata.annotations': templateAnnotations,
-      'spec.template.spec': withoutEmpty(template.spec ?? {}),
-    };
-  };
-  const [a, b] = [comparable(running), comparable(next)];
-  return (Object.keys(a) as (keyof typeof a)[]).filter((key) => !isDeepStrictEqual(a[key], b[key]));
+/** What Cloud Run sets on a service and a client may send back or leave out: not part of what it runs. */
+const SERVER_METADATA = ['namespace', 'selfLink', 'uid', 'resourceVersion', 'generation', 'creationTimestamp'];
+const DEFAULT_TRAFFIC = [{ percent: 100, latestRevision: true }];
+
+/** A manifest as far as a replace may differ in it: without what Cloud Run sets, what applies live, and empty maps. */
+function comparable(doc: ServiceManifest['document']): unknown {
+  const copy = JSON.parse(JSON.stringify(doc)) as Record<string, unknown> & ServiceManifest['document'];
+  delete copy.status;
+  const metadata = (copy.metadata ?? {}) as Record<string, unknown>;
+  for (const key of SERVER_METADATA) delete metadata[key];
+  const keep = (annotations: Record<string, unknown> | undefined, live: readonly string[]) =>
+    Object.fromEntries(Object.entries(annotations ?? {}).filter(([key]) => !SYSTEM_ANNOTATION.test(key) && !live.includes(key)));
+  metadata.annotations = keep(copy.metadata?.annotations, LIVE_ANNOTATIONS);
+  const template = copy.spec?.template;
+  if (template?.metadata !== undefined) template.metadata.annotations = keep(template.metadata.annotations, []);
+  const spec = copy.spec as Record<string, unknown> | undefined;
+  if (spec !== undefined && same(spec.traffic, DEFAULT_TRAFFIC)) delete spec.traffic;
+  return withoutEmpty(copy);
 }
 
-function withoutEmpty(value: object): object {
-  return Object.fromEntries(Object.entries(value).filter(([, v]) => !(typeof v === 'object' && v !== null && Object.keys(v).length === 0)));
+/** Where a replaced manifest differs from the running one, outside what applies live: paths like spec.template.spec. */
+function needRestart(running: ServiceManifest['document'], next: ServiceManifest['document']): string[] {
+  const found: string[] = [];
+  const walk = (a: unknown, b: unknown, path: string, depth: number) => {
+    if (same(a, b)) return;
+    const isMap = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+    if (depth < 4 && isMap(a) && isMap(b)) {
+      for (const key of new Set([...Object.keys(a), ...Object.keys(b)]))
+        walk(a[key], b[key], path === '' ? key : `${path}.${key}`, depth + 1);
+    } else found.push(path);
+  };
+  walk(comparable(running), comparable(next), '', 0);
+  return found;
+}
+
+/** Whether two JSON values are equal, whatever the order of their keys. */
+function same(a: unknown, b: unknown): boolean {
+  const canonical = (value: unknown): unknown =>
+    Array.isArray(value)
+      ? value.map(canonical)
+      : typeof value === 'object' && value !== null
+        ? Object.fromEntries(
+            Object.keys(value)
+              .sort()
+              .map((key) => [key, canonical((value as Record<string, unknown>)[key])]),
+          )
+        : value;
+  return JSON.stringify(canonical(a)) === JSON.stringify(canonical(b));
+}
+
+/** A value with every empty map and list inside it left out. */
+function withoutEmpty(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(withoutEmpty);
+  if (typeof value !== 'object' || value === null) return value;
+  const entries = Object.entries(value).map(([k, v]) => [k, withoutEmpty(v)] as const);
+  return Object.fromEntries(entries.filter(([, v]) => !(typeof v === 'object' && v !== null && Object.keys(v).length === 0)));
+}
+
+/** The problems IAM's and Knative's schemas would find first: values that must be strings. */
+function stringMapProblem(doc: ServiceManifest['document']): string | undefined {
+  const maps: [string, Record<string, unknown> | undefined][] = [
+    ['metadata.annotations', doc.metadata?.annotations],
+    ['metadata.labels', doc.metadata?.labels],
+    ['spec.template.metadata.annotations', doc.spec?.template?.metadata?.annotations],
+  ];
+  for (const [where, map] of maps) {
+    const key = Object.entries(map ?? {}).find(([, value]) => typeof value !== 'string')?.[0];
+    if (key !== undefined) return `Invalid value at '${where}["${key}"]' (TYPE_STRING): it must be a string.`;
+  }
+  return undefined;
+}
+
+/** A JSON body as an object with only the fields a method has, refused as Google's APIs refuse unknown ones. */
+function fieldsOf(body: unknown, fields: readonly string[]): Record<string, unknown> {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw new ApiError('INVALID_ARGUMENT', 'Invalid JSON payload received. The request body must be a JSON object.');
+  }
+  const unknown = Object.keys(body).find((key) => !fields.includes(key));
+  if (unknown !== undefined)
+    throw new ApiError('INVALID_ARGUMENT', `Invalid JSON payload received. Unknown name "${unknown}": Cannot find field.`);
+  return body as Record<string, unknown>;
 }
 
 async function jsonBody(req: IncomingMessage): Promise<unknown> {
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > MAX_BODY_BYTES) throw new ApiError('INVALID_ARGUMENT', `The request body is larger than ${MAX_BODY_BYTES} bytes.`);
-    chunks.push(chunk);
+  try {
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > MAX_BODY_BYTES) break;
+      chunks.push(chunk);
+    }
+  } catch {
+    throw new ClientGone(); // the body was cut short: the client left
   }
+  if (size > MAX_BODY_BYTES) throw new ApiError('INVALID_ARGUMENT', `The request body is larger than ${MAX_BODY_BYTES} bytes.`);
   try {
     return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
   } catch (err) {

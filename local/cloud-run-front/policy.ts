@@ -5,11 +5,11 @@
  * PolicyStore is the one place they change: the local Cloud Run Admin API writes it, the front
  * reads it.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
-import { emailKey } from '../../services/shared/iam.js';
+import { emailKey, iamMember } from '../../services/shared/iam.js';
 
 export interface Binding {
   role: string;
@@ -64,25 +64,44 @@ const LOCAL = '[A-Za-z0-9!#$%&*+/=?^_`{|}~-]+(?:\\.[A-Za-z0-9!#$%&*+/=?^_`{|}~-]
 const DOMAIN = '(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]{2,63}';
 const EMAIL = new RegExp(`^${LOCAL}@${DOMAIN}$`);
 const DOMAIN_ONLY = new RegExp(`^${DOMAIN}$`);
+/** Workforce and workload identity principals: an identifier of IAM's own, path segments of safe characters. */
+const PRINCIPAL = /^principal(?:Set)?:\/\/iam\.googleapis\.com(?:\/[\w.@~%*:+=-]+)+$/;
+const DELETED = /^deleted:(?:user|serviceAccount|group):([^?]+)\?uid=\d+$/;
 const EMAIL_TYPES = new Set(['user', 'serviceAccount', 'group']);
+/** IAM's limit on principals in one policy. */
+export const MAX_MEMBERS = 1500;
+
+/** Whether a text is an email IAM takes: RFC 5321's shape and lengths (64 before the @, 254 in all). */
+const isEmail = (value: string) => value.length <= 254 && value.indexOf('@') <= 64 && EMAIL.test(value);
+const isServiceAccount = (email: string) => /\.gserviceaccount\.com$/i.test(email);
 
 /** Why IAM would refuse a member, in IAM's words, or undefined when it takes it. */
 export function memberProblem(member: string): string | undefined {
   if (member === 'allUsers' || member === 'allAuthenticatedUsers') return undefined;
-  if (member.startsWith('principal://') || member.startsWith('principalSet://')) return undefined;
+  if (member.startsWith('principal://') || member.startsWith('principalSet://')) {
+    return member.length <= 512 && PRINCIPAL.test(member) ? undefined : `Invalid principal identifier: ${member}.`;
+  }
+  const deleted = DELETED.exec(member);
+  if (deleted) return isEmail(deleted[1]!) ? undefined : `Invalid member: ${member}.`;
   const colon = member.indexOf(':');
   if (colon <= 0) return 'Policy members must be of the form "<type>:<value>".';
   const type = member.slice(0, colon);
   const value = member.slice(colon + 1);
   if (EMAIL_TYPES.has(type)) {
-    if (!EMAIL.test(value)) return `Invalid member: ${member} (${value} is not an email address).`;
-    if (type === 'serviceAccount' && !/\.gserviceaccount\.com$/i.test(value)) {
+    if (!isEmail(value)) return `Invalid member: ${member} (${value} is not an email address).`;
+    if (type === 'serviceAccount' && !isServiceAccount(value)) {
       return `Invalid service account (${value}): service account emails end in .gserviceaccount.com.`;
     }
+    if (type !== 'serviceAccount' && isServiceAccount(value)) return `${value} is a service account: bind it as serviceAccount:${value}.`;
     return undefined;
   }
   if (type === 'domain') return DOMAIN_ONLY.test(value) ? undefined : `Invalid member: ${member} (${value} is not a domain).`;
   return `Invalid member type [${type}] in ${member}: use user:, serviceAccount:, group:, domain:, allUsers or allAuthenticatedUsers.`;
+}
+
+/** A member as IAM keeps it: the email after its type folded to lower case (ASCII only, as emailKey). */
+export function memberKey(member: string): string {
+  return /^(?:user|serviceAccount|group|domain|deleted):/.test(member) ? member.replace(/:.*/, (rest) => emailKey(rest)) : member;
 }
 
 /** Why IAM would refuse a role on a Cloud Run service, in IAM's words, or undefined. */
@@ -93,11 +112,22 @@ export function roleProblem(role: string): string | undefined {
 
 /**
  * The policy as IAM keeps it, or an IamError saying what IAM would refuse: every member and role
- * valid, no condition (the local front cannot evaluate one); a role named twice becomes one
- * binding, a member named twice one member, a role with no member goes.
+ * valid, at most MAX_MEMBERS members, version 1 to 3, no condition (the local front cannot evaluate
+ * one); emails in lower case (memberKey); a role named twice becomes one binding, a member named
+ * twice one member, a role with no member goes.
  */
 export function normalizePolicy(policy: Policy): Policy {
-  const byRole = new Map<string, string[]>();
+  const count = policy.bindings.reduce((sum, b) => sum + b.members.length, 0);
+  if (count > MAX_MEMBERS) {
+    throw new IamError(
+      'INVALID_ARGUMENT',
+      `The number of members in the policy (${count}) is larger than the maximum allowed size ${MAX_MEMBERS}.`,
+    );
+  }
+  if (policy.version !== undefined && ![1, 2, 3].includes(policy.version)) {
+    throw new IamError('INVALID_ARGUMENT', `Invalid policy version ${policy.version}: a policy's version is 1, 2 or 3.`);
+  }
+  const byRole = new Map<string, Set<string>>();
   for (const binding of policy.bindings) {
     if (binding.condition !== undefined && binding.condition !== null) {
       throw new IamError(
@@ -107,11 +137,11 @@ export function normalizePolicy(policy: Policy): Policy {
     }
     const problem = roleProblem(binding.role) ?? binding.members.map(memberProblem).find((p) => p !== undefined);
     if (problem !== undefined) throw new IamError('INVALID_ARGUMENT', problem);
-    const members = byRole.get(binding.role) ?? [];
-    for (const member of binding.members) if (!members.includes(member)) members.push(member);
+    const members = byRole.get(binding.role) ?? new Set<string>();
+    for (const member of binding.members) members.add(memberKey(member));
     byRole.set(binding.role, members);
   }
-  const bindings = [...byRole].filter(([, members]) => members.length > 0).map(([role, members]) => ({ role, members }));
+  const bindings = [...byRole].filter(([, members]) => members.size > 0).map(([role, members]) => ({ role, members: [...members] }));
   return { bindings, ...(policy.etag === undefined ? {} : { etag: policy.etag }), version: 1 };
 }
 
@@ -154,17 +184,14 @@ export function policyFrom(doc: unknown, source: string): Policy {
 }
 
 /**
- * Whether a caller may invoke: some binding of an invoker role names its email (as serviceAccount:
- * or user:, the email in any case, as IAM matches it), allUsers, or allAuthenticatedUsers (anyone
- * with a valid Google token). group: and domain: members cannot be resolved on one machine and
- * never match.
+ * Whether a caller may invoke: some binding of an invoker role names it (serviceAccount: for a
+ * service account's email, user: for anyone else's, the email in any case, as IAM matches it),
+ * allUsers, or allAuthenticatedUsers (anyone with a valid Google token). group: and domain:
+ * members cannot be resolved on one machine and never match.
  */
 export function mayInvoke(policies: readonly Policy[], email: string): boolean {
-  const key = emailKey(email);
-  const accepted = new Set([`serviceAccount:${key}`, `user:${key}`, 'allUsers', 'allAuthenticatedUsers']);
-  // The member with its email folded as the caller's is: "serviceAccount:A@B.C" -> "serviceAccount:a@b.c".
-  const folded = (member: string) => member.replace(/:.*/, (email) => emailKey(email));
-  return policies.some((p) => p.bindings.some((b) => INVOKER_ROLES.includes(b.role) && b.members.some((m) => accepted.has(folded(m)))));
+  const accepted = new Set([memberKey(iamMember(email)), 'allUsers', 'allAuthenticatedUsers']);
+  return policies.some((p) => p.bindings.some((b) => INVOKER_ROLES.includes(b.role) && b.members.some((m) => accepted.has(memberKey(m)))));
 }
 
 /** Whether anyone at all may invoke, without a token (allUsers holds an invoker role). */
@@ -172,10 +199,13 @@ export function isPublic(policy: Policy): boolean {
   return policy.bindings.some((b) => INVOKER_ROLES.includes(b.role) && b.members.includes('allUsers'));
 }
 
+/** Whether a binding names a member, as IAM compares members (memberKey). */
+const names = (binding: Binding | undefined, member: string) => binding?.members.some((m) => memberKey(m) === memberKey(member)) ?? false;
+
 /** The policy with member added to role; the same object if it is already there. */
 export function addBinding(policy: Policy, role: string, member: string): Policy {
   const existing = policy.bindings.find((b) => b.role === role);
-  if (existing?.members.includes(member)) return policy;
+  if (names(existing, member)) return policy;
   const bindings = existing
     ? policy.bindings.map((b) => (b === existing ? { role, members: [...b.members, member] } : b))
     : [...policy.bindings, { role, members: [member] }];
@@ -185,8 +215,8 @@ export function addBinding(policy: Policy, role: string, member: string): Policy
 /** The policy without member in role (a role left with no member goes), or undefined if it was not there. */
 export function removeBinding(policy: Policy, role: string, member: string): Policy | undefined {
   const existing = policy.bindings.find((b) => b.role === role);
-  if (!existing?.members.includes(member)) return undefined;
-  const members = existing.members.filter((m) => m !== member);
+  if (existing === undefined || !names(existing, member)) return undefined;
+  const members = existing.members.filter((m) => memberKey(m) !== memberKey(member));
   const bindings = policy.bindings.flatMap((b) => (b !== existing ? [b] : members.length > 0 ? [{ role, members }] : []));
   return { ...policy, bindings };
 }
@@ -200,16 +230,25 @@ export function formatPolicy(policy: Policy): string {
 /** Whether two etags are the same bytes, whichever base64 alphabet each is written in. */
 const sameEtag = (a: string, b: string) => Buffer.from(a, 'base64').equals(Buffer.from(b, 'base64'));
 
-/** A fresh etag: 8 bytes of base64, as IAM's. */
-const newEtag = () => randomBytes(8).toString('base64');
+/**
+ * A policy's etag: 8 bytes of base64, as IAM's, derived from its bindings, so that any change,
+ * through the API or by hand, gives a new one. Two reads of the same bindings share an etag; a set
+ * made from either loses nothing, since nothing changed in between.
+ */
+const etagOf = (bindings: readonly Binding[]) =>
+  createHash('sha256').update(JSON.stringify(bindings)).digest().subarray(0, 8).toString('base64');
+
+/** The largest store file read (a policy of MAX_MEMBERS members is well under it). */
+const MAX_FILE_BYTES = 256 * 1024;
 
 /**
  * The services' IAM policies, one YAML file each in `dir`: the local Cloud Run Admin API changes
  * them (set, with IAM's etag check), the front reads them on every request. Every read, check and
- * write of a set runs synchronously in the one process that owns the store, so two sets can never
- * interleave: the second one carries a stale etag and is refused. A file edited by hand is read
- * again when its modification time, size or inode changes; one that cannot be read or parsed gives
- * an error naming it and the way out, and the store serves on.
+ * write of a set runs synchronously in the one process that owns the store (npm start holds its
+ * state directory alone), so two sets can never interleave: the second one carries a stale etag and
+ * is refused. A file edited by hand is read again when its modification time, size or inode
+ * changes; one that is not a regular file, is too large, or cannot be read or parsed gives an error
+ * naming it and the way out, and the store serves on.
  */
 export class PolicyStore {
   private readonly cache = new Map<string, { seen: string; policy?: Policy; problem?: string }>();
@@ -222,20 +261,22 @@ export class PolicyStore {
     return join(this.dir, `${service}.yaml`);
   }
 
-  /** Starts a service's policy afresh (npm start, from deploy/), with a new etag. */
+  /** Starts a service's policy afresh (npm start, from deploy/). */
   reset(service: string, policy: Policy): Policy {
-    const kept = { ...normalizePolicy({ bindings: policy.bindings }), etag: newEtag() };
-    this.write(service, kept);
-    return kept;
+    return this.write(service, normalizePolicy({ bindings: policy.bindings }));
   }
 
   /** The policy as it is now; an IamError (FAILED_PRECONDITION) naming the file when it cannot be read. */
   current(service: string): Policy {
     const path = this.file(service);
     let seen: string;
+    let problem: string | undefined;
     try {
       const stat = statSync(path);
       seen = `${stat.mtimeMs}:${stat.size}:${stat.ino}`;
+      // Never open what is not a regular file (a FIFO would block this process), nor read a huge one.
+      if (!stat.isFile()) problem = `${path}: not a regular file`;
+      else if (stat.size > MAX_FILE_BYTES) problem = `${path}: larger than ${MAX_FILE_BYTES} bytes`;
     } catch (err) {
       this.cache.delete(service);
       throw this.unreadable(service, (err as NodeJS.ErrnoException).code === 'ENOENT' ? `${path}: no such file` : (err as Error).message);
@@ -243,9 +284,9 @@ export class PolicyStore {
     let entry = this.cache.get(service);
     if (entry?.seen !== seen) {
       try {
-        const policy = normalizePolicy(parsePolicy(readFileSync(path, 'utf8'), path));
-        if (policy.etag === undefined) throw new IamError('FAILED_PRECONDITION', 'it has no etag');
-        entry = { seen, policy };
+        if (problem !== undefined) throw new Error(problem);
+        const { bindings } = normalizePolicy(parsePolicy(readFileSync(path, 'utf8'), path));
+        entry = { seen, policy: { bindings, etag: etagOf(bindings), version: 1 } };
       } catch (err) {
         // parsePolicy's messages name the file; normalizePolicy's do not.
         const message = (err as Error).message;
@@ -260,22 +301,25 @@ export class PolicyStore {
   /**
    * setIamPolicy: replaces the policy, if `policy.etag` (when given) is the current one's; without
    * an etag, replaces whatever is there, a policy that cannot be read included. Returns the policy
-   * kept, with its new etag.
+   * kept, with its etag.
    */
   set(service: string, policy: Policy): Policy {
-    const kept = { ...normalizePolicy({ bindings: policy.bindings }), etag: newEtag() };
+    const kept = normalizePolicy({ bindings: policy.bindings, ...(policy.version === undefined ? {} : { version: policy.version }) });
     if (policy.etag !== undefined && !sameEtag(this.current(service).etag!, policy.etag)) throw new IamError('ABORTED', CONCURRENT_CHANGE);
-    this.write(service, kept);
-    return kept;
+    return this.write(service, kept);
   }
 
-  private write(service: string, policy: Policy): void {
+  private write(service: string, { bindings }: Policy): Policy {
     const path = this.file(service);
     const temp = `${path}.${process.pid}.tmp`;
-    writeFileSync(temp, formatPolicy(policy));
+    writeFileSync(temp, formatPolicy({ bindings }).replace(/^etag: .*\n/m, ''));
+    // Whatever stood in its place (a directory, a FIFO) is not a policy: a set without an etag replaces it.
+    if (statSync(path, { throwIfNoEntry: false })?.isFile() === false) rmSync(path, { recursive: true, force: true });
     renameSync(temp, path);
     const stat = statSync(path);
+    const policy = { bindings, etag: etagOf(bindings), version: 1 };
     this.cache.set(service, { seen: `${stat.mtimeMs}:${stat.size}:${stat.ino}`, policy });
+    return policy;
   }
 
   private unreadable(service: string, problem: string): IamError {

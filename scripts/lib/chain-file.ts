@@ -2,7 +2,7 @@
  * STATE_DIR/chain.json: how a running chain is reached (written by `npm start`, removed when it
  * stops), read by `npm run local` and `npm run local-env`.
  */
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -24,6 +24,41 @@ const root = fileURLToPath(new URL('../../', import.meta.url).href.replace(/\/di
 export const stateDirOf = (env: NodeJS.ProcessEnv): string => env.LOCAL_STATE_DIR?.trim() || join(root, '.local-state');
 
 export const chainFilePath = (stateDir: string): string => join(stateDir, 'chain.json');
+
+/**
+ * Takes the state directory for this process (STATE_DIR/chain.lock, holding its pid), so that two
+ * chains never share one policy store; returns what gives it back. A lock whose process is gone is
+ * taken over.
+ */
+export function claimStateDir(stateDir: string): () => void {
+  mkdirSync(stateDir, { recursive: true });
+  const lock = join(stateDir, 'chain.lock');
+  for (;;) {
+    try {
+      writeFileSync(lock, String(process.pid), { flag: 'wx' });
+      return () => rmSync(lock, { force: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    const pid = Number.parseInt(readFileSync(lock, 'utf8'), 10);
+    if (isRunning(pid)) {
+      throw new Error(
+        `another chain (pid ${pid}) is running with its state in ${stateDir}: stop it, or give this one another LOCAL_STATE_DIR`,
+      );
+    }
+    rmSync(lock, { force: true });
+  }
+}
+
+function isRunning(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
 
 /** The running chain's chain.json; an Error saying what to do when there is none or it is not one. */
 export function readChainFile(env: NodeJS.ProcessEnv = process.env): ChainFile {

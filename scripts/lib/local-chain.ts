@@ -11,7 +11,7 @@ import { parseServiceManifest, type ServiceManifest } from '../../local/cloud-ru
 import { loadEmulatorConfig } from '../../local/metadata-emulator/config.js';
 import { loadSigningKey } from '../../local/metadata-emulator/signing-key.js';
 import { createLogger, type Logger } from '../../services/shared/logger.js';
-import { chainFilePath, type ChainFile } from './chain-file.js';
+import { chainFilePath, claimStateDir, type ChainFile } from './chain-file.js';
 import { readDeployDir, renderDeploy } from './deploy-manifests.js';
 import { freePort, startService, type ServiceProcess } from './processes.js';
 
@@ -107,14 +107,13 @@ export async function startLocalChain(options: ChainOptions): Promise<LocalChain
     receiving: new LiveService(deployed.receiving, frontUrl(options.ports.receiving)),
     calling: new LiveService(deployed.calling, frontUrl(options.ports.calling)),
   };
-  // The policies start from deploy/ each time; the Admin API changes them while the chain runs.
   const store = new PolicyStore(join(options.stateDir, 'policies'));
-  store.reset('receiving', options.receivingPolicy ?? deployed.receivingPolicy);
-  store.reset('calling', { bindings: [] });
-  const key = writeSigningKey(options.stateDir);
+  // Nothing below can fail before this is in `started`, which gives it back.
+  const started = new Started();
+  started.add(claimStateDir(options.stateDir));
   const chain: Chain = {
     options,
-    started: new Started(),
+    started,
     base: { GOOGLE_CLOUD_PROJECT: projectId, ...options.baseEnv },
     store,
     // The project's own policy: Google makes the default compute identity an Editor, and Editor
@@ -127,8 +126,12 @@ export async function startLocalChain(options: ChainOptions): Promise<LocalChain
   };
   const callingAccount = options.metadata?.SERVICE_ACCOUNT ?? deployed.calling.serviceAccount!;
   try {
+    // The policies start from deploy/ each time; the Admin API changes them while the chain runs.
+    store.reset('receiving', options.receivingPolicy ?? deployed.receivingPolicy);
+    store.reset('calling', { bindings: [] });
     // Each Cloud Run service has its own metadata server, all minting tokens Google signs with one
     // key set: two emulators, one per service, sharing the key.
+    const key = writeSigningKey(options.stateDir);
     const metadata = await startEmulator(chain, key.path, callingAccount, options.ports.metadata, options.metadata);
     const receivingMetadata = await startEmulator(chain, key.path, deployed.receiving.serviceAccount!, await freePort());
     const jwksUrl = new URL(`${metadata.url}/oauth2/v3/certs`);
@@ -248,6 +251,8 @@ async function startBehindFront(
 function writeChainFile(chain: Chain, description: ChainFile): void {
   const path = chainFilePath(chain.options.stateDir);
   mkdirSync(description.gcloudConfig, { recursive: true });
+  // gcloud caches its access token for an hour; one from the last chain's key is refused by this one's.
+  rmSync(join(description.gcloudConfig, 'access_tokens.db'), { force: true });
   writeFileSync(path, `${JSON.stringify(description, null, 2)}\n`);
   chain.started.add(() => rmSync(path, { force: true }));
 }

@@ -1,5 +1,5 @@
 /**
- * A JWT pasted into a URL path by mistake must not reach a log line or an error body: three
+ * A token pasted into a URL path by mistake must not reach a log line or an error body. A JWT: three
  * base64url runs joined by dots (encoded or not), the first one a JOSE header (JSON, so "ey..."
  * once encoded) long enough to be one, so that /app.min.js, /v1.2.3, an email or a run.app host
  * stay as they are.
@@ -10,8 +10,10 @@
  * regex engine over a second. A token glued to a word before it ("x_eyJ...") is not matched.
  */
 const JWT_SHAPED = /(?<=^|[^\w-]|%[\da-f]{2})ey(?=([\w-]{8,}))\1(?:\.|%2e)[\w-]{2,}(?:\.|%2e)[\w-]*/gi;
+/** An OAuth access token of Google's (or of the metadata emulator): "ya29." and what follows, taken whole. */
+const ACCESS_TOKEN = /(?<=^|[^\w-]|%[\da-f]{2})ya29\.[\w.-]+/gi;
 
-/** The path (or any text) with every JWT-shaped run replaced by `[token]`. */
+/** The path (or any text) with every JWT-shaped run and access token replaced by `[token]`. */
 export function redactPath(path: string): string {
-  return path.replace(JWT_SHAPED, '[token]');
+  return path.replace(JWT_SHAPED, '[token]').replace(ACCESS_TOKEN, '[token]');
 }

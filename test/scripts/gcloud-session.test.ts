@@ -150,7 +150,7 @@ describe('gcloud against npm start (real gcloud, real processes, loopback only)'
     const refused = await gcloud(`replace '${env}'`);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toContain(
-      'FAILED_PRECONDITION: The local chain cannot apply this to receiving while it runs: spec.template.spec differ',
+      'FAILED_PRECONDITION: The local chain cannot apply this to receiving while it runs: spec.template.spec.containers differ',
     );
   }, 120_000);
 
@@ -200,4 +200,18 @@ describe('gcloud against npm start (real gcloud, real processes, loopback only)'
     expect(output).not.toMatch(/ya29\.|eyJ[\w-]{8,}\./);
     expect(output).toContain('set the IAM policy of receiving');
   }, 60_000);
+
+  it('after npm start restarts, gcloud works at once (the chain forgets the access token it cached from the old key)', async () => {
+    if (ns === undefined) return;
+    expect((await gcloud('get-iam-policy receiving')).code).toBe(1); // the corrupt store of the test above
+    chain!.kill('SIGINT');
+    await new Promise((resolve) => chain!.once('exit', resolve));
+    output = '';
+    chain = ns.spawn(process.execPath, [join(root, 'dist/scripts/start-local.js')], { ...process.env, LOCAL_STATE_DIR: stateDir });
+    chain.stdout!.on('data', (chunk) => (output += chunk));
+    for (let i = 0; i < 400 && !output.includes('Ctrl-C stops them all'); i += 1) await new Promise((r) => setTimeout(r, 50));
+    const got = await gcloud('get-iam-policy receiving');
+    expect({ code: got.code, stderr: got.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(parse(got.stdout)).toMatchObject({ bindings: [{ members: [SA], role: 'roles/run.invoker' }] });
+  }, 90_000);
 });

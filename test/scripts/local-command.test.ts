@@ -74,10 +74,35 @@ describe('npm run local -- run services ... (the built command, as a process, ag
     expect(members()).toEqual([`roles/run.invoker ${SA}`]);
     expect(await callCalling()).toBe('200 Second service says: Hello World!');
 
-    // Adding what is there changes nothing, not even the etag.
+    // Adding what is there changes nothing, not even the etag; nor in another case, which is the same member.
     const etag = chain.store.current('receiving').etag;
-    expect((await local(['add-iam-policy-binding', 'receiving', `--member=${SA}`, '--role=roles/run.invoker'])).code).toBe(0);
+    expect(
+      (await local(['add-iam-policy-binding', 'receiving', `--member=${SA}`, '--role=roles/run.invoker', '--condition=None'])).code,
+    ).toBe(0);
+    expect(
+      (
+        await local([
+          'add-iam-policy-binding',
+          'receiving',
+          `--member=${SA.toUpperCase().replace('SERVICEACCOUNT', 'serviceAccount')}`,
+          '--role=roles/run.invoker',
+        ])
+      ).code,
+    ).toBe(0);
     expect(chain.store.current('receiving').etag).toBe(etag);
+    // A removal in another case revokes the member.
+    expect(
+      (
+        await local([
+          'remove-iam-policy-binding',
+          'receiving',
+          `--member=${SA.replace('cloudrun', 'CloudRun')}`,
+          '--role=roles/run.invoker',
+        ])
+      ).code,
+    ).toBe(0);
+    expect(await callCalling()).toMatch(/^502 the receiving service at \S+ answered 403/);
+    expect((await local(['add-iam-policy-binding', 'receiving', `--member=${SA}`, '--role=roles/run.invoker'])).code).toBe(0);
   });
 
   it('refuses what IAM refuses, in IAM’s words from the Admin API, and what gcloud refuses, leaving the policy as it was', async () => {
@@ -104,6 +129,20 @@ describe('npm run local -- run services ... (the built command, as a process, ag
       [
         ['add-iam-policy-binding', 'receiving', `--member=${SA}`, '--role=roles/run.invoker', '--condition-from-file=x'],
         'unrecognized arguments: --condition-from-file',
+      ],
+      [
+        [
+          'add-iam-policy-binding',
+          'receiving',
+          '--member=user:x@example.com',
+          '--role=roles/run.invoker',
+          '--condition=expression=false,title=t',
+        ],
+        '--condition: the local chain does not evaluate IAM conditions; use --condition=None or leave it out',
+      ],
+      [
+        ['add-iam-policy-binding', 'receiving', `--member=user:${SA.slice('serviceAccount:'.length)}`, '--role=roles/run.invoker'],
+        'INVALID_ARGUMENT: cloudrun-authenticated-sa@local-project.iam.gserviceaccount.com is a service account: bind it as serviceAccount:',
       ],
       [['get-iam-policy'], 'expected one SERVICE, got none'],
       [['set-iam-policy', 'receiving'], 'expected SERVICE POLICY_FILE, got receiving'],

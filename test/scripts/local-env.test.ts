@@ -30,7 +30,13 @@ describe('npm run local-env (the built script, as a process)', () => {
     };
     writeFileSync(join(state, 'chain.json'), JSON.stringify(chain));
     const { stdout } = await run(process.execPath, [command], { env: { ...process.env, LOCAL_STATE_DIR: state } });
-    expect(stdout.split('\n').every((line) => line === '' || line.startsWith('export '))).toBe(true);
+    const [unset, ...exports] = stdout.trimEnd().split('\n');
+    // What would make gcloud act as the user, with the user's config, goes first.
+    expect(unset).toBe(
+      'unset CLOUDSDK_ACTIVE_CONFIG_NAME CLOUDSDK_CORE_ACCOUNT CLOUDSDK_AUTH_ACCESS_TOKEN CLOUDSDK_AUTH_ACCESS_TOKEN_FILE ' +
+        'CLOUDSDK_AUTH_CREDENTIAL_FILE_OVERRIDE CLOUDSDK_AUTH_IMPERSONATE_SERVICE_ACCOUNT',
+    );
+    expect(exports.every((line) => line.startsWith('export '))).toBe(true);
     const names = [
       'CLOUDSDK_CONFIG',
       'GCE_METADATA_ROOT',
@@ -39,9 +45,14 @@ describe('npm run local-env (the built script, as a process)', () => {
       'CLOUDSDK_CORE_PROJECT',
       'CLOUDSDK_RUN_REGION',
     ];
-    const script = `${stdout}\nprintf '%s\\n' ${names.map((n) => `"$${n}"`).join(' ')}`;
-    const { stdout: values } = await run('sh', ['-c', script], { cwd: dir, env: { PATH: process.env.PATH } });
-    expect(values).toBe(`${[chain.gcloudConfig, '127.0.0.1:8082', chain.admin, chain.admin, 'local-project', 'us-central1'].join('\n')}\n`);
+    const script = `${stdout}\nprintf '%s\\n' ${names.map((n) => `"$${n}"`).join(' ')} "\${CLOUDSDK_AUTH_ACCESS_TOKEN-unset}" "\${CLOUDSDK_CORE_ACCOUNT-unset}"`;
+    const { stdout: values } = await run('sh', ['-c', script], {
+      cwd: dir,
+      env: { PATH: process.env.PATH, CLOUDSDK_AUTH_ACCESS_TOKEN: 'ya29.the-users-own', CLOUDSDK_CORE_ACCOUNT: 'me@example.com' },
+    });
+    expect(values).toBe(
+      `${[chain.gcloudConfig, '127.0.0.1:8082', chain.admin, chain.admin, 'local-project', 'us-central1', 'unset', 'unset'].join('\n')}\n`,
+    );
     await expect(run('test', ['-e', join(dir, 'pwned')])).rejects.toThrow();
   });
 

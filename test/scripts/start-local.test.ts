@@ -147,6 +147,16 @@ describe('npm start (the built launcher, as a real process)', () => {
       await policy('add-iam-policy-binding', ...binding);
       await within(1000, async () => (await fetch(`http://127.0.0.1:${ports.calling}/`)).status === 200);
 
+      // A second chain on the same state directory would reset the policies under this one: refused.
+      const second = await run(process.execPath, [launcher], {
+        env: { ...process.env, CALLING_PORT: '0', RECEIVING_PORT: '0', METADATA_PORT: '0', ADMIN_PORT: '0', LOCAL_STATE_DIR: stateDir },
+        timeout: 30_000,
+      }).catch((err: { code: number; stderr: string }) => err);
+      expect(second).toMatchObject({ code: 1 });
+      expect((second as { stderr: string }).stderr).toContain(
+        `could not start the chain: another chain (pid ${child.pid}) is running with its state in ${stateDir}: stop it, or give this one another LOCAL_STATE_DIR`,
+      );
+      expect((await fetch(`http://127.0.0.1:${ports.calling}/`)).status).toBe(200);
       // It says how to reach it while it runs, and takes that back when it stops.
       expect(JSON.parse(readFileSync(join(stateDir, 'chain.json'), 'utf8'))).toMatchObject({
         admin: `http://localhost:${ports.admin}/`,
@@ -156,6 +166,7 @@ describe('npm start (the built launcher, as a real process)', () => {
       expect(await exited).toBe(0);
       expect(output()).toContain('all services stopped');
       expect(readdirSync(stateDir)).not.toContain('chain.json');
+      expect(readdirSync(stateDir)).not.toContain('chain.lock');
       expect(pids.filter(isAlive)).toEqual([]);
       for (const port of Object.values(ports)) {
         await expect(fetch(`http://127.0.0.1:${port}/`)).rejects.toThrow();
@@ -216,6 +227,15 @@ describe('npm start under attack, then killed outright', () => {
       for (const port of Object.values(ports)) {
         await expect(fetch(`http://127.0.0.1:${port}/`)).rejects.toThrow();
       }
+      // Its lock names a process that is gone: the next start takes the state directory over.
+      expect(readFileSync(join(stateDir, 'chain.lock'), 'utf8')).toBe(String(child.pid));
+      const again = await launch(
+        { calling: await freePort(), receiving: await freePort(), metadata: await freePort(), admin: await freePort() },
+        stateDir,
+      );
+      expect(again.output()).toContain('Ctrl-C stops them all');
+      again.child.kill('SIGINT');
+      expect(await again.exited).toBe(0);
     } finally {
       pids.filter(isAlive).forEach((pid) => process.kill(pid, 'SIGKILL'));
       rmSync(stateDir, { recursive: true, force: true });
@@ -248,8 +268,9 @@ describe('npm start with a port taken', () => {
       expect(stderr).toContain(
         `port ${taken} on 127.0.0.1 (receiving's front) is already in use: stop what holds it or set RECEIVING_PORT`,
       );
-      // The metadata emulator had started before the front failed: it was stopped again.
+      // The metadata emulator had started before the front failed: it was stopped again, the state directory given back.
       await expect(fetch(`http://127.0.0.1:${metadataPort}/`)).rejects.toThrow();
+      expect(readdirSync(stateDir)).not.toContain('chain.lock');
     } finally {
       holder.close();
       rmSync(stateDir, { recursive: true, force: true });

@@ -15,6 +15,9 @@ describe('redactPath', () => {
     [JWT, '[token]'],
     [`/a.b.${JWT}`, '/a.b.[token]'],
     [`?t=${JWT}&u=1`, '?t=[token]&u=1'],
+    ['/x?access_token=ya29.a0AfH6SMBx-y_z.more&u=1', '/x?access_token=[token]&u=1'],
+    [`/ya29.emulator-${JWT.split('.')[1]!}.${'A'.repeat(43)}`, '/[token]'],
+    ['/Bearer%20ya29.abc', '/Bearer%20[token]'],
   ])('replaces the token in %s', (path, expected) => {
     expect(redactPath(path)).toBe(expected);
   });
@@ -29,6 +32,9 @@ describe('redactPath', () => {
     'https://receiving-123456789012.us-central1.run.app',
     '/eyJhbGciOiJSUzI1NiJ9.a.b',
     '/eyJhbGciO.ab.c',
+    '/ya29',
+    '/ya29.',
+    '/noya29.abc',
   ])('leaves %s as it is', (path) => {
     expect(redactPath(path)).toBe(path);
   });

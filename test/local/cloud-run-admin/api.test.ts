@@ -1,6 +1,6 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -107,6 +107,7 @@ describe('the local Cloud Run Admin API, over real HTTP', () => {
         `Bearer ${flipped}`,
         `Bearer ${token}x`,
         `Bearer ${token} ${token}`,
+        `Bearer ${token}, Bearer ${token}`,
         'Bearer ya29.emulator-e30.short',
         'Bearer eyJhbGciOiJSUzI1NiJ9.eyJlbWFpbCI6ImFAYi5jbyJ9.c2ln',
       ]) {
@@ -125,6 +126,18 @@ describe('the local Cloud Run Admin API, over real HTTP', () => {
       expect((await call(`${knative()}`, { auth: null })).status).toBe(401);
       expect((await call(`${iam()}:getIamPolicy`)).status).toBe(200);
       expect((await call(`${iam()}:getIamPolicy`, { auth: `bearer  ${token}` })).status).toBe(200);
+      // Two Authorization headers, the first a good one: refused, as Node would keep only that one.
+      const twice = await new Promise<number>((resolve) => {
+        const socket = connect(Number(new URL(base).port), '127.0.0.1', () =>
+          socket.write(
+            `GET ${iam()}:getIamPolicy HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nAuthorization: Bearer x\r\nConnection: close\r\n\r\n`,
+          ),
+        );
+        let text = '';
+        socket.on('data', (chunk) => (text += chunk));
+        socket.on('close', () => resolve(Number(/^HTTP\/1\.1 (\d+)/.exec(text)?.[1])));
+      });
+      expect(twice).toBe(401);
       expect(lines.join('\n')).not.toContain(mac);
     });
   });
@@ -199,6 +212,17 @@ describe('the local Cloud Run Admin API, over real HTTP', () => {
         [{ policy: { etag: 'not base64!' } }, 'policy: etag must be base64'],
         [{ policy: 'all of it' }, 'policy: an IAM policy is a mapping with bindings'],
         ['{"policy": ', 'Invalid JSON payload received. Unexpected end of JSON input'],
+        [{}, 'policy is required: the policy to set.'],
+        [{ policy: null }, 'policy is required: the policy to set.'],
+        ['null', 'Invalid JSON payload received. The request body must be a JSON object.'],
+        [[], 'Invalid JSON payload received. The request body must be a JSON object.'],
+        [{ Policy: { bindings: [] } }, 'Invalid JSON payload received. Unknown name "Policy": Cannot find field.'],
+        [
+          { policy: { bindings: [] }, updateMask: 'policy.bindings' },
+          'Invalid update mask path: "policy.bindings" (a policy\'s fields are bindings, etag, version, auditConfigs).',
+        ],
+        [{ policy: { bindings: [] }, updateMask: 3 }, 'updateMask must be a string.'],
+        [{ policy: { bindings: [], version: 4 } }, "Invalid policy version 4: a policy's version is 1, 2 or 3."],
         [
           { policy: { bindings: [{ role: 'roles/run.invoker', members: [SA], condition: { expression: 'true' } }] } },
           'Binding for roles/run.invoker has a condition: the local chain does not evaluate IAM conditions.',
@@ -220,7 +244,14 @@ describe('the local Cloud Run Admin API, over real HTTP', () => {
       const answer = await setPolicy({ bindings: [], etag: before.etag! }, { updateMask: 'auditConfigs' });
       expect(answer.status).toBe(200);
       expect((await getPolicy()).bindings).toEqual(before.bindings);
-      expect((await setPolicy({ bindings: [] }, { updateMask: 'bindings,etag' })).body).not.toHaveProperty('bindings');
+      // An empty mask is the default one.
+      const read = await getPolicy();
+      expect(
+        (await setPolicy({ bindings: [{ role: 'roles/run.invoker', members: ['allUsers'] }], etag: read.etag! }, { updateMask: ' ' }))
+          .status,
+      ).toBe(200);
+      expect((await getPolicy()).bindings).toEqual([{ role: 'roles/run.invoker', members: ['allUsers'] }]);
+      expect((await setPolicy({ bindings: [] }, { updateMask: 'bindings, etag' })).body).not.toHaveProperty('bindings');
     });
 
     it('answers testIamPermissions with the Cloud Run permissions asked for', async () => {
@@ -246,6 +277,21 @@ describe('the local Cloud Run Admin API, over real HTTP', () => {
       expect((await getPolicy()).bindings).toEqual([{ role: 'roles/run.invoker', members: [SA] }]);
       expect(lines.filter((line) => line.includes('"severity":"ERROR"'))).toHaveLength(2);
     });
+  });
+
+  it('logs nothing, and serves on, when a client leaves mid-body', async () => {
+    await new Promise<void>((resolve) => {
+      const socket = connect(Number(new URL(base).port), '127.0.0.1', () => {
+        socket.write(
+          `POST ${iam()}:setIamPolicy HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nContent-Length: 100\r\n\r\n{"pol`,
+          () => setTimeout(() => socket.destroy(), 50),
+        );
+      });
+      socket.on('close', () => resolve());
+    });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(lines).toEqual([]);
+    expect((await getPolicy()).bindings).toEqual([{ role: 'roles/run.invoker', members: [SA] }]);
   });
 
   describe('services: get, list, replace', () => {
@@ -317,6 +363,8 @@ describe('the local Cloud Run Admin API, over real HTTP', () => {
         expect({ path, answer: error(await call(path)).slice(0, 2) }).toEqual({ path, answer: [404, 'NOT_FOUND'] });
       }
       expect(error(await call(`${iam()}:setIamPolicy`))[0]).toBe(404); // a GET
+      for (const method of ['DELETE', 'PUT', 'PATCH']) expect(error(await call(`${iam()}:getIamPolicy`, { method }))[0]).toBe(404);
+      expect((await call(`${iam()}:getIamPolicy`, { method: 'POST', body: {} })).status).toBe(200);
     });
 
     it('applies a replace that changes what the front enforces live, and says so in generation', async () => {
@@ -327,7 +375,7 @@ describe('the local Cloud Run Admin API, over real HTTP', () => {
         metadata: { ...metadata, annotations: { ...metadata.annotations, 'run.googleapis.com/invoker-iam-disabled': 'true' } },
       };
       const answer = await call(knative(), { method: 'PUT', body: opened });
-      expect(answer.status).toBe(200);
+      expect(error(answer)).toEqual([200, undefined, undefined]);
       expect(answer.body).toMatchObject({
         metadata: { generation: 2, annotations: { 'serving.knative.dev/lastModifier': ADMIN } },
         status: { observedGeneration: 2 },
@@ -361,13 +409,13 @@ describe('the local Cloud Run Admin API, over real HTTP', () => {
       const answer = await call(knative(), { method: 'PUT', body: changedEnv });
       expect(error(answer).slice(0, 2)).toEqual([400, 'FAILED_PRECONDITION']);
       expect(answer.body.error?.message).toBe(
-        'The local chain cannot apply this to receiving while it runs: spec.template.spec differ from the running service (a change there ' +
+        'The local chain cannot apply this to receiving while it runs: spec.template.spec.containers differ from the running service (a change there ' +
           'makes a new revision, which the local chain makes only when it starts). Change deploy/receiving.yaml and restart npm start. ' +
           'Applied live: run.googleapis.com/invoker-iam-disabled, run.googleapis.com/custom-audiences.',
       );
       const relabelled = { ...current, metadata: { name: 'receiving', labels: { team: 'x' } } };
       expect((await call(knative(), { method: 'PUT', body: relabelled })).body.error?.message).toContain(
-        'metadata.labels, metadata.annotations differ',
+        'metadata.labels.cloud.googleapis.com/location, metadata.labels.team, metadata.annotations differ',
       );
       expect(error(await call(knative(), { method: 'PUT', body: { ...current, metadata: { name: 'calling' } } }))).toEqual([
         400,
@@ -378,6 +426,54 @@ describe('the local Cloud Run Admin API, over real HTTP', () => {
         'the service: not a Cloud Run service manifest (kind: Service with metadata.name)',
       );
       expect(error(await call(knative(), { method: 'DELETE' }))[1]).toBe('FAILED_PRECONDITION');
+      // Whatever a replace may not change is named, not silently kept: every part of the manifest.
+      type Doc = {
+        apiVersion: string;
+        metadata: Record<string, unknown>;
+        spec: Record<string, unknown> & { template: { metadata: Record<string, unknown> } };
+      };
+      const edits: [string, (doc: Doc) => void, string][] = [
+        ['template labels', (d) => (d.spec.template.metadata.labels = { a: 'b' }), 'spec.template.metadata.labels'],
+        ['revision name', (d) => (d.spec.template.metadata.name = 'receiving-00002-new'), 'spec.template.metadata.name'],
+        ['traffic', (d) => (d.spec.traffic = [{ percent: 100, revisionName: 'receiving-00001-loc' }]), 'spec.traffic'],
+        ['a new spec field', (d) => (d.spec.extra = 1), 'spec.extra'],
+        [
+          'a system-looking annotation',
+          (d) => ((d.metadata.annotations as Record<string, string>)['run.googleapis.com/launch-stage'] = 'BETA'),
+          'metadata.annotations.run.googleapis.com/launch-stage',
+        ],
+      ];
+      for (const [what, edit, path] of edits) {
+        const doc = structuredClone(current) as unknown as Doc;
+        edit(doc);
+        const refused = await call(knative(), { method: 'PUT', body: doc });
+        expect({ what, answer: error(refused).slice(0, 2) }).toEqual({ what, answer: [400, 'FAILED_PRECONDITION'] });
+        expect({ what, named: refused.body.error!.message.includes(`while it runs: ${path} differ`) }).toEqual({ what, named: true });
+      }
+      const invalid: [string, (doc: Doc) => void, string][] = [
+        ['another namespace', (d) => (d.metadata.namespace = 'other-project'), 'metadata.namespace is "other-project", not this project'],
+        [
+          'another apiVersion',
+          (d) => (d.apiVersion = 'serving.knative.dev/v2'),
+          'apiVersion must be serving.knative.dev/v1, not "serving.knative.dev/v2".',
+        ],
+        [
+          'a boolean annotation',
+          (d) => ((d.metadata.annotations as Record<string, unknown>)['run.googleapis.com/invoker-iam-disabled'] = true),
+          `Invalid value at 'metadata.annotations["run.googleapis.com/invoker-iam-disabled"]' (TYPE_STRING): it must be a string.`,
+        ],
+      ];
+      for (const [what, edit, message] of invalid) {
+        const doc = structuredClone(current) as unknown as Doc;
+        edit(doc);
+        const refused = await call(knative(), { method: 'PUT', body: doc });
+        expect({ what, answer: error(refused).slice(0, 2), said: refused.body.error?.message.includes(message) }).toEqual({
+          what,
+          answer: [400, 'INVALID_ARGUMENT'],
+          said: true,
+        });
+      }
+      expect(services.get('receiving')!.manifest.invokerIamDisabled).toBe(false);
       expect(error(await call(`/apis/serving.knative.dev/v1/namespaces/${PROJECT}/services`, { body: current }))[2]).toContain(
         'The local chain cannot create a service',
       );

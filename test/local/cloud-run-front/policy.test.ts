@@ -1,4 +1,5 @@
-import { mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -50,19 +51,21 @@ describe('IAM policies as the front reads them', () => {
   it('matches the email in any ASCII case, as receiving’s INVOKERS does, on both sides', () => {
     const upper = EMAIL.toUpperCase();
     expect(mayInvoke([binding('roles/run.invoker', `serviceAccount:${upper}`)], EMAIL)).toBe(true);
-    expect(mayInvoke([binding('roles/run.invoker', `user:${EMAIL}`)], 'Caller@P-123456.iam.gserviceaccount.com')).toBe(true);
+    expect(mayInvoke([binding('roles/run.invoker', `serviceAccount:${EMAIL}`)], 'Caller@P-123456.iam.gserviceaccount.com')).toBe(true);
     // U+212A KELVIN SIGN, which a Unicode-aware lower-casing folds into "k": not the same address.
     expect(mayInvoke([binding('roles/run.invoker', 'user:kate@example.com')], 'KATE@example.com')).toBe(true);
     expect(mayInvoke([binding('roles/run.invoker', 'user:kate@example.com')], '\u212aate@example.com')).toBe(false);
     expect(mayInvoke([binding('roles/run.invoker', 'user:\u212aate@example.com')], 'kate@example.com')).toBe(false);
   });
 
-  it('matches serviceAccount:, user:, allUsers and allAuthenticatedUsers, in any of the policies given', () => {
-    for (const member of [`serviceAccount:${EMAIL}`, `user:${EMAIL}`, 'allUsers', 'allAuthenticatedUsers']) {
-      expect({ member, may: mayInvoke([{ bindings: [] }, binding('roles/run.invoker', 'user:other@example.com', member)], EMAIL) }).toEqual(
-        { member, may: true },
-      );
+  it('matches a service account as serviceAccount:, anyone else as user:, and allUsers and allAuthenticatedUsers, in any policy given', () => {
+    for (const member of [`serviceAccount:${EMAIL}`, 'allUsers', 'allAuthenticatedUsers']) {
+      const policies = [{ bindings: [] }, binding('roles/run.invoker', 'user:other@example.com', member)];
+      expect({ member, may: mayInvoke(policies, EMAIL) }).toEqual({ member, may: true });
     }
+    expect(mayInvoke([binding('roles/run.invoker', `user:${EMAIL}`)], EMAIL)).toBe(false);
+    expect(mayInvoke([binding('roles/run.invoker', 'user:dev@example.com')], 'dev@example.com')).toBe(true);
+    expect(mayInvoke([binding('roles/run.invoker', 'serviceAccount:dev@example.com')], 'dev@example.com')).toBe(false);
   });
 
   it('is public when allUsers, and only allUsers, holds an invoker role', () => {
@@ -85,6 +88,8 @@ describe('IAM policies as the front reads them', () => {
       'domain:example.com',
       'principal://iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/subject/s',
       'principalSet://iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/*',
+      'deleted:user:gone@example.com?uid=123456789012345678901',
+      `user:${'a'.repeat(64)}@example.com`,
     ]) {
       expect({ member, problem: memberProblem(member) }).toEqual({ member, problem: undefined });
     }
@@ -104,6 +109,28 @@ describe('IAM policies as the front reads them', () => {
       ['serviceAccount:', 'Invalid member: serviceAccount: ( is not an email address).'],
       ['serviceAccount:dev@example.com', 'Invalid service account (dev@example.com): service account emails end in .gserviceaccount.com.'],
       ['domain:localhost', 'Invalid member: domain:localhost (localhost is not a domain).'],
+      [`user:${EMAIL}`, `${EMAIL} is a service account: bind it as serviceAccount:${EMAIL}.`],
+      [`group:${EMAIL}`, `${EMAIL} is a service account: bind it as serviceAccount:${EMAIL}.`],
+      [
+        `user:${'a'.repeat(65)}@example.com`,
+        `Invalid member: user:${'a'.repeat(65)}@example.com (${'a'.repeat(65)}@example.com is not an email address).`,
+      ],
+      [
+        `user:a@${'b.'.repeat(125)}com`,
+        `Invalid member: user:a@${'b.'.repeat(125)}com (a@${'b.'.repeat(125)}com is not an email address).`,
+      ],
+      ['principal://', 'Invalid principal identifier: principal://.'],
+      ['principal://x y', 'Invalid principal identifier: principal://x y.'],
+      ['principalSet://iam.googleapis.com/../"x"', 'Invalid principal identifier: principalSet://iam.googleapis.com/../"x".'],
+      [
+        `principal://iam.googleapis.com/${'a'.repeat(500)}`,
+        `Invalid principal identifier: principal://iam.googleapis.com/${'a'.repeat(500)}.`,
+      ],
+      [
+        'deleted:user:gone@example.com',
+        'Invalid member type [deleted] in deleted:user:gone@example.com: use user:, serviceAccount:, group:, domain:, allUsers or allAuthenticatedUsers.',
+      ],
+      ["deleted:user:a'b@example.com?uid=1", "Invalid member: deleted:user:a'b@example.com?uid=1."],
       [
         'xuser:dev@example.com',
         'Invalid member type [xuser] in xuser:dev@example.com: use user:, serviceAccount:, group:, domain:, allUsers or allAuthenticatedUsers.',
@@ -136,6 +163,13 @@ describe('IAM policies as the front reads them', () => {
       etag: 'BwX=',
       version: 1,
     });
+    // Emails as IAM keeps them, in lower case: a member in another case is the same member.
+    expect(
+      normalizePolicy(binding('roles/run.invoker', `serviceAccount:${EMAIL.toUpperCase()}`, `serviceAccount:${EMAIL}`, 'allUsers')),
+    ).toEqual({
+      bindings: [{ role: 'roles/run.invoker', members: [`serviceAccount:${EMAIL}`, 'allUsers'] }],
+      version: 1,
+    });
     const refusal = (policy: Policy) => {
       try {
         normalizePolicy(policy);
@@ -157,6 +191,19 @@ describe('IAM policies as the front reads them', () => {
       'Binding for roles/run.invoker has a condition: the local chain does not evaluate IAM conditions.',
     ]);
     expect(refusal({ bindings: [{ role: 'roles/run.invoker', members: ['allUsers'], condition: null }] })).toBeUndefined();
+    const many = (n: number) => binding('roles/run.invoker', ...Array.from({ length: n }, (_, i) => `user:u${i}@example.com`));
+    expect(refusal(many(1500))).toBeUndefined();
+    expect(refusal(many(1501))).toEqual([
+      'INVALID_ARGUMENT',
+      'The number of members in the policy (1501) is larger than the maximum allowed size 1500.',
+    ]);
+    for (const version of [1, 2, 3]) expect(refusal({ bindings: [], version })).toBeUndefined();
+    for (const version of [0, 4, -1, 1.5]) {
+      expect(refusal({ bindings: [], version })).toEqual([
+        'INVALID_ARGUMENT',
+        `Invalid policy version ${version}: a policy's version is 1, 2 or 3.`,
+      ]);
+    }
   });
 
   it('parses a policy file or body, keeping a base64 etag (either alphabet) and a version', () => {
@@ -218,6 +265,9 @@ describe('IAM policies as the front reads them', () => {
     expect(removeBinding(start, 'roles/run.invoker', 'user:c@example.com')).toBeUndefined();
     expect(removeBinding(start, 'roles/owner', 'user:a@example.com')).toBeUndefined();
     expect(removeBinding(start, 'roles/run.invoker', 'user:v@example.com')).toBeUndefined();
+    // A member in another case is the same member, as IAM compares them.
+    expect(removeBinding(start, 'roles/run.invoker', 'user:A@Example.com')!.bindings[1]!.members).toEqual(['user:b@example.com']);
+    expect(addBinding(start, 'roles/run.invoker', 'user:B@example.COM')).toBe(start);
     expect(removeBinding({ bindings: [{ role: 'roles/owner', members: ['allUsers'] }] }, 'roles/owner', 'allUsers')).toEqual({
       bindings: [],
     });
@@ -315,7 +365,6 @@ describe('PolicyStore: the policies the Admin API changes and the front reads', 
     for (const [text, problem] of [
       ['bindings: {}', `${path}: bindings must be a list`],
       ['bindings: [', `${path}: not valid YAML or JSON:`],
-      ['bindings: []\n', `${path}: it has no etag`],
       ['bindings: [{role: roles/x, members: [allUsers]}]\netag: BwX=', `${path}: Role roles/x is not supported for this resource.`],
     ]) {
       writeFileSync(path, text!);
@@ -327,5 +376,32 @@ describe('PolicyStore: the policies the Admin API changes and the front reads', 
     }
     expect(aborted(() => store.set('receiving', binding('roles/run.invoker', 'allUsers')))).toBe('kept');
     expect(isPublic(store.current('receiving'))).toBe(true);
+  });
+
+  it('never opens what is not a regular file, nor reads a huge one; a set without an etag replaces either', () => {
+    const path = store.file('receiving');
+    const makers: [() => void, string][] = [
+      [() => execFileSync('mkfifo', [path]), 'not a regular file'],
+      [() => mkdirSync(path), 'not a regular file'],
+      [() => writeFileSync(path, `# ${'x'.repeat(256 * 1024)}\nbindings: []\n`), 'larger than 262144 bytes'],
+    ];
+    for (const [make, problem] of makers) {
+      rmSync(path, { recursive: true, force: true });
+      make();
+      // A FIFO opened for reading would block this process until a writer came: the call returns.
+      expect(aborted(() => store.current('receiving'))).toContain(
+        `The IAM policy of receiving cannot be read: ${path}: ${problem}. Restart npm start`,
+      );
+      expect(aborted(() => store.set('receiving', binding('roles/run.invoker', 'allUsers')))).toBe('kept');
+      expect(isPublic(store.current('receiving'))).toBe(true);
+    }
+  });
+
+  it('gives a policy a new etag whenever its bindings change, by hand too, so a set read before a hand edit is refused', () => {
+    const read = store.reset('receiving', binding('roles/run.invoker', 'allUsers'));
+    expect(store.reset('receiving', binding('roles/run.invoker', 'allUsers')).etag).toBe(read.etag);
+    writeFileSync(store.file('receiving'), 'bindings: [{role: roles/run.invoker, members: [allUsers, "user:hand@example.com"]}]\n');
+    expect(aborted(() => store.set('receiving', { bindings: [], etag: read.etag! }))).toMatch(/^ABORTED: /);
+    expect(store.current('receiving').bindings[0]!.members).toContain('user:hand@example.com');
   });
 });
