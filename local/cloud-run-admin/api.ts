@@ -17,6 +17,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Logger } from '../../services/shared/logger.js';
+import { redactPath } from '../../services/shared/redact-path.js';
 import { IamError, policyFrom, type Policy, type PolicyStore } from '../cloud-run-front/policy.js';
 import { CUSTOM_AUDIENCES, INVOKER_IAM_DISABLED, serviceFrom, type ServiceManifest } from '../cloud-run-front/service.js';
 
@@ -70,6 +71,9 @@ const PROJECT = /^\/v1\/projects\/([^/:]+)$/;
 const IAM = /^\/v1\/projects\/([^/]+)\/locations\/([^/]+)\/services\/([^/:]+):(getIamPolicy|setIamPolicy|testIamPermissions)$/;
 const V1_SERVICES = /^\/v1\/projects\/([^/]+)\/locations\/([^/]+)\/services(?:\/([^/:]+))?$/;
 const KNATIVE_SERVICES = /^\/apis\/serving\.knative\.dev\/v1\/namespaces\/([^/]+)\/services(?:\/([^/]+))?$/;
+
+/** At most 1,000 characters of a message. */
+const cut = (text: string) => (text.length > 1000 ? `${text.slice(0, 1000)}…` : text);
 
 /** The client went away mid-request. */
 class ClientGone extends Error {}
@@ -176,6 +180,14 @@ export function createAdminApi(options: AdminApiOptions): Server {
     }
     const notString = stringMapProblem(next.document);
     if (notString !== undefined) throw new ApiError('INVALID_ARGUMENT', notString);
+    // A manifest read before another replace carries that read's resourceVersion: it would undo the other.
+    const read = (next.document.metadata as { resourceVersion?: unknown } | undefined)?.resourceVersion;
+    if (read !== undefined && read !== String(live.generation)) {
+      throw new ApiError(
+        'ABORTED',
+        `Operation cannot be fulfilled on services "${next.name}": the object has been modified; please apply your changes to the latest version and try again.`,
+      );
+    }
     const differences = needRestart(live.manifest.document, next.document);
     if (differences.length > 0) {
       throw new ApiError(
@@ -290,7 +302,8 @@ export function createAdminApi(options: AdminApiOptions): Server {
         // A client that left mid-request: no one to answer, nothing to log.
         if (err instanceof ClientGone) return;
         const status: Status = err instanceof ApiError || err instanceof IamError ? err.status : 'INTERNAL';
-        const message = err instanceof Error ? err.message : String(err);
+        // Messages may quote the request's path: no token in it, and not at any length.
+        const message = cut(redactPath(err instanceof Error ? err.message : String(err)));
         if (!(err instanceof ApiError || err instanceof IamError)) logger.error({ err }, 'the local Admin API failed');
         else if (err instanceof IamError && status === 'FAILED_PRECONDITION') logger.error(message); // a store it cannot read
         const headers: Record<string, string> =

@@ -6,7 +6,19 @@
  * reads it.
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  mkdirSync,
+  openSync,
+  readSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  type Stats,
+} from 'node:fs';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { emailKey, iamMember } from '../../services/shared/iam.js';
@@ -101,7 +113,10 @@ export function memberProblem(member: string): string | undefined {
 
 /** A member as IAM keeps it: the email after its type folded to lower case (ASCII only, as emailKey). */
 export function memberKey(member: string): string {
-  return /^(?:user|serviceAccount|group|domain|deleted):/.test(member) ? member.replace(/:.*/, (rest) => emailKey(rest)) : member;
+  return member.replace(
+    /^((?:deleted:)?(?:user|serviceAccount|group|domain):)([^?]*)/,
+    (_all, type: string, email: string) => type + emailKey(email),
+  );
 }
 
 /** Why IAM would refuse a role on a Cloud Run service, in IAM's words, or undefined. */
@@ -163,6 +178,11 @@ export function parsePolicy(text: string, source: string): Policy {
 export function policyFrom(doc: unknown, source: string): Policy {
   if (doc === null || doc === undefined) return { bindings: [] };
   if (typeof doc !== 'object' || Array.isArray(doc)) throw new Error(`${source}: an IAM policy is a mapping with bindings`);
+  const unknown = (fields: object, known: readonly string[], where: string) => {
+    const name = Object.keys(fields).find((key) => !known.includes(key));
+    if (name !== undefined) throw new Error(`${source}: unknown field "${name}" in ${where} (it has ${known.join(', ')})`);
+  };
+  unknown(doc, ['bindings', 'etag', 'version', 'auditConfigs'], 'the policy');
   const { bindings, etag, version } = doc as { bindings?: unknown; etag?: unknown; version?: unknown };
   const policy: Policy = { bindings: [] };
   if (etag !== undefined && etag !== null) {
@@ -173,6 +193,7 @@ export function policyFrom(doc: unknown, source: string): Policy {
   if (typeof version === 'number') policy.version = version;
   if (bindings !== undefined && bindings !== null && !Array.isArray(bindings)) throw new Error(`${source}: bindings must be a list`);
   for (const [i, binding] of ((bindings as unknown[] | undefined) ?? []).entries()) {
+    if (typeof binding === 'object' && binding !== null) unknown(binding, ['role', 'members', 'condition'], `bindings[${i}]`);
     const { role, members, condition } = (binding ?? {}) as { role?: unknown; members?: unknown; condition?: unknown };
     if (typeof role !== 'string') throw new Error(`${source}: bindings[${i}] has no role`);
     if (!Array.isArray(members) || !members.every((m) => typeof m === 'string')) {
@@ -241,6 +262,29 @@ const etagOf = (bindings: readonly Binding[]) =>
 /** The largest store file read (a policy of MAX_MEMBERS members is well under it). */
 const MAX_FILE_BYTES = 256 * 1024;
 
+/** What tells a file's rewrite: times (the change time too, which a hand edit cannot set back), size, inode. */
+const versionOf = (stat: Stats) => `${stat.mtimeMs}:${stat.ctimeMs}:${stat.size}:${stat.ino}`;
+
+/**
+ * A store file's text, read so that nothing in its place can block or flood this process: opened
+ * without blocking (a FIFO would wait for a writer), refused unless a regular file once open (what
+ * is checked is what is read, whatever was swapped in before), and read to at most MAX_FILE_BYTES
+ * (a /proc file says it has none).
+ */
+function readPolicyFile(path: string): string {
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    if (!fstatSync(fd).isFile()) throw new Error(`${path}: not a regular file`);
+    const buffer = Buffer.alloc(MAX_FILE_BYTES + 1);
+    let size = 0;
+    for (let read = -1; read !== 0 && size < buffer.length; size += read) read = readSync(fd, buffer, size, buffer.length - size, null);
+    if (size > MAX_FILE_BYTES) throw new Error(`${path}: larger than ${MAX_FILE_BYTES} bytes`);
+    return buffer.toString('utf8', 0, size);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /**
  * The services' IAM policies, one YAML file each in `dir`: the local Cloud Run Admin API changes
  * them (set, with IAM's etag check), the front reads them on every request. Every read, check and
@@ -270,13 +314,8 @@ export class PolicyStore {
   current(service: string): Policy {
     const path = this.file(service);
     let seen: string;
-    let problem: string | undefined;
     try {
-      const stat = statSync(path);
-      seen = `${stat.mtimeMs}:${stat.size}:${stat.ino}`;
-      // Never open what is not a regular file (a FIFO would block this process), nor read a huge one.
-      if (!stat.isFile()) problem = `${path}: not a regular file`;
-      else if (stat.size > MAX_FILE_BYTES) problem = `${path}: larger than ${MAX_FILE_BYTES} bytes`;
+      seen = versionOf(statSync(path));
     } catch (err) {
       this.cache.delete(service);
       throw this.unreadable(service, (err as NodeJS.ErrnoException).code === 'ENOENT' ? `${path}: no such file` : (err as Error).message);
@@ -284,11 +323,10 @@ export class PolicyStore {
     let entry = this.cache.get(service);
     if (entry?.seen !== seen) {
       try {
-        if (problem !== undefined) throw new Error(problem);
-        const { bindings } = normalizePolicy(parsePolicy(readFileSync(path, 'utf8'), path));
+        const { bindings } = normalizePolicy(parsePolicy(readPolicyFile(path), path));
         entry = { seen, policy: { bindings, etag: etagOf(bindings), version: 1 } };
       } catch (err) {
-        // parsePolicy's messages name the file; normalizePolicy's do not.
+        // parsePolicy's and readPolicyFile's messages name the file; normalizePolicy's do not.
         const message = (err as Error).message;
         entry = { seen, problem: err instanceof IamError ? `${path}: ${message}` : message };
       }
@@ -316,9 +354,8 @@ export class PolicyStore {
     // Whatever stood in its place (a directory, a FIFO) is not a policy: a set without an etag replaces it.
     if (statSync(path, { throwIfNoEntry: false })?.isFile() === false) rmSync(path, { recursive: true, force: true });
     renameSync(temp, path);
-    const stat = statSync(path);
     const policy = { bindings, etag: etagOf(bindings), version: 1 };
-    this.cache.set(service, { seen: `${stat.mtimeMs}:${stat.size}:${stat.ino}`, policy });
+    this.cache.set(service, { seen: versionOf(statSync(path)), policy });
     return policy;
   }
 

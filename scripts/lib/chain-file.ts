@@ -40,13 +40,16 @@ export function claimStateDir(stateDir: string): () => void {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     }
-    const pid = Number.parseInt(readFileSync(lock, 'utf8'), 10);
+    const held = readFileSync(lock, 'utf8');
+    const pid = Number.parseInt(held, 10);
     if (isRunning(pid)) {
       throw new Error(
         `another chain (pid ${pid}) is running with its state in ${stateDir}: stop it, or give this one another LOCAL_STATE_DIR`,
       );
     }
-    rmSync(lock, { force: true });
+    // Taken over only if it still names the process that is gone (another start may have taken it
+    // over meanwhile); then it is tried afresh.
+    if (readFileSync(lock, 'utf8') === held) rmSync(lock, { force: true });
   }
 }
 

@@ -1,5 +1,5 @@
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -284,6 +284,7 @@ function writeSigningKey(stateDir: string): { path: string; pem: string } {
   const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
   const pem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
   writeFileSync(path, pem, { mode: 0o600 });
+  chmodSync(path, 0o600); // the mode above holds only for a file it creates
   return { path, pem };
 }
 

@@ -10,8 +10,11 @@
  * regex engine over a second. A token glued to a word before it ("x_eyJ...") is not matched.
  */
 const JWT_SHAPED = /(?<=^|[^\w-]|%[\da-f]{2})ey(?=([\w-]{8,}))\1(?:\.|%2e)[\w-]{2,}(?:\.|%2e)[\w-]*/gi;
-/** An OAuth access token of Google's (or of the metadata emulator): "ya29." and what follows, taken whole. */
-const ACCESS_TOKEN = /(?<=^|[^\w-]|%[\da-f]{2})ya29\.[\w.-]+/gi;
+/**
+ * An OAuth access token of Google's (or of the metadata emulator): "ya29." and all that follows of
+ * base64url, dots and %XX escapes, wherever it starts ("ya29." glued to a word is still a token).
+ */
+const ACCESS_TOKEN = /ya29(?:\.|%2e)(?:[\w.-]|%[\da-f]{2})+/gi;
 
 /** The path (or any text) with every JWT-shaped run and access token replaced by `[token]`. */
 export function redactPath(path: string): string {

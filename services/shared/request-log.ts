@@ -55,7 +55,7 @@ export function requestLog(logger: Logger, options: RequestLogOptions): RequestH
             status,
             latency: `${(ms / 1000).toFixed(3)}s`,
             protocol: `HTTP/${req.httpVersion}`,
-            ...(req.headers['user-agent'] ? { userAgent: req.headers['user-agent'] } : {}),
+            ...(req.headers['user-agent'] ? { userAgent: redactPath(req.headers['user-agent']) } : {}),
             ...(req.socket.remoteAddress ? { remoteIp: req.socket.remoteAddress } : {}),
             ...(res.getHeader('content-length') !== undefined ? { responseSize: String(res.getHeader('content-length')) } : {}),
           },

@@ -18,6 +18,10 @@ describe('redactPath', () => {
     ['/x?access_token=ya29.a0AfH6SMBx-y_z.more&u=1', '/x?access_token=[token]&u=1'],
     [`/ya29.emulator-${JWT.split('.')[1]!}.${'A'.repeat(43)}`, '/[token]'],
     ['/Bearer%20ya29.abc', '/Bearer%20[token]'],
+    ['/ya29%2Eabc.def', '/[token]'],
+    ['/ya29%2eabc%2Ddef?x=1', '/[token]?x=1'],
+    ['/tokenya29.abc', '/token[token]'],
+    ['/_ya29.abc/next', '/_[token]/next'],
   ])('replaces the token in %s', (path, expected) => {
     expect(redactPath(path)).toBe(expected);
   });
@@ -34,7 +38,7 @@ describe('redactPath', () => {
     '/eyJhbGciO.ab.c',
     '/ya29',
     '/ya29.',
-    '/noya29.abc',
+    '/ya29x.abc',
   ])('leaves %s as it is', (path) => {
     expect(redactPath(path)).toBe(path);
   });

@@ -82,6 +82,10 @@ describe('requestLog', () => {
     });
     expect(lines.at(-1)).not.toContain('secret');
     expect(last().httpRequest.protocol).toBe('HTTP/1.1');
+    // A token a client put in its User-Agent is no more logged than one in its path.
+    await request(running.url).get('/hello').set('User-Agent', 'tool/1 ya29.a0AfH6SMBx-secret');
+    await settle();
+    expect(last().httpRequest.userAgent).toBe('tool/1 [token]');
     expect(last()).not.toHaveProperty('err');
     expect(last()).not.toHaveProperty('caller');
   });

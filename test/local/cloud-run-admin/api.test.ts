@@ -359,6 +359,10 @@ describe('the local Cloud Run Admin API, over real HTTP', () => {
         `Project 'other-project' is not the local chain's: it runs project ${PROJECT} (${NUMBER}).`,
       ]);
       expect(error(await call(knative('receiving', 'other-project')))[0]).toBe(404);
+      // A message that quotes the path shows no token in it.
+      const pasted = await call(`/v1/${token}/eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl`);
+      expect(pasted.body.error?.message).toBe('/v1/[token]/[token] is not a method of the local Cloud Run Admin API.');
+      expect((await call(`/v1/projects/${'p'.repeat(5000)}`)).body.error!.message.length).toBeLessThanOrEqual(1001);
       for (const path of ['/', '/v1/projects', `${iam()}:deleteIamPolicy`, `${iam()}/../../..`, '/computeMetadata/v1/instance/id']) {
         expect({ path, answer: error(await call(path)).slice(0, 2) }).toEqual({ path, answer: [404, 'NOT_FOUND'] });
       }
@@ -386,12 +390,21 @@ describe('the local Cloud Run Admin API, over real HTTP', () => {
         ...opened,
         metadata: { ...metadata, annotations: { ...metadata.annotations, 'run.googleapis.com/custom-audiences': audiences } },
       };
+      // Made from the read of generation 1, after generation 2: it would undo the change it never saw.
+      expect(error(await call(knative(), { method: 'PUT', body: custom }))).toEqual([
+        409,
+        'ABORTED',
+        'Operation cannot be fulfilled on services "receiving": the object has been modified; please apply your changes to the latest version and try again.',
+      ]);
+      expect(services.get('receiving')!.manifest.invokerIamDisabled).toBe(true);
+      custom.metadata = { ...custom.metadata, resourceVersion: '2' } as typeof custom.metadata;
       expect((await call(knative(), { method: 'PUT', body: custom })).body).toMatchObject({ metadata: { generation: 3 } });
       expect(services.get('receiving')!.manifest).toMatchObject({
         invokerIamDisabled: false,
         customAudiences: ['https://receiving.example.com'],
       });
-      // The same again changes nothing, as a replace of what runs does.
+      // The same again changes nothing, as a replace of what runs does; without a resourceVersion it is not checked.
+      delete (custom.metadata as { resourceVersion?: string }).resourceVersion;
       expect((await call(knative(), { method: 'PUT', body: custom })).body).toMatchObject({ metadata: { generation: 3 } });
       expect(
         lines.some((line) =>

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -341,18 +341,45 @@ describe('PolicyStore: the policies the Admin API changes and the front reads', 
     expect(readdirSync(dir)).toEqual(['receiving.yaml']);
   });
 
-  it('reads a file edited by hand when it changes, and does not parse an unchanged one again', () => {
+  it('reads a file edited by hand when it changes, even in place at the same size with its time set back', () => {
     store.reset('receiving', { bindings: [] });
     const path = store.file('receiving');
-    writeFileSync(path, 'bindings: [{role: roles/run.invoker, members: [allUsers]}]\netag: BwX=\n');
+    writeFileSync(path, 'bindings: [{role: roles/run.invoker, members: [allUsers]}]\n');
     utimesSync(path, 1_000_000, 1_000_000);
     expect(isPublic(store.current('receiving'))).toBe(true);
-    writeFileSync(path, 'bindings: [{role: roles/run.invoker, members: [allFolks]}]\netag: BwX=\n'); // same size, same inode
-    utimesSync(path, 1_000_000, 1_000_000);
-    expect(isPublic(store.current('receiving'))).toBe(true);
-    // A rewrite it can see (here: a later time) is read, and this one is refused.
-    utimesSync(path, 1_000_001, 1_000_001);
+    writeFileSync(path, 'bindings: [{role: roles/run.invoker, members: [allFolks]}]\n'); // same size, same inode
+    utimesSync(path, 1_000_000, 1_000_000); // the change time moved on all the same
     expect(() => store.current('receiving')).toThrow('Policy members must be of the form');
+  });
+
+  it('refuses a field a policy or a binding does not have, as IAM does (a misspelt condition would grant without one)', () => {
+    const path = store.file('receiving');
+    for (const [text, problem] of [
+      [
+        'bindings: [{role: roles/run.invoker, members: [allUsers], condtion: {expression: "false"}}]',
+        'unknown field "condtion" in bindings[0] (it has role, members, condition)',
+      ],
+      ['bindings: []\nbogus: 1', 'unknown field "bogus" in the policy (it has bindings, etag, version, auditConfigs)'],
+    ] as const) {
+      writeFileSync(path, text);
+      expect(aborted(() => store.current('receiving'))).toContain(`cannot be read: ${path}: ${problem}`);
+    }
+    expect(() => parsePolicy('bindings: []\nauditConfigs: []\netag: BwX=\nversion: 3', 'p')).not.toThrow();
+  });
+
+  it('keeps a deleted: member as IAM writes it, its email folded but not its type', () => {
+    const member = 'deleted:serviceAccount:Old@p.iam.gserviceaccount.com?uid=123';
+    const kept = store.reset('receiving', binding('roles/run.invoker', member));
+    expect(kept.bindings[0]!.members).toEqual(['deleted:serviceAccount:old@p.iam.gserviceaccount.com?uid=123']);
+    writeFileSync(store.file('receiving'), formatPolicy(kept) + '\n'); // read again from the file
+    expect(store.current('receiving').bindings).toEqual(kept.bindings);
+    expect(mayInvoke([kept], 'old@p.iam.gserviceaccount.com')).toBe(false);
+  });
+
+  it('reads at most 256 KiB of a file, whatever size it reports (a /proc file reports none)', () => {
+    rmSync(store.file('receiving'), { force: true });
+    symlinkSync('/proc/kallsyms', store.file('receiving'));
+    expect(aborted(() => store.current('receiving'))).toContain(`${store.file('receiving')}: larger than 262144 bytes`);
   });
 
   it('names the file, the problem and the way out when a policy cannot be read; a set without an etag repairs it', () => {
