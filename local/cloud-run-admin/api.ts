@@ -308,6 +308,8 @@ export function createAdminApi(options: AdminApiOptions): Server {
         else if (err instanceof IamError && status === 'FAILED_PRECONDITION') logger.error(message); // a store it cannot read
         const headers: Record<string, string> =
           status === 'UNAUTHENTICATED' ? { 'www-authenticate': 'Bearer realm="https://accounts.google.com/"' } : {};
+        // A body left unread (too large) ends the connection: say so, so no client reuses it.
+        if (!req.complete) headers.connection = 'close';
         send(res, CODES[status], { error: { code: CODES[status], message, status } }, headers);
       },
     );

@@ -236,7 +236,11 @@ describe('the local Cloud Run Admin API, over real HTTP', () => {
       }
       const large = await call(`${iam()}:setIamPolicy`, { body: { policy: { bindings: [] }, pad: 'x'.repeat(2 << 20) } });
       expect(error(large)).toEqual([400, 'INVALID_ARGUMENT', 'The request body is larger than 1048576 bytes.']);
+      // Exactly at the limit is not too large (and here not JSON).
+      expect(error(await call(`${iam()}:setIamPolicy`, { body: ' '.repeat(1 << 20) }))[2]).toMatch(/^Invalid JSON payload received\./);
       expect(await getPolicy()).toEqual(before);
+      // The caller's mistakes are answered, not logged as the API's failures.
+      expect(lines.filter((line) => line.includes('"severity":"ERROR"'))).toEqual([]);
     });
 
     it('honours an update mask: without bindings in it, the bindings stay', async () => {
@@ -323,6 +327,11 @@ describe('the local Cloud Run Admin API, over real HTTP', () => {
           latestReadyRevisionName: 'receiving-00001-loc',
         },
       });
+      expect(body).toMatchObject({
+        metadata: { selfLink: `/apis/serving.knative.dev/v1/namespaces/${NUMBER}/services/receiving`, resourceVersion: '1' },
+        spec: { traffic: [{ percent: 100, latestRevision: true }] },
+        status: { traffic: [{ revisionName: 'receiving-00001-loc', percent: 100, latestRevision: true }] },
+      });
       // The project number names the namespace as well as the id; v1's path answers the same.
       expect((await call(knative('receiving', NUMBER))).body).toEqual(body);
       expect((await call(iam())).body).toEqual(body);
@@ -339,6 +348,7 @@ describe('the local Cloud Run Admin API, over real HTTP', () => {
     it('lists the chain’s services, in its region or in all (-)', async () => {
       for (const path of [`/apis/serving.knative.dev/v1/namespaces/${PROJECT}/services`, `/v1/projects/${PROJECT}/locations/-/services`]) {
         const { body } = await call(path);
+        expect(body).toMatchObject({ apiVersion: 'serving.knative.dev/v1', kind: 'ServiceList' });
         expect((body.items as { metadata: { name: string } }[]).map((s) => s.metadata.name)).toEqual(['receiving', 'calling']);
       }
       expect((await call(`/v1/projects/${PROJECT}/locations/europe-west1/services`)).body.items).toEqual([]);
@@ -363,8 +373,28 @@ describe('the local Cloud Run Admin API, over real HTTP', () => {
       const pasted = await call(`/v1/${token}/eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl`);
       expect(pasted.body.error?.message).toBe('/v1/[token]/[token] is not a method of the local Cloud Run Admin API.');
       expect((await call(`/v1/projects/${'p'.repeat(5000)}`)).body.error!.message.length).toBeLessThanOrEqual(1001);
-      for (const path of ['/', '/v1/projects', `${iam()}:deleteIamPolicy`, `${iam()}/../../..`, '/computeMetadata/v1/instance/id']) {
-        expect({ path, answer: error(await call(path)).slice(0, 2) }).toEqual({ path, answer: [404, 'NOT_FOUND'] });
+      for (const path of [
+        '/',
+        '/v1/projects',
+        `${iam()}:deleteIamPolicy`,
+        `${iam()}/../../..`,
+        '/computeMetadata/v1/instance/id',
+        // Each route is the whole path, not a part of one.
+        `/x${iam()}:getIamPolicy`,
+        `${iam()}:getIamPolicyX`,
+        `/x/v1/projects/${PROJECT}`,
+        `/v1/projects/${PROJECT}/x`,
+        `/x/v1/projects/${PROJECT}/locations/${REGION}/services`,
+        `/v1/projects/${PROJECT}/locations/${REGION}/services/receiving/x`,
+        `/x/apis/serving.knative.dev/v1/namespaces/${PROJECT}/services`,
+        `/apis/serving.knative.dev/v1/namespaces/${PROJECT}/services/receiving/x`,
+      ]) {
+        const answer = await call(path);
+        expect({ path, answer: error(answer).slice(0, 2), challenge: answer.headers.get('www-authenticate') }).toEqual({
+          path,
+          answer: [404, 'NOT_FOUND'],
+          challenge: null,
+        });
       }
       expect(error(await call(`${iam()}:setIamPolicy`))[0]).toBe(404); // a GET
       for (const method of ['DELETE', 'PUT', 'PATCH']) expect(error(await call(`${iam()}:getIamPolicy`, { method }))[0]).toBe(404);
@@ -463,12 +493,37 @@ describe('the local Cloud Run Admin API, over real HTTP', () => {
         expect({ what, answer: error(refused).slice(0, 2) }).toEqual({ what, answer: [400, 'FAILED_PRECONDITION'] });
         expect({ what, named: refused.body.error!.message.includes(`while it runs: ${path} differ`) }).toEqual({ what, named: true });
       }
+      // Cloud Run's and gcloud's own annotations may come back changed or go; a look-alike key may not.
+      const system = structuredClone(current) as unknown as Doc;
+      const annotations = system.metadata.annotations as Record<string, string>;
+      annotations['run.googleapis.com/client-name'] = 'gcloud';
+      delete annotations['serving.knative.dev/creator'];
+      (system.spec.template.metadata.annotations as Record<string, string>)['client.knative.dev/user-image'] = 'x';
+      expect((await call(knative(), { method: 'PUT', body: system })).status).toBe(200);
+      for (const key of ['example.com/serving.knative.dev/x', 'x-run.googleapis.com/client-name']) {
+        const lookalike = structuredClone(current) as unknown as Doc;
+        (lookalike.metadata.annotations as Record<string, string>)[key] = 'x';
+        expect({ key, status: (await call(knative(), { method: 'PUT', body: lookalike })).status }).toEqual({ key, status: 400 });
+        const inTemplate = structuredClone(current) as unknown as Doc;
+        (inTemplate.spec.template.metadata.annotations as Record<string, string>)[key] = 'x';
+        expect({ key, status: (await call(knative(), { method: 'PUT', body: inTemplate })).status }).toEqual({ key, status: 400 });
+      }
       const invalid: [string, (doc: Doc) => void, string][] = [
         ['another namespace', (d) => (d.metadata.namespace = 'other-project'), 'metadata.namespace is "other-project", not this project'],
         [
           'another apiVersion',
           (d) => (d.apiVersion = 'serving.knative.dev/v2'),
           'apiVersion must be serving.knative.dev/v1, not "serving.knative.dev/v2".',
+        ],
+        [
+          'a number label',
+          (d) => ((d.metadata.labels as Record<string, unknown>).team = 3),
+          `Invalid value at 'metadata.labels["team"]' (TYPE_STRING): it must be a string.`,
+        ],
+        [
+          'an object template annotation',
+          (d) => ((d.spec.template.metadata.annotations as Record<string, unknown>)['autoscaling.knative.dev/maxScale'] = {}),
+          `Invalid value at 'spec.template.metadata.annotations["autoscaling.knative.dev/maxScale"]' (TYPE_STRING): it must be a string.`,
         ],
         [
           'a boolean annotation',
