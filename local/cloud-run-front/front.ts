@@ -334,7 +334,7 @@ function whyInvalid(err: unknown, token: string, audiences: readonly string[], n
       return (
         `aud is ${shown(JSON.stringify(claims.aud))} but this service accepts ${audiences[0]} (its URL, with or without ` +
         `a trailing /), ${audiences[2]} (the gcloud CLI's tokens)` +
-        (custom.length > 0 ? ` and its custom audiences ${custom.join(', ')}` : ' and no custom audience')
+        (custom.length > 0 ? ` and its custom audiences ${shown(custom.join(', '))}` : ' and no custom audience')
       );
     }
     if (err.claim === 'iss' && err.reason === 'check_failed') {

@@ -340,6 +340,13 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
     await get(`${other}/`, { Authorization: `Bearer ${await idToken('https://a.example')}` });
     expect(otherLines[0]).toContain(`(the gcloud CLI's tokens) and its custom audiences https://x.example, https://y.example`);
     expect((await get(`${other}/`, { Authorization: `Bearer ${await idToken('https://y.example')}` })).status).toBe(200);
+    // However many custom audiences a replace sets, a refusal's line shows 200 characters of them.
+    const many = Array.from({ length: 500 }, (_, i) => `https://audience-${i}.example`);
+    const { url: crowded, lines: crowdedLines } = await front({ customAudiences: many });
+    await get(`${crowded}/`, { Authorization: `Bearer ${await idToken('https://a.example')}` });
+    const reason = (JSON.parse(crowdedLines[0]!) as { reason: string }).reason;
+    expect(reason).toContain(`and its custom audiences ${many.join(', ').slice(0, 200)}…`);
+    expect(reason.length).toBeLessThan(600);
   });
 
   it('admits a project Editor (the tutorial’s default compute identity) through the project policy', async () => {
