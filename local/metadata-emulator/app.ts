@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { isIPv4 } from 'node:net';
 import express, { type Express, type Request, type Response } from 'express';
 import type { Logger } from '../../services/shared/logger.js';
@@ -25,6 +26,8 @@ export interface EmulatorStats {
 export interface MetadataEmulator {
   app: Express;
   stats: EmulatorStats;
+  /** Answers every request held by wait_for_change now, so that a shutdown need not wait for them. */
+  endWaits(): void;
 }
 
 const V1 = '/computeMetadata/v1';
@@ -32,7 +35,7 @@ const V1 = '/computeMetadata/v1';
 /**
  * A stand-in for the GCE / Cloud Run metadata server that Google's own clients use unmodified:
  * the paths they read, the header rules of the real server, and RS256 ID tokens whose keys are
- * published like Google's at /oauth2/v3/certs (JWKS) and /oauth2/v1/certs (PEM map).
+ * published like Google's at /oauth2/v3/certs (JWKS) and /oauth2/v1/certs (X.509 certificates).
  */
 export function createMetadataEmulator(deps: EmulatorDeps): MetadataEmulator {
   const { config, key, logger } = deps;
@@ -43,9 +46,17 @@ export function createMetadataEmulator(deps: EmulatorDeps): MetadataEmulator {
   app.disable('x-powered-by');
   app.disable('etag');
   app.use(requestLog(logger, { projectId: () => undefined, level: 'debug' }));
+  // One rule for every path: repeated slashes count as one, as on the real server, where Go's
+  // metadata client once sent `/computeMetadata/v1//instance/...`.
+  app.use((req, _res, next) => {
+    const query = req.url.indexOf('?');
+    const path = query === -1 ? req.url : req.url.slice(0, query);
+    if (path.includes('//')) req.url = path.replace(/\/{2,}/g, '/') + (query === -1 ? '' : req.url.slice(query));
+    next();
+  });
 
   app.use((req, res, next) => {
-    res.set({ 'Metadata-Flavor': 'Google', Server: 'Metadata Server for VM' });
+    res.set({ 'Metadata-Flavor': 'Google', Server: 'Metadata Server for VM', 'X-XSS-Protection': '0', 'X-Frame-Options': 'SAMEORIGIN' });
     // A web page that rebinds its own DNS name to 127.0.0.1 reaches this port with its name in Host;
     // answering only the metadata server's own names keeps it from minting tokens.
     if (!isMetadataHost(req.headers.host)) {
@@ -75,15 +86,16 @@ export function createMetadataEmulator(deps: EmulatorDeps): MetadataEmulator {
 
   const reject = (res: Response, status: number, body: string) => {
     stats.rejectedRequests += 1;
-    res.status(status).type('text/html').send(body);
+    answer(res.status(status), 'text/html; charset=UTF-8', body);
   };
-  const text = (res: Response, body: string) => res.type('application/text').send(body);
+  const text = (res: Response, body: string) => answer(res, 'application/text', body);
+  const json = (res: Response, value: unknown) => answer(res, 'application/json', JSON.stringify(value));
 
   app.get('/oauth2/v3/certs', (_req, res) => {
     res.set('Cache-Control', 'public, max-age=300').json(key.jwks);
   });
   app.get('/oauth2/v1/certs', (_req, res) => {
-    res.set('Cache-Control', 'public, max-age=300').json(key.pems);
+    res.set('Cache-Control', 'public, max-age=300').json(key.certificates);
   });
   app.get('/emulator/stats', (_req, res) => {
     res.json(stats);
@@ -113,7 +125,7 @@ export function createMetadataEmulator(deps: EmulatorDeps): MetadataEmulator {
     // Opaque to a client, like Google's; the local Cloud Run Admin API checks it (signing-key.ts).
     const expiresIn = 3599;
     const email = config.serviceAccount;
-    res.json({ access_token: key.accessTokens.mint(email, now() + expiresIn), expires_in: expiresIn, token_type: 'Bearer' });
+    json(res, { access_token: key.accessTokens.mint(email, now() + expiresIn), expires_in: expiresIn, token_type: 'Bearer' });
   });
 
   app.get(`${V1}{/*path}`, (req: Request, res) => {
@@ -125,11 +137,30 @@ export function createMetadataEmulator(deps: EmulatorDeps): MetadataEmulator {
     if (node === undefined) return reject(res, 404, notFoundBody);
     const recursive = single(req.query.recursive)?.toLowerCase() === 'true';
     const alt = single(req.query.alt) ?? (recursive && isDir(node) ? 'json' : 'text');
-    if (alt === 'json') {
-      res.json(recursive || !isDir(node) ? renderJson(node) : Object.keys(node).map((name) => (isDir(node[name]!) ? `${name}/` : name)));
-    } else {
-      text(res, renderText(node));
-    }
+    const [type, body] =
+      alt === 'json'
+        ? [
+            'application/json',
+            JSON.stringify(recursive || !isDir(node) ? renderJson(node) : Object.keys(node).map((name) => (isDir(node[name]!) ? `${name}/` : name))),
+          ]
+        : ['application/text', renderText(node)];
+    const send = () => answer(res, type, body);
+    if (single(req.query.wait_for_change)?.toLowerCase() !== 'true') return send();
+    if (isDir(node) && !recursive) return reject(res, 400, 'wait_for_change on a directory needs recursive=true\n');
+    const timeout = single(req.query.timeout_sec) ?? String(MAX_WAIT_S);
+    if (!/^\d{1,9}$/.test(timeout)) return reject(res, 400, 'timeout_sec must be a whole number of seconds\n');
+    // The values never change while the emulator runs, so a wait ends at its timeout, or at once
+    // when the client's last_etag is not the value's (it has missed a change).
+    const lastEtag = single(req.query.last_etag);
+    if (lastEtag !== undefined && lastEtag !== etag(body)) return send();
+    const timer = setTimeout(() => done(), Math.min(Number(timeout), MAX_WAIT_S) * 1000);
+    const done = () => {
+      clearTimeout(timer);
+      waits.delete(done);
+      if (!res.headersSent && !res.destroyed) send();
+    };
+    waits.add(done);
+    res.once('close', done);
   });
 
   app.use((_req, res) => reject(res, 404, notFoundBody));
@@ -138,7 +169,26 @@ export function createMetadataEmulator(deps: EmulatorDeps): MetadataEmulator {
     return account === 'default' || account === config.serviceAccount;
   }
 
-  return { app, stats };
+  const waits = new Set<() => void>();
+  return { app, stats, endWaits: () => [...waits].forEach((done) => done()) };
+}
+
+/** The longest a wait_for_change request is held (a client's own timeout_sec may be shorter). */
+export const MAX_WAIT_S = 60;
+
+/**
+ * Every answer with its exact Content-Type (no charset: Debian's python3-google-auth 1.5.1
+ * decodes JSON only on `application/json`) and an ETag of its body, as the real server sends.
+ */
+function answer(res: Response, type: string, body: string): void {
+  // setHeader, not Express's set, which would add a charset to a type it knows.
+  res.setHeader('Content-Type', type);
+  res.setHeader('ETag', etag(body));
+  res.send(Buffer.from(body, 'utf8'));
+}
+
+function etag(body: string): string {
+  return createHash('sha256').update(body).digest('hex').slice(0, 16);
 }
 
 const notFoundBody = '<!DOCTYPE html>\n<title>404 Not Found</title>\n<p>The requested URL was not found on this server.</p>\n';

@@ -9,7 +9,7 @@ import { createSigningKey, loadSigningKey, type SigningKey } from './signing-key
 const logger = createLogger('metadata-emulator');
 const config = loadConfigOrExit(() => loadEmulatorConfig(process.env));
 const key = config.signingKeyFile === undefined ? await createSigningKey() : await loadKeyOrExit(config.signingKeyFile);
-const { app } = createMetadataEmulator({ config, key, logger });
+const { app, endWaits } = createMetadataEmulator({ config, key, logger });
 const server = await listenOrExit(app, config.host, config.port);
 const where = `${config.host}:${portOf(server)}`;
 logger.info(
@@ -17,6 +17,8 @@ logger.info(
   `metadata emulator listening on ${where} (a development tool: never expose it); ` +
     `GCE_METADATA_HOST=${where}, JWKS at http://${where}/oauth2/v3/certs`,
 );
+// Requests held by wait_for_change are answered at once, so the server closes without its grace.
+process.once('SIGTERM', endWaits).once('SIGINT', endWaits);
 exitOnSignals(server, logger);
 
 async function loadKeyOrExit(file: string): Promise<SigningKey> {

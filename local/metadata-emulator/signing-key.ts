@@ -1,5 +1,6 @@
 import { createHash, createHmac, createPrivateKey, createPublicKey, KeyObject, randomBytes, timingSafeEqual } from 'node:crypto';
 import { exportJWK, generateKeyPair, SignJWT, type JWK, type JWTPayload } from 'jose';
+import { selfSignedCertificate } from './certificate.js';
 
 /** The emulator's RSA key: signs tokens and publishes its public half the way Google does. */
 export interface SigningKey {
@@ -7,8 +8,8 @@ export interface SigningKey {
   sign(claims: JWTPayload): Promise<string>;
   /** As https://www.googleapis.com/oauth2/v3/certs. */
   jwks: { keys: JWK[] };
-  /** As https://www.googleapis.com/oauth2/v1/certs: kid → PEM (a public key; Google sends certificates). */
-  pems: Record<string, string>;
+  /** As https://www.googleapis.com/oauth2/v1/certs: kid → a self-signed X.509 certificate (PEM). */
+  certificates: Record<string, string>;
   /** OAuth access tokens for an account, which whoever holds the key can check (see mintAccessToken). */
   accessTokens: AccessTokens;
 }
@@ -68,7 +69,13 @@ export async function loadSigningKey(pem: string): Promise<SigningKey> {
   return signingKeyFrom(key);
 }
 
+// Made at each start; valid from an hour before it (clock skew) for a year.
+const HOUR_MS = 3600_000;
+const YEAR_MS = 365 * 24 * HOUR_MS;
+const CERTIFICATE_NAME = 'metadata-emulator.local';
+
 async function signingKeyFrom(privateKey: KeyObject): Promise<SigningKey> {
+  const now = Date.now();
   const spki = createPublicKey(privateKey).export({ type: 'spki', format: 'pem' }).toString();
   // Google's key ids are 40 hex characters.
   const kid = createHash('sha1').update(spki).digest('hex');
@@ -77,7 +84,7 @@ async function signingKeyFrom(privateKey: KeyObject): Promise<SigningKey> {
     kid,
     sign: (claims) => new SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid, typ: 'JWT' }).sign(privateKey),
     jwks: { keys: [{ kty: jwk.kty!, alg: 'RS256', use: 'sig', kid, n: jwk.n!, e: jwk.e! }] },
-    pems: { [kid]: spki },
+    certificates: { [kid]: selfSignedCertificate(privateKey, CERTIFICATE_NAME, new Date(now - HOUR_MS), new Date(now + YEAR_MS)) },
     accessTokens: accessTokensFor(privateKey),
   };
 }

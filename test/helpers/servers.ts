@@ -34,6 +34,7 @@ export interface RunningEmulator extends Running {
   key: SigningKey;
   config: EmulatorConfig;
   stats: EmulatorStats;
+  endWaits(): void;
   jwksUrl: URL;
 }
 
@@ -45,7 +46,14 @@ export async function startEmulator(
   const key = options.key ?? (await createSigningKey());
   const emulator = createMetadataEmulator({ config, key, logger: silentLogger(), ...(options.now ? { now: options.now } : {}) });
   const running = await serve(emulator.app);
-  return { ...running, key, config, stats: emulator.stats, jwksUrl: new URL(`${running.url}/oauth2/v3/certs`) };
+  return {
+    ...running,
+    key,
+    config,
+    stats: emulator.stats,
+    endWaits: emulator.endWaits,
+    jwksUrl: new URL(`${running.url}/oauth2/v3/certs`),
+  };
 }
 
 export const nowS = (): number => Math.floor(Date.now() / 1000);

@@ -1,4 +1,4 @@
-import { createHmac } from 'node:crypto';
+import { createHmac, createPublicKey } from 'node:crypto';
 import express from 'express';
 import { createSigningKey, type SigningKey } from '../../local/metadata-emulator/signing-key.js';
 import { SigningKeysUnavailableError, TokenInvalidError } from '../../services/shared/errors.js';
@@ -73,7 +73,7 @@ describe('createJwksTokenVerifier with the emulator keys', () => {
   });
 
   it('refuses HS256 keyed with the public key (algorithm confusion)', async () => {
-    const pem = emulator.key.pems[emulator.key.kid]!;
+    const pem = createPublicKey(emulator.key.certificates[emulator.key.kid]!).export({ type: 'spki', format: 'pem' });
     const signingInput = `${b64url({ alg: 'HS256', typ: 'JWT', kid: emulator.key.kid })}.${b64url(claimsFor(emulator, AUDIENCE))}`;
     const signature = createHmac('sha256', pem).update(signingInput).digest('base64url');
     expect(await reasonFor(verifier, `${signingInput}.${signature}`)).toBe('token algorithm is not RS256');

@@ -129,4 +129,25 @@ describe('graceful shutdown (real processes)', () => {
       await upstream.close();
     }
   });
+
+  it('the metadata emulator answers the waits it holds (wait_for_change) and exits 0 at once, not after its grace', async () => {
+    const emulator = await startService('metadata-emulator', {
+      env: { PATH: process.env.PATH },
+      port: await freePort(),
+      readyPath: '/computeMetadata/v1/instance/id',
+      readyHeaders: { 'Metadata-Flavor': 'Google' },
+    });
+    try {
+      const url = `${emulator.url}/computeMetadata/v1/project/project-id?wait_for_change=true&timeout_sec=60`;
+      const held = fetch(url, { headers: { 'Metadata-Flavor': 'Google' } }).then(async (res) => [res.status, await res.text()]);
+      // Held: a plain request made after it is answered first.
+      await fetch(`${emulator.url}/computeMetadata/v1/instance/id`, { headers: { 'Metadata-Flavor': 'Google' } });
+      emulator.child.kill('SIGTERM');
+      expect(await held).toEqual([200, 'local-project']);
+      // The grace period (8 s) would end in exit 1.
+      expect(await emulator.exited).toBe(0);
+    } finally {
+      await emulator.stop();
+    }
+  });
 });

@@ -1,4 +1,4 @@
-import { createPublicKey, createVerify } from 'node:crypto';
+import { createPublicKey, createVerify, X509Certificate } from 'node:crypto';
 import http from 'node:http';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
 import { isMetadataHost } from '../../../local/metadata-emulator/app.js';
@@ -30,7 +30,7 @@ describe('metadata emulator', () => {
         const res = await get(`${V1}/project/project-id`, headers);
         expect(res.status).toBe(403);
         expect(res.headers.get('metadata-flavor')).toBe('Google');
-        expect(res.headers.get('content-type')).toMatch(/^text\/html/);
+        expect(res.headers.get('content-type')).toBe('text/html; charset=UTF-8');
         expect(await res.text()).toContain('Metadata-Flavor');
       }
     });
@@ -112,6 +112,74 @@ describe('metadata emulator', () => {
     });
   });
 
+  describe('answers as the real server does', () => {
+    const ETAG = /^[\da-f]{16}$/;
+
+    it('takes repeated slashes as one on every path, and leaves the query alone', async () => {
+      const token = await (await get(`${V1}//instance/service-accounts/default//identity?audience=https://x//y`)).text();
+      expect(decodeJwt(token).aud).toBe('https://x//y');
+      expect(await (await get('//computeMetadata//v1///project//project-id')).text()).toBe('my-project');
+      expect((await get('/oauth2//v3/certs', {})).status).toBe(200);
+      // Every rule still holds on such a path.
+      expect((await get(`${V1}//project/project-id`, {})).status).toBe(403);
+    });
+
+    it('puts an ETag of the body on every answer, errors included', async () => {
+      const paths = [`${V1}/project/project-id`, `${V1}/instance/?recursive=true`, `${V1}/instance/service-accounts/default/token`, `${V1}/nothing`];
+      const tags = new Set<string>();
+      for (const path of paths) {
+        const [first, second] = await Promise.all([get(path), get(path)]);
+        expect(first.headers.get('etag')).toMatch(ETAG);
+        tags.add(first.headers.get('etag')!);
+        // The same value, the same tag; the access token differs each time, and so does its tag.
+        if (!path.endsWith('/token')) expect(second.headers.get('etag')).toBe(first.headers.get('etag'));
+        else expect(second.headers.get('etag')).not.toBe(first.headers.get('etag'));
+      }
+      expect(tags.size).toBe(paths.length);
+      expect((await get(`${V1}/project/project-id`, {})).headers.get('etag')).toMatch(ETAG);
+    });
+
+    it('wait_for_change with a last_etag that is not the current one answers at once', async () => {
+      // A 300 s wait would outlast this test's timeout.
+      const res = await get(`${V1}/project/project-id?wait_for_change=true&timeout_sec=300&last_etag=0000000000000000`);
+      expect([res.status, await res.text()]).toEqual([200, 'my-project']);
+    });
+
+    it('wait_for_change with the current etag holds the request until timeout_sec, then answers the value', async () => {
+      const now = await get(`${V1}/instance/id`);
+      const etag = now.headers.get('etag')!;
+      const res = await get(`${V1}/instance/id?wait_for_change=true&timeout_sec=1&last_etag=${etag}`);
+      expect([res.status, res.headers.get('etag'), await res.text()]).toEqual([200, etag, await now.text()]);
+    });
+
+    it('holds a wait (without last_etag too) until it ends, and a client that leaves costs nothing', async () => {
+      let answered = false;
+      const held = get(`${V1}/project/project-id?wait_for_change=TRUE`).then(async (res) => {
+        answered = true;
+        return res.text();
+      });
+      const left = new AbortController();
+      const gone = fetch(`${emulator.url}${V1}/instance/?recursive=true&wait_for_change=true`, { headers: FLAVOR, signal: left.signal });
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(answered).toBe(false);
+      left.abort();
+      await expect(gone).rejects.toThrow();
+      expect(await (await get(`${V1}/project/project-id`)).text()).toBe('my-project');
+      emulator.endWaits();
+      expect(await held).toBe('my-project');
+    });
+
+    it('refuses wait_for_change on a directory listing, as it is not a value (recursive=true is)', async () => {
+      const res = await get(`${V1}/instance/?wait_for_change=true`);
+      expect([res.status, await res.text()]).toEqual([400, 'wait_for_change on a directory needs recursive=true\n']);
+    });
+
+    it.each(['-1', '1.5', 'soon', '9999999999'])('refuses timeout_sec=%s with 400', async (timeout) => {
+      const res = await get(`${V1}/project/project-id?wait_for_change=true&timeout_sec=${timeout}`);
+      expect([res.status, await res.text()]).toEqual([400, 'timeout_sec must be a whole number of seconds\n']);
+    });
+  });
+
   describe('metadata values', () => {
     it.each([
       ['/project/project-id', 'my-project'],
@@ -123,7 +191,8 @@ describe('metadata emulator', () => {
     ])('answers %s as text', async (path, value) => {
       const res = await get(`${V1}${path}`);
       expect(res.status).toBe(200);
-      expect(res.headers.get('content-type')).toMatch(/^application\/text/);
+      // Exactly, no charset: Debian's python3-google-auth 1.5.1 compares it whole.
+      expect(res.headers.get('content-type')).toBe('application/text');
       expect(await res.text()).toBe(value);
     });
 
@@ -161,7 +230,7 @@ describe('metadata emulator', () => {
     it('answers an access token for gcloud, by alias or email', async () => {
       for (const account of ['default', emulator.config.serviceAccount]) {
         const res = await get(`${V1}/instance/service-accounts/${account}/token`);
-        expect(res.headers.get('content-type')).toMatch(/^application\/json/);
+        expect(res.headers.get('content-type')).toBe('application/json');
         const body = (await res.json()) as { access_token: string };
         expect(body).toEqual({ access_token: expect.stringMatching(/^ya29\./), expires_in: 3599, token_type: 'Bearer' });
         // For the emulator's account, checkable by whoever holds its key (the local Admin API).
@@ -252,13 +321,24 @@ describe('metadata emulator', () => {
       });
     });
 
-    it('publishes a PEM map like https://www.googleapis.com/oauth2/v1/certs that verifies its tokens', async () => {
-      const pems = (await (await get('/oauth2/v1/certs', {})).json()) as Record<string, string>;
-      const token = await identity('audience=a');
-      const [header, payload, signature] = token.split('.');
-      const ok = createVerify('RSA-SHA256')
-        .update(`${header}.${payload}`)
-        .verify(createPublicKey(pems[emulator.key.kid]!), Buffer.from(signature!, 'base64url'));
+    it('publishes X.509 certificates like https://www.googleapis.com/oauth2/v1/certs: one per kid, self-signed, for the JWKS key', async () => {
+      const certs = (await (await get('/oauth2/v1/certs', {})).json()) as Record<string, string>;
+      const jwks = (await (await get('/oauth2/v3/certs', {})).json()) as { keys: { kid: string }[] };
+      expect(Object.keys(certs)).toEqual(jwks.keys.map((k) => k.kid));
+      const pem = certs[emulator.key.kid]!;
+      expect(pem).toMatch(/^-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+\n-----END CERTIFICATE-----\n$/);
+      const certificate = new X509Certificate(pem);
+      const jwk = createPublicKey({ key: jwks.keys[0]!, format: 'jwk' });
+      expect(certificate.publicKey.equals(jwk)).toBe(true);
+      expect(certificate.verify(jwk)).toBe(true);
+      expect(certificate.subject).toBe(certificate.issuer);
+      expect(certificate.ca).toBe(false);
+      const now = Date.now();
+      expect(Date.parse(certificate.validFrom)).toBeLessThanOrEqual(now);
+      expect(Date.parse(certificate.validTo)).toBeGreaterThan(now + 300 * 24 * 3600_000);
+      // Its key verifies the emulator's tokens.
+      const [header, payload, signature] = (await identity('audience=a')).split('.');
+      const ok = createVerify('RSA-SHA256').update(`${header}.${payload}`).verify(certificate.publicKey, Buffer.from(signature!, 'base64url'));
       expect(ok).toBe(true);
     });
   });

@@ -11,7 +11,7 @@ describe('the emulator signing key', () => {
     expect(a.kid).toMatch(/^[\da-f]{40}$/);
     expect(b.kid).toBe(a.kid);
     expect(b.jwks).toEqual(a.jwks);
-    expect(Object.keys(a.pems)).toEqual([a.kid]);
+    expect(Object.keys(a.certificates)).toEqual([a.kid]);
     const token = await a.sign({ sub: 'x', aud: 'y' });
     expect(decodeProtectedHeader(token)).toEqual({ alg: 'RS256', kid: a.kid, typ: 'JWT' });
     const { payload } = await jwtVerify(token, await importJWK(b.jwks.keys[0]!, 'RS256'));
