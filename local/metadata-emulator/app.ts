@@ -141,7 +141,9 @@ export function createMetadataEmulator(deps: EmulatorDeps): MetadataEmulator {
       alt === 'json'
         ? [
             'application/json',
-            JSON.stringify(recursive || !isDir(node) ? renderJson(node) : Object.keys(node).map((name) => (isDir(node[name]!) ? `${name}/` : name))),
+            JSON.stringify(
+              recursive || !isDir(node) ? renderJson(node) : Object.keys(node).map((name) => (isDir(node[name]!) ? `${name}/` : name)),
+            ),
           ]
         : ['application/text', renderText(node)];
     const send = () => answer(res, type, body);

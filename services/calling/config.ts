@@ -1,4 +1,5 @@
 import { EnvReader, type Env } from '../shared/env.js';
+import { readCredentials } from './credentials.js';
 import { metadataHostFrom } from './id-token-fetchers.js';
 import type { TokenOrigin } from './id-token-source.js';
 
@@ -23,7 +24,7 @@ export interface CallingConfig {
    */
   tokenHeader: TokenHeader;
   upstreamTimeoutMs: number;
-  /** Where ID tokens come from: a key file when GOOGLE_APPLICATION_CREDENTIALS is set, else the metadata server. */
+  /** Where ID tokens come from: the credentials GOOGLE_APPLICATION_CREDENTIALS names when set, else the metadata server. */
   tokenOrigin: TokenOrigin;
 }
 
@@ -48,7 +49,12 @@ export function loadCallingConfig(env: Env): CallingConfig {
 }
 
 function tokenOriginFrom(read: EnvReader, env: Env): TokenOrigin {
-  const credentialsFile = read.raw('GOOGLE_APPLICATION_CREDENTIALS');
-  if (credentialsFile !== undefined) return { kind: 'google-auth', credentialsFile };
-  return { kind: 'metadata', host: metadataHostFrom(env) };
+  const file = read.raw('GOOGLE_APPLICATION_CREDENTIALS');
+  if (file === undefined) return { kind: 'metadata', host: metadataHostFrom(env) };
+  try {
+    return { kind: 'google-auth', credentials: readCredentials(file) };
+  } catch (err) {
+    read.problem(`GOOGLE_APPLICATION_CREDENTIALS: ${(err as Error).message}`);
+    return { kind: 'metadata', host: '' };
+  }
 }

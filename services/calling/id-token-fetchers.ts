@@ -111,7 +111,7 @@ export function createGoogleAuthIdTokenFetcher(makeAuth: () => Promise<GoogleAut
           const client = await (await auth).getClient();
           if (!('fetchIdToken' in client) || typeof client.fetchIdToken !== 'function') {
             throw new IdTokenFetchError(
-              'these credentials cannot mint ID tokens (use a service-account key, or run on Google Cloud)',
+              'these credentials cannot mint ID tokens (use a service-account key or impersonation, or run on Google Cloud)',
               false,
             );
           }

@@ -1,4 +1,5 @@
 import type { Logger } from '../shared/logger.js';
+import type { Credentials } from './credentials.js';
 import { createCachingIdTokenSource, type IdTokenCacheOptions } from './id-token-cache.js';
 import { createGoogleAuthIdTokenFetcher, createMetadataIdTokenFetcher } from './id-token-fetchers.js';
 
@@ -8,8 +9,8 @@ export interface IdTokenSource {
   getIdToken(audience: string): Promise<string>;
 }
 
-/** metadata: Cloud Run's metadata server or the emulator; google-auth: a key file through google-auth-library. */
-export type TokenOrigin = { kind: 'metadata'; host: string } | { kind: 'google-auth'; credentialsFile: string };
+/** metadata: Cloud Run's metadata server or the emulator; google-auth: a key or impersonation, through google-auth-library. */
+export type TokenOrigin = { kind: 'metadata'; host: string } | { kind: 'google-auth'; credentials: Credentials };
 
 export function createIdTokenSource(origin: TokenOrigin, logger: Logger, options: Partial<IdTokenCacheOptions> = {}): IdTokenSource {
   const fetcher =
@@ -18,13 +19,16 @@ export function createIdTokenSource(origin: TokenOrigin, logger: Logger, options
       : createGoogleAuthIdTokenFetcher(async () => {
           // Loaded on first use only: it adds ~0.1 s to a cold start that the metadata path never needs.
           const { GoogleAuth } = await import('google-auth-library');
-          return new GoogleAuth({ keyFilename: origin.credentialsFile });
+          return new GoogleAuth({ keyFilename: origin.credentials.file });
         });
   const hint =
     origin.kind === 'metadata'
       ? 'On Cloud Run the metadata server is always there; off Google Cloud set GCE_METADATA_HOST to the emulator ' +
-        '(npm start runs one at 127.0.0.1:8082) or GOOGLE_APPLICATION_CREDENTIALS to a service-account key file'
-      : `Check the service-account key in GOOGLE_APPLICATION_CREDENTIALS (${origin.credentialsFile})`;
+        '(npm start runs one at 127.0.0.1:8082), or GOOGLE_APPLICATION_CREDENTIALS to impersonated credentials or a key file'
+      : origin.credentials.type === 'service_account'
+        ? `Check the service-account key in GOOGLE_APPLICATION_CREDENTIALS (${origin.credentials.file})`
+        : `Check the impersonated credentials in GOOGLE_APPLICATION_CREDENTIALS (${origin.credentials.file}): ` +
+          `the account that made them needs roles/iam.serviceAccountTokenCreator on ${origin.credentials.account}`;
   return createCachingIdTokenSource(fetcher, {
     hint,
     onBackgroundRefreshError: (audience, error) =>

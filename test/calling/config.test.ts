@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { ConfigError } from '../../services/shared/env.js';
 import { loadCallingConfig } from '../../services/calling/config.js';
 
@@ -39,10 +42,14 @@ describe('where calling gets its tokens', () => {
     });
   });
 
-  it('uses google-auth-library with a key file when GOOGLE_APPLICATION_CREDENTIALS is set', () => {
-    expect(loadCallingConfig({ URL: 'http://r', GOOGLE_APPLICATION_CREDENTIALS: '/k.json' }).tokenOrigin).toEqual({
+  it('uses google-auth-library with the credentials GOOGLE_APPLICATION_CREDENTIALS names, once checked', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'calling-config-'));
+    const file = join(dir, 'key.json');
+    writeFileSync(file, JSON.stringify({ type: 'service_account', client_email: 'a@p.iam.gserviceaccount.com', private_key: 'PEM' }));
+    expect(loadCallingConfig({ URL: 'http://r', GOOGLE_APPLICATION_CREDENTIALS: file }).tokenOrigin).toEqual({
       kind: 'google-auth',
-      credentialsFile: '/k.json',
+      credentials: { type: 'service_account', file, account: 'a@p.iam.gserviceaccount.com' },
     });
+    rmSync(dir, { recursive: true });
   });
 });

@@ -312,7 +312,7 @@ describe('createGoogleAuthIdTokenFetcher (its failures, with stand-in credential
       const error = await failureOf(createGoogleAuthIdTokenFetcher(authWith(async () => client))('a', 1000));
       expect(error).toMatchObject({
         transient: false,
-        reason: 'these credentials cannot mint ID tokens (use a service-account key, or run on Google Cloud)',
+        reason: 'these credentials cannot mint ID tokens (use a service-account key or impersonation, or run on Google Cloud)',
       });
     }
   });

@@ -37,12 +37,19 @@ describe('createIdTokenSource', () => {
     expect(error.message).toBe(
       `could not get an identity token for audience ${AUDIENCE}: the metadata server at ${host} refused the connection. ` +
         'On Cloud Run the metadata server is always there; off Google Cloud set GCE_METADATA_HOST to the emulator ' +
-        '(npm start runs one at 127.0.0.1:8082) or GOOGLE_APPLICATION_CREDENTIALS to a service-account key file',
+        '(npm start runs one at 127.0.0.1:8082), or GOOGLE_APPLICATION_CREDENTIALS to impersonated credentials or a key file',
     );
   });
 
   it('google-auth origin: loads google-auth-library on first use and names the key file when it fails', async () => {
-    const source = createIdTokenSource({ kind: 'google-auth', credentialsFile: '/nonexistent/key.json' }, silentLogger(), { attempts: 1 });
+    const source = createIdTokenSource(
+      {
+        kind: 'google-auth',
+        credentials: { type: 'service_account', file: '/nonexistent/key.json', account: 'a@p.iam.gserviceaccount.com' },
+      },
+      silentLogger(),
+      { attempts: 1 },
+    );
     const error = await failureOf(source.getIdToken(AUDIENCE));
     expect(error).toMatchObject({ status: 503 });
     expect(error.message).toMatch(/: google-auth-library failed: .*ENOENT/);

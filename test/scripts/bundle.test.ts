@@ -3,17 +3,15 @@
  * a copy outside the repository, where no node_modules can be found: what an image holds.
  */
 import { spawn } from 'node:child_process';
-import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { generateKeyPairSync } from 'node:crypto';
 import { cpSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer as createHttpsServer } from 'node:https';
 import { isBuiltin, SourceMap } from 'node:module';
-import { createServer as createNetServer, connect, type Server as NetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { SourceTextModule } from 'node:vm';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { jwtVerify } from 'jose';
+import { decodeJwt } from 'jose';
 import { entryOf, freePort, nodeArgsOf, SERVICE_NODE_FLAGS, startProcess, type ServiceProcess } from '../../scripts/lib/processes.js';
+import { startGoogleApis } from '../helpers/google-apis.js';
 import { startEmulator, type RunningEmulator } from '../helpers/servers.js';
 
 const repo = new URL('../../', import.meta.url);
@@ -49,13 +47,13 @@ describe('the bundles, run where no node_modules can be found (as in the images)
   };
 
   /** receiving from its copied bundle, verifying the emulator's tokens for its own URL. */
-  const startReceiving = async () => {
+  const startReceiving = async (invoker = emulator.config.serviceAccount) => {
     const port = await freePort();
     const env = {
       TOKEN_CHECK: 'verify',
       AUDIENCES: `http://127.0.0.1:${port}`,
       JWKS_URL: emulator.jwksUrl.href,
-      INVOKERS: `serviceAccount:${emulator.config.serviceAccount}`,
+      INVOKERS: `serviceAccount:${invoker}`,
     };
     return (await start('receiving', join(outside, 'receiving', 'main.mjs'), env, port)).service;
   };
@@ -81,9 +79,6 @@ describe('the bundles, run where no node_modules can be found (as in the images)
   });
 
   it('the key-file path: google-auth-library, loaded from its own file on first use, signs with the key and its token gets through', async () => {
-    // Google's token endpoint is https://oauth2.googleapis.com/token, fixed in google-auth-library.
-    // Here it is a local HTTPS server behind a local proxy (HTTPS_PROXY) with a certificate calling
-    // trusts through NODE_EXTRA_CA_CERTS (test/fixtures/tls): nothing leaves 127.0.0.1.
     const dir = mkdtempSync(join(tmpdir(), 'key-file-'));
     const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
     const account = 'key-file-caller@demo-project.iam.gserviceaccount.com';
@@ -99,39 +94,25 @@ describe('the bundles, run where no node_modules can be found (as in the images)
         token_uri: 'https://oauth2.googleapis.com/token',
       }),
     );
-    const receiving = await startReceiving();
-    const assertions: Record<string, unknown>[] = [];
-    const tls = (ext: string) => fileURLToPath(new URL(`../fixtures/tls/google-token-endpoint.${ext}`, import.meta.url));
-    const tokenEndpoint = createHttpsServer({ key: readFileSync(tls('key')), cert: readFileSync(tls('crt')) }, (req, res) => {
-      let body = '';
-      req.on('data', (chunk: Buffer) => (body += chunk.toString()));
-      req.on('end', () => {
-        void answerTokenRequest(req.url ?? '', new URLSearchParams(body), publicKey, emulator, assertions).then(([status, answer]) => {
-          res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(answer));
-        });
-      });
-    });
-    await new Promise<void>((resolve) => tokenEndpoint.listen(0, '127.0.0.1', resolve));
-    const connects: string[] = [];
-    const proxy = connectProxy((target) => connects.push(target), (tokenEndpoint.address() as { port: number }).port);
-    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const receiving = await startReceiving(account);
+    const google = await startGoogleApis({ key: emulator.key, keys: { [account]: publicKey } });
     try {
       const { service: calling } = await start('calling', join(outside, 'calling', 'main.mjs'), {
         URL: receiving.url,
         GOOGLE_APPLICATION_CREDENTIALS: join(dir, 'key.json'),
-        HTTPS_PROXY: `http://127.0.0.1:${(proxy.address() as { port: number }).port}`,
-        NODE_EXTRA_CA_CERTS: tls('crt'),
+        ...google.env,
       });
       const response = await fetch(`${calling.url}/`);
       expect([response.status, await response.text()]).toEqual([200, 'Second service says: Hello World!']);
-      expect(connects).toContain('oauth2.googleapis.com:443');
-      expect(assertions).toEqual([
-        expect.objectContaining({ iss: account, aud: 'https://oauth2.googleapis.com/token', target_audience: receiving.url }),
-      ]);
+      expect(google.requests).toHaveLength(1);
+      expect(google.requests[0]).toMatchObject({ host: 'oauth2.googleapis.com', path: '/token' });
+      expect(decodeJwt(String(google.requests[0]!.body.assertion))).toMatchObject({
+        iss: account,
+        aud: 'https://oauth2.googleapis.com/token',
+        target_audience: receiving.url,
+      });
     } finally {
-      proxy.close();
-      tokenEndpoint.close();
-      tokenEndpoint.closeAllConnections();
+      await google.close();
       rmSync(dir, { recursive: true, force: true });
     }
   });
@@ -211,48 +192,3 @@ describe('what the bundles are made of', () => {
     }
   });
 });
-
-/** An HTTP CONNECT proxy that sends every tunnel to 127.0.0.1:port and reports where it was asked to go. */
-function connectProxy(onConnect: (target: string) => void, port: number): NetServer {
-  return createNetServer((client) => {
-    client.once('data', (head: Buffer) => {
-      const target = /^CONNECT (\S+) /.exec(head.toString())?.[1] ?? '';
-      onConnect(target);
-      const upstream = connect(port, '127.0.0.1', () => {
-        client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-        client.pipe(upstream).pipe(client);
-      });
-      upstream.on('error', () => client.destroy());
-      client.on('error', () => upstream.destroy());
-    });
-  });
-}
-
-/** Google's token endpoint for a service-account JWT asking for an ID token (target_audience). */
-async function answerTokenRequest(
-  path: string,
-  form: URLSearchParams,
-  publicKey: KeyObject,
-  emulator: RunningEmulator,
-  assertions: Record<string, unknown>[],
-): Promise<[number, object]> {
-  if (path !== '/token' || form.get('grant_type') !== 'urn:ietf:params:oauth:grant-type:jwt-bearer')
-    return [400, { error: 'invalid_request' }];
-  try {
-    const { payload } = await jwtVerify(form.get('assertion') ?? '', publicKey, { algorithms: ['RS256'] });
-    assertions.push(payload);
-    const audience = String(payload.target_audience);
-    // The ID token Google would issue: here the emulator's, which receiving is set to accept.
-    const idToken = await (
-      await fetch(
-        `${emulator.url}/computeMetadata/v1/instance/service-accounts/default/identity?audience=${encodeURIComponent(audience)}`,
-        {
-          headers: { 'Metadata-Flavor': 'Google' },
-        },
-      )
-    ).text();
-    return [200, { id_token: idToken }];
-  } catch {
-    return [400, { error: 'invalid_grant' }];
-  }
-}

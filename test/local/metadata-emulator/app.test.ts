@@ -125,7 +125,12 @@ describe('metadata emulator', () => {
     });
 
     it('puts an ETag of the body on every answer, errors included', async () => {
-      const paths = [`${V1}/project/project-id`, `${V1}/instance/?recursive=true`, `${V1}/instance/service-accounts/default/token`, `${V1}/nothing`];
+      const paths = [
+        `${V1}/project/project-id`,
+        `${V1}/instance/?recursive=true`,
+        `${V1}/instance/service-accounts/default/token`,
+        `${V1}/nothing`,
+      ];
       const tags = new Set<string>();
       for (const path of paths) {
         const [first, second] = await Promise.all([get(path), get(path)]);
@@ -338,7 +343,9 @@ describe('metadata emulator', () => {
       expect(Date.parse(certificate.validTo)).toBeGreaterThan(now + 300 * 24 * 3600_000);
       // Its key verifies the emulator's tokens.
       const [header, payload, signature] = (await identity('audience=a')).split('.');
-      const ok = createVerify('RSA-SHA256').update(`${header}.${payload}`).verify(certificate.publicKey, Buffer.from(signature!, 'base64url'));
+      const ok = createVerify('RSA-SHA256')
+        .update(`${header}.${payload}`)
+        .verify(certificate.publicKey, Buffer.from(signature!, 'base64url'));
       expect(ok).toBe(true);
     });
   });

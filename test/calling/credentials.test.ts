@@ -1,0 +1,124 @@
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { readCredentials } from '../../services/calling/credentials.js';
+import { loadCallingConfig } from '../../services/calling/config.js';
+import { ConfigError } from '../../services/shared/env.js';
+
+const SA = 'caller@my-project.iam.gserviceaccount.com';
+const SECRET = 'refresh-token-that-must-never-be-shown';
+const user = { type: 'authorized_user', client_id: 'id.apps.googleusercontent.com', client_secret: 'cs', refresh_token: SECRET };
+
+/** As `gcloud auth application-default login --impersonate-service-account=DELEGATE,SA` writes it. */
+export const impersonatedAdc = (target: string, delegates: string[] = []) => ({
+  delegates,
+  service_account_impersonation_url: `https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/${target}:generateAccessToken`,
+  source_credentials: { ...user, account: 'dev@example.com', universe_domain: 'googleapis.com' },
+  type: 'impersonated_service_account',
+});
+
+describe('the credentials GOOGLE_APPLICATION_CREDENTIALS names, checked at start', () => {
+  let dir: string;
+  beforeAll(() => (dir = mkdtempSync(join(tmpdir(), 'credentials-'))));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const file = (name: string, content: unknown) => {
+    const path = join(dir, name);
+    writeFileSync(path, typeof content === 'string' ? content : JSON.stringify(content));
+    return path;
+  };
+  const refusal = (path: string) => {
+    try {
+      readCredentials(path);
+    } catch (err) {
+      const message = (err as Error).message;
+      expect(message).not.toContain(SECRET);
+      return message;
+    }
+    throw new Error(`${path} was accepted`);
+  };
+  const FIX = 'run `gcloud auth application-default login --impersonate-service-account=SA`';
+
+  it('takes impersonated ADC as gcloud writes it, delegates included, naming the account it acts as', () => {
+    const path = file('impersonated.json', impersonatedAdc(SA, ['hop@my-project.iam.gserviceaccount.com']));
+    expect(readCredentials(path)).toEqual({
+      type: 'impersonated_service_account',
+      file: path,
+      account: SA,
+      delegates: ['hop@my-project.iam.gserviceaccount.com'],
+    });
+    const bare = impersonatedAdc(SA) as Partial<ReturnType<typeof impersonatedAdc>>;
+    delete bare.delegates;
+    expect(readCredentials(file('no-delegates.json', bare))).toMatchObject({ account: SA, delegates: [] });
+  });
+
+  it('takes a service-account key', () => {
+    const path = file('key.json', { type: 'service_account', client_email: SA, private_key: 'PEM', private_key_id: 'k' });
+    expect(readCredentials(path)).toEqual({ type: 'service_account', file: path, account: SA });
+  });
+
+  it('refuses user credentials, saying why Cloud Run would refuse their tokens and how to impersonate instead', () => {
+    const path = file('user.json', user);
+    const message = refusal(path);
+    expect(message).toBe(
+      `${path} holds user credentials (type authorized_user): their ID tokens are for an OAuth client, not the receiving ` +
+        `service's URL, and Cloud Run refuses them; ${FIX} for a service account SA that may invoke the receiving service ` +
+        '(you need roles/iam.serviceAccountTokenCreator on SA)',
+    );
+  });
+
+  it.each([
+    ['external_account', 'workload identity federation'],
+    ['external_account_authorized_user', 'workforce identity federation'],
+  ])('refuses %s credentials: google-auth-library mints no ID tokens from them', (type, what) => {
+    const message = refusal(file(`${type}.json`, { type, audience: '//iam.googleapis.com/x', refresh_token: SECRET }));
+    expect(message).toContain(`holds ${what} credentials (type ${type}), which google-auth-library mints no ID tokens from; ${FIX}`);
+  });
+
+  it.each([
+    ['an unknown type', { type: 'gdch_service_account', private_key: SECRET }, 'holds credentials of type gdch_service_account'],
+    ['no type', { client_email: SA, private_key: SECRET }, 'has no "type"'],
+    ['a key without its private key', { type: 'service_account', client_email: SA }, 'without client_email or private_key'],
+    [
+      'impersonation without a target',
+      { ...impersonatedAdc(SA), service_account_impersonation_url: 'https://x/' },
+      'without service_account_impersonation_url',
+    ],
+    ['impersonation without a source', { ...impersonatedAdc(SA), source_credentials: SECRET }, 'or source_credentials'],
+    ['delegates that are not emails', { ...impersonatedAdc(SA), delegates: [{ SECRET }] }, 'delegates must be a list'],
+    ['a JSON array', [SECRET], 'is not a JSON object'],
+    ['text that is not JSON', `{"type": "service_account", "private_key": "${SECRET}"`, 'is not JSON'],
+  ])('refuses %s, naming the file and the fix, and never what the file holds', (name, content, expected) => {
+    const path = file(`${name.replace(/\W/g, '-')}.json`, content);
+    const message = refusal(path);
+    expect(message.startsWith(path)).toBe(true);
+    expect(message).toContain(expected);
+    expect(message).toContain('gcloud auth application-default login --impersonate-service-account=SA');
+  });
+
+  it('refuses a missing file, a directory, a FIFO (without waiting on it) and a file too large', () => {
+    expect(refusal(join(dir, 'absent.json'))).toContain('absent.json: no such file');
+    mkdirSync(join(dir, 'folder'));
+    expect(refusal(join(dir, 'folder'))).toContain('folder is not a file');
+    execFileSync('mkfifo', [join(dir, 'fifo')]);
+    expect(refusal(join(dir, 'fifo'))).toContain('fifo is not a file');
+    expect(refusal(file('large.json', `{"type":"service_account","pad":"${'x'.repeat(70_000)}"}`))).toMatch(
+      /too large .*\(70\d{3} bytes\)/,
+    );
+  });
+
+  it('calling refuses to start on them, naming GOOGLE_APPLICATION_CREDENTIALS among its other problems', () => {
+    let error: ConfigError | undefined;
+    try {
+      loadCallingConfig({ URL: 'http://r', AUTH: 'x', GOOGLE_APPLICATION_CREDENTIALS: file('user2.json', user) });
+    } catch (err) {
+      error = err as ConfigError;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect(error!.problems.map((p) => p.split(':')[0])).toEqual([
+      'AUTH must be one of id-token, none, got "x"',
+      'GOOGLE_APPLICATION_CREDENTIALS',
+    ]);
+    expect(error!.problems[1]).toContain('(type authorized_user)');
+  });
+});
