@@ -5,18 +5,11 @@ import { join } from 'node:path';
 import { readCredentials } from '../../services/calling/credentials.js';
 import { loadCallingConfig } from '../../services/calling/config.js';
 import { ConfigError } from '../../services/shared/env.js';
+import { impersonatedAdc } from '../helpers/google-apis.js';
 
 const SA = 'caller@my-project.iam.gserviceaccount.com';
 const SECRET = 'refresh-token-that-must-never-be-shown';
 const user = { type: 'authorized_user', client_id: 'id.apps.googleusercontent.com', client_secret: 'cs', refresh_token: SECRET };
-
-/** As `gcloud auth application-default login --impersonate-service-account=DELEGATE,SA` writes it. */
-export const impersonatedAdc = (target: string, delegates: string[] = []) => ({
-  delegates,
-  service_account_impersonation_url: `https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/${target}:generateAccessToken`,
-  source_credentials: { ...user, account: 'dev@example.com', universe_domain: 'googleapis.com' },
-  type: 'impersonated_service_account',
-});
 
 describe('the credentials GOOGLE_APPLICATION_CREDENTIALS names, checked at start', () => {
   let dir: string;

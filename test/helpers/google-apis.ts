@@ -12,6 +12,8 @@ export interface GoogleApis {
   env: { HTTPS_PROXY: string; NODE_EXTRA_CA_CERTS: string };
   /** Every request the stand-ins answered, in order; `host` is where the client asked to connect. */
   requests: { host: string; method: string; path: string; authorization: string | undefined; body: Record<string, unknown> }[];
+  /** The ID tokens they issued: for whom, for which audience. */
+  issued: { email: string; audience: string }[];
   close(): Promise<void>;
 }
 
@@ -61,7 +63,9 @@ const UNAUTHENTICATED = {
 export async function startGoogleApis(options: GoogleApisOptions): Promise<GoogleApis> {
   const accessTokens = new Map<string, string>();
   const requests: GoogleApis['requests'] = [];
+  const issued: GoogleApis['issued'] = [];
   const idToken = (email: string, audience: string, includeEmail = true) => {
+    issued.push({ email, audience });
     const iat = Math.floor(Date.now() / 1000);
     const sub = numericIdFor(email);
     return options.key.sign({
@@ -169,10 +173,28 @@ export async function startGoogleApis(options: GoogleApisOptions): Promise<Googl
   return {
     env: { HTTPS_PROXY: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`, NODE_EXTRA_CA_CERTS: TLS('crt') },
     requests,
+    issued,
     close: async () => {
       https.closeAllConnections();
       for (const tunnel of tunnels) tunnel.destroy();
       await Promise.all([new Promise((resolve) => https.close(resolve)), new Promise((resolve) => proxy.close(resolve))]);
     },
+  };
+}
+
+/** Impersonated ADC as `gcloud auth application-default login --impersonate-service-account=DELEGATES...,TARGET` writes it. */
+export function impersonatedAdc(target: string, delegates: string[] = [], refreshToken = 'dev-refresh-token') {
+  return {
+    delegates,
+    service_account_impersonation_url: `https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/${target}:generateAccessToken`,
+    source_credentials: {
+      account: 'dev@example.com',
+      client_id: 'gcloud-client-id.apps.googleusercontent.com',
+      client_secret: 'gcloud-client-secret',
+      refresh_token: refreshToken,
+      type: 'authorized_user',
+      universe_domain: 'googleapis.com',
+    },
+    type: 'impersonated_service_account',
   };
 }
