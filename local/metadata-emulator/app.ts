@@ -134,7 +134,8 @@ export function createMetadataEmulator(deps: EmulatorDeps): MetadataEmulator {
       .split('/')
       .filter((s) => s !== '');
     const node = lookup(tree, segments);
-    if (node === undefined) return reject(res, 404, notFoundBody);
+    // A value is not a directory: with a trailing slash it is not found, as on the real server.
+    if (node === undefined || (!isDir(node) && req.path.endsWith('/'))) return reject(res, 404, notFoundBody);
     const recursive = single(req.query.recursive)?.toLowerCase() === 'true';
     const alt = single(req.query.alt) ?? (recursive && isDir(node) ? 'json' : 'text');
     const [type, body] =

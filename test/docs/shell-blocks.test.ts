@@ -180,6 +180,8 @@ async function inTwos<T, R>(items: T[], fn: (item: T) => Promise<R>): Promise<R[
 }
 
 const NO_ACCOUNT = 'You do not currently have an active account selected';
+/** A login command past its parser: it asks for a browser sign-in (and, with no input, stops). */
+const SIGN_IN = 'Go to the following link in your browser';
 
 /**
  * What the real gcloud makes of ARGS with no account: 'accepted' when it gets past its argument
@@ -205,7 +207,8 @@ async function gcloudVerdict(args: string[], cwd: string): Promise<string> {
   try {
     return await run('gcloud', args, { cwd, env, timeout: 60_000 }).then(
       () => 'accepted',
-      (err: { stderr?: string }) => (err.stderr?.includes(NO_ACCOUNT) ? 'accepted' : (err.stderr ?? String(err)).trim()),
+      (err: { stderr?: string }) =>
+        err.stderr?.includes(NO_ACCOUNT) || err.stderr?.includes(SIGN_IN) ? 'accepted' : (err.stderr ?? String(err)).trim(),
     );
   } finally {
     rmSync(home, { recursive: true, force: true });

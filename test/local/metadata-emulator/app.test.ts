@@ -214,6 +214,11 @@ describe('metadata emulator', () => {
       }
     });
 
+    it('answers 404 for a value with a trailing slash, as the real server does', async () => {
+      expect((await get(`${V1}/project/project-id/`)).status).toBe(404);
+      expect((await get(`${V1}/project/project-id`)).status).toBe(200);
+    });
+
     it('lists service accounts by alias and by email, as gcloud expects', async () => {
       const text = await (await get(`${V1}/instance/service-accounts/`)).text();
       expect(text).toBe('default/\n555000111222-compute@developer.gserviceaccount.com/\n');
