@@ -13,6 +13,7 @@ export default {
     'services/receiving/**/*.ts',
     '!services/receiving/main.ts',
     'services/calling/id-token-*.ts',
+    'services/calling/credentials.ts',
     'services/calling/upstream-client.ts',
     'services/shared/errors.ts',
     'services/shared/error-handler.ts',
@@ -25,6 +26,9 @@ export default {
     'local/cloud-run-front/*.ts',
     // The local Admin API: it decides who may change who gets through.
     'local/cloud-run-admin/*.ts',
+    // The metadata emulator: who gets tokens, and answers Google's clients take as the real server's.
+    'local/metadata-emulator/*.ts',
+    '!local/metadata-emulator/main.ts',
   ],
   jest: {
     configFile: 'jest.config.js',
