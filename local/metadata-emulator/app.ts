@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { isIPv4 } from 'node:net';
-import express, { type Express, type Request, type Response } from 'express';
+import express, { type Express, type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from '../../services/shared/logger.js';
 import { requestLog } from '../../services/shared/request-log.js';
 import type { EmulatorConfig } from './config.js';
@@ -26,7 +26,7 @@ export interface EmulatorStats {
 export interface MetadataEmulator {
   app: Express;
   stats: EmulatorStats;
-  /** Answers every request held by wait_for_change now, so that a shutdown need not wait for them. */
+  /** Answers every request held by wait_for_change now, and any later one at once: for a shutdown. */
   endWaits(): void;
 }
 
@@ -45,13 +45,17 @@ export function createMetadataEmulator(deps: EmulatorDeps): MetadataEmulator {
   const app = express();
   app.disable('x-powered-by');
   app.disable('etag');
+  // Paths as the real server reads them: case counts, and a trailing slash names a directory.
+  app.set('case sensitive routing', true);
+  app.set('strict routing', true);
   app.use(requestLog(logger, { projectId: () => undefined, level: 'debug' }));
   // One rule for every path: repeated slashes count as one, as on the real server, where Go's
   // metadata client once sent `/computeMetadata/v1//instance/...`.
+  // (The path of an origin-form target only: an absolute-form one, `http://host/path`, is left whole.)
   app.use((req, _res, next) => {
     const query = req.url.indexOf('?');
     const path = query === -1 ? req.url : req.url.slice(0, query);
-    if (path.includes('//')) req.url = path.replace(/\/{2,}/g, '/') + (query === -1 ? '' : req.url.slice(query));
+    if (path.startsWith('/') && path.includes('//')) req.url = path.replace(/\/{2,}/g, '/') + (query === -1 ? '' : req.url.slice(query));
     next();
   });
 
@@ -128,7 +132,7 @@ export function createMetadataEmulator(deps: EmulatorDeps): MetadataEmulator {
     json(res, { access_token: key.accessTokens.mint(email, now() + expiresIn), expires_in: expiresIn, token_type: 'Bearer' });
   });
 
-  app.get(`${V1}{/*path}`, (req: Request, res) => {
+  app.get([V1, `${V1}/`, `${V1}/*path`], (req: Request, res) => {
     const segments = req.path
       .slice(V1.length)
       .split('/')
@@ -151,12 +155,15 @@ export function createMetadataEmulator(deps: EmulatorDeps): MetadataEmulator {
     if (single(req.query.wait_for_change)?.toLowerCase() !== 'true') return send();
     if (isDir(node) && !recursive) return reject(res, 400, 'wait_for_change on a directory needs recursive=true\n');
     const timeout = single(req.query.timeout_sec) ?? String(MAX_WAIT_S);
-    if (!/^\d{1,9}$/.test(timeout)) return reject(res, 400, 'timeout_sec must be a whole number of seconds\n');
+    if (!/^\d+$/.test(timeout)) return reject(res, 400, 'timeout_sec must be a whole number of seconds\n');
+    // Shutting down: nothing is held any more.
+    if (stopping) return send();
     // The values never change while the emulator runs, so a wait ends at its timeout, or at once
     // when the client's last_etag is not the value's (it has missed a change).
     const lastEtag = single(req.query.last_etag);
     if (lastEtag !== undefined && lastEtag !== etag(body)) return send();
     const timer = setTimeout(() => done(), Math.min(Number(timeout), MAX_WAIT_S) * 1000);
+    res.locals.held = true;
     const done = () => {
       clearTimeout(timer);
       waits.delete(done);
@@ -167,13 +174,23 @@ export function createMetadataEmulator(deps: EmulatorDeps): MetadataEmulator {
   });
 
   app.use((_req, res) => reject(res, 404, notFoundBody));
+  // What Express itself refuses (a path with a malformed %-escape): the same kind of answer, no stack.
+  app.use((err: { status?: unknown }, _req: Request, res: Response, _next: NextFunction) => {
+    const status = typeof err.status === 'number' && err.status >= 400 && err.status < 500 ? err.status : 500;
+    reject(res, status, status === 500 ? 'Internal Server Error\n' : 'Bad Request\n');
+  });
 
   function knownAccount(account: string): boolean {
     return account === 'default' || account === config.serviceAccount;
   }
 
   const waits = new Set<() => void>();
-  return { app, stats, endWaits: () => [...waits].forEach((done) => done()) };
+  let stopping = false;
+  const endWaits = () => {
+    stopping = true;
+    [...waits].forEach((done) => done());
+  };
+  return { app, stats, endWaits };
 }
 
 /** The longest a wait_for_change request is held (a client's own timeout_sec may be shorter). */
@@ -184,10 +201,13 @@ export const MAX_WAIT_S = 60;
  * decodes JSON only on `application/json`) and an ETag of its body, as the real server sends.
  */
 function answer(res: Response, type: string, body: string): void {
-  // setHeader, not Express's set, which would add a charset to a type it knows.
+  // setHeader, not Express's set, which would add a charset to a type it knows; end, not send,
+  // which would answer a matching If-None-Match with a bodiless 304.
+  const bytes = Buffer.from(body, 'utf8');
   res.setHeader('Content-Type', type);
   res.setHeader('ETag', etag(body));
-  res.send(Buffer.from(body, 'utf8'));
+  res.setHeader('Content-Length', bytes.length);
+  res.end(bytes);
 }
 
 function etag(body: string): string {

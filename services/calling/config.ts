@@ -52,7 +52,7 @@ function tokenOriginFrom(read: EnvReader, env: Env): TokenOrigin {
   const file = read.raw('GOOGLE_APPLICATION_CREDENTIALS');
   if (file === undefined) return { kind: 'metadata', host: metadataHostFrom(env) };
   try {
-    return { kind: 'google-auth', credentials: readCredentials(file) };
+    return { kind: 'google-auth', ...readCredentials(file) };
   } catch (err) {
     read.problem(`GOOGLE_APPLICATION_CREDENTIALS: ${(err as Error).message}`);
     return { kind: 'metadata', host: '' };

@@ -1,5 +1,5 @@
 import type { Logger } from '../shared/logger.js';
-import type { Credentials } from './credentials.js';
+import type { CheckedCredentials } from './credentials.js';
 import { createCachingIdTokenSource, type IdTokenCacheOptions } from './id-token-cache.js';
 import { createGoogleAuthIdTokenFetcher, createMetadataIdTokenFetcher } from './id-token-fetchers.js';
 
@@ -10,7 +10,7 @@ export interface IdTokenSource {
 }
 
 /** metadata: Cloud Run's metadata server or the emulator; google-auth: a key or impersonation, through google-auth-library. */
-export type TokenOrigin = { kind: 'metadata'; host: string } | { kind: 'google-auth'; credentials: Credentials };
+export type TokenOrigin = { kind: 'metadata'; host: string } | ({ kind: 'google-auth' } & CheckedCredentials);
 
 export function createIdTokenSource(origin: TokenOrigin, logger: Logger, options: Partial<IdTokenCacheOptions> = {}): IdTokenSource {
   const fetcher =
@@ -19,7 +19,8 @@ export function createIdTokenSource(origin: TokenOrigin, logger: Logger, options
       : createGoogleAuthIdTokenFetcher(async () => {
           // Loaded on first use only: it adds ~0.1 s to a cold start that the metadata path never needs.
           const { GoogleAuth } = await import('google-auth-library');
-          return new GoogleAuth({ keyFilename: origin.credentials.file });
+          // What was checked at start, not the file again.
+          return new GoogleAuth({ credentials: origin.json });
         });
   const hint =
     origin.kind === 'metadata'

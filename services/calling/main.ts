@@ -30,7 +30,8 @@ logger.info(
     auth: config.auth,
     tokenHeader: config.tokenHeader,
     upstreamTimeoutMs: config.upstreamTimeoutMs,
-    tokens: config.tokenOrigin,
+    // Never the credentials' JSON: it holds a secret.
+    tokens: config.tokenOrigin.kind === 'google-auth' ? config.tokenOrigin.credentials : config.tokenOrigin,
   },
   `calling listening on ${config.host}:${portOf(server)}`,
 );

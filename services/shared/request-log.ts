@@ -21,6 +21,8 @@ export interface LoggedProblem {
 interface Locals {
   caller?: { email?: string; subject: string };
   problem?: LoggedProblem;
+  /** A long poll (the emulator's wait_for_change): a client that stops waiting is no problem. */
+  held?: boolean;
 }
 
 /**
@@ -39,12 +41,14 @@ export function requestLog(logger: Logger, options: RequestLogOptions): RequestH
     const started = process.hrtime.bigint();
     res.once('close', () => {
       const status = res.statusCode;
+      const { caller, problem, held } = res.locals as Locals;
       const aborted = !res.writableFinished;
+      const left = aborted && held === true;
       const failure = (res as ServerResponse & { err?: unknown }).err;
-      const level = status >= 500 ? 'error' : status >= 400 || aborted ? 'warn' : req.path === '/health' ? 'debug' : successLevel;
+      const level =
+        status >= 500 ? 'error' : status >= 400 || (aborted && !left) ? 'warn' : req.path === '/health' ? 'debug' : successLevel;
       if (!logger.isLevelEnabled(level)) return;
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
-      const { caller, problem } = res.locals as Locals;
       const path = pathOf(req);
       logger[level](
         {
@@ -63,7 +67,9 @@ export function requestLog(logger: Logger, options: RequestLogOptions): RequestH
           ...(problem ? { error: problem } : {}),
           err: failure, // set by the error handler on a 500; pino leaves out a field that is undefined
         },
-        `${req.method} ${path} ${status}${aborted ? ' (client went away)' : ''} in ${Math.round(ms)} ms`,
+        left
+          ? `${req.method} ${path}: the client stopped waiting after ${Math.round(ms)} ms`
+          : `${req.method} ${path} ${status}${aborted ? ' (client went away)' : ''} in ${Math.round(ms)} ms`,
       );
     });
     next();

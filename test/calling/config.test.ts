@@ -49,6 +49,7 @@ describe('where calling gets its tokens', () => {
     expect(loadCallingConfig({ URL: 'http://r', GOOGLE_APPLICATION_CREDENTIALS: file }).tokenOrigin).toEqual({
       kind: 'google-auth',
       credentials: { type: 'service_account', file, account: 'a@p.iam.gserviceaccount.com' },
+      json: { type: 'service_account', client_email: 'a@p.iam.gserviceaccount.com', private_key: 'PEM' },
     });
     rmSync(dir, { recursive: true });
   });

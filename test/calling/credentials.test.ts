@@ -34,7 +34,7 @@ describe('the credentials GOOGLE_APPLICATION_CREDENTIALS names, checked at start
 
   it('takes impersonated ADC as gcloud writes it, delegates included, naming the account it acts as', () => {
     const path = file('impersonated.json', impersonatedAdc(SA, ['hop@my-project.iam.gserviceaccount.com']));
-    expect(readCredentials(path)).toEqual({
+    expect(readCredentials(path).credentials).toEqual({
       type: 'impersonated_service_account',
       file: path,
       account: SA,
@@ -42,12 +42,14 @@ describe('the credentials GOOGLE_APPLICATION_CREDENTIALS names, checked at start
     });
     const bare = impersonatedAdc(SA) as Partial<ReturnType<typeof impersonatedAdc>>;
     delete bare.delegates;
-    expect(readCredentials(file('no-delegates.json', bare))).toMatchObject({ account: SA, delegates: [] });
+    expect(readCredentials(file('no-delegates.json', bare)).credentials).toMatchObject({ account: SA, delegates: [] });
+    // What google-auth-library is given: what was read and checked, once.
+    expect(readCredentials(path).json).toEqual(impersonatedAdc(SA, ['hop@my-project.iam.gserviceaccount.com']));
   });
 
   it('takes a service-account key', () => {
     const path = file('key.json', { type: 'service_account', client_email: SA, private_key: 'PEM', private_key_id: 'k' });
-    expect(readCredentials(path)).toEqual({ type: 'service_account', file: path, account: SA });
+    expect(readCredentials(path).credentials).toEqual({ type: 'service_account', file: path, account: SA });
   });
 
   it('refuses user credentials, saying why Cloud Run would refuse their tokens and how to impersonate instead', () => {
@@ -71,13 +73,30 @@ describe('the credentials GOOGLE_APPLICATION_CREDENTIALS names, checked at start
   it.each([
     ['an unknown type', { type: 'gdch_service_account', private_key: SECRET }, 'holds credentials of type gdch_service_account'],
     ['no type', { client_email: SA, private_key: SECRET }, 'has no "type"'],
+    ['a type that is not a name', { type: `1//${SECRET}`, private_key: SECRET }, 'holds credentials of a type it does not know'],
+    ['a type with control characters', { type: 'x\u001b[31m\nGOOGLE_APPLICATION_CREDENTIALS: ok' }, 'of a type it does not know'],
     ['a key without its private key', { type: 'service_account', client_email: SA }, 'without client_email or private_key'],
     [
-      'impersonation without a target',
-      { ...impersonatedAdc(SA), service_account_impersonation_url: 'https://x/' },
-      'without service_account_impersonation_url',
+      'a key with an empty email',
+      { type: 'service_account', client_email: '', private_key: SECRET },
+      'without client_email or private_key',
     ],
-    ['impersonation without a source', { ...impersonatedAdc(SA), source_credentials: SECRET }, 'or source_credentials'],
+    ['impersonation without a target', { ...impersonatedAdc(SA), service_account_impersonation_url: 'https://x/' }, 'impersonation_url'],
+    [
+      'impersonation through another host',
+      {
+        ...impersonatedAdc(SA),
+        service_account_impersonation_url: `https://evil.example/v1/projects/-/serviceAccounts/${SA}:generateAccessToken`,
+      },
+      'without an IAM Credentials service_account_impersonation_url',
+    ],
+    ['an impersonation URL over 256 characters', impersonatedAdc(`${'a'.repeat(200)}@p.iam.gserviceaccount.com`), 'impersonation_url'],
+    ['impersonation without a source', { ...impersonatedAdc(SA), source_credentials: SECRET }, 'source_credentials'],
+    [
+      'impersonation from a source of another type',
+      { ...impersonatedAdc(SA), source_credentials: { type: 'impersonated_service_account', refresh_token: SECRET } },
+      'or user or service-account source_credentials',
+    ],
     ['delegates that are not emails', { ...impersonatedAdc(SA), delegates: [{ SECRET }] }, 'delegates must be a list'],
     ['a JSON array', [SECRET], 'is not a JSON object'],
     ['text that is not JSON', `{"type": "service_account", "private_key": "${SECRET}"`, 'is not JSON'],
@@ -92,12 +111,14 @@ describe('the credentials GOOGLE_APPLICATION_CREDENTIALS names, checked at start
   it('refuses a missing file, a directory, a FIFO (without waiting on it) and a file too large', () => {
     expect(refusal(join(dir, 'absent.json'))).toContain('absent.json: no such file');
     mkdirSync(join(dir, 'folder'));
-    expect(refusal(join(dir, 'folder'))).toContain('folder is not a file');
+    expect(refusal(join(dir, 'folder'))).toContain('folder is not a regular file');
     execFileSync('mkfifo', [join(dir, 'fifo')]);
-    expect(refusal(join(dir, 'fifo'))).toContain('fifo is not a file');
+    expect(refusal(join(dir, 'fifo'))).toContain('fifo is not a regular file');
+    expect(refusal('/dev/zero')).toContain('/dev/zero is not a regular file');
     expect(refusal(file('large.json', `{"type":"service_account","pad":"${'x'.repeat(70_000)}"}`))).toMatch(
       /too large .*\(70\d{3} bytes\)/,
     );
+    for (const name of ['absent.json', 'folder', 'fifo', 'large.json']) expect(refusal(join(dir, name))).toContain(FIX);
   });
 
   it('calling refuses to start on them, naming GOOGLE_APPLICATION_CREDENTIALS among its other problems', () => {

@@ -41,18 +41,20 @@ describe('createIdTokenSource', () => {
     );
   });
 
-  it('google-auth origin: loads google-auth-library on first use and names the key file when it fails', async () => {
+  it('google-auth origin: loads google-auth-library on first use and names the credentials file when it fails', async () => {
     const source = createIdTokenSource(
       {
         kind: 'google-auth',
         credentials: { type: 'service_account', file: '/nonexistent/key.json', account: 'a@p.iam.gserviceaccount.com' },
+        json: { type: 'service_account', client_email: 'a@p.iam.gserviceaccount.com', private_key: 'not a key' },
       },
       silentLogger(),
       { attempts: 1 },
     );
     const error = await failureOf(source.getIdToken(AUDIENCE));
     expect(error).toMatchObject({ status: 503 });
-    expect(error.message).toMatch(/: google-auth-library failed: .*ENOENT/);
+    expect(error.message).toMatch(/: google-auth-library failed: \S/);
+    expect(error.message).not.toContain('not a key');
     expect(error.message).toMatch(/\. Check the service-account key in GOOGLE_APPLICATION_CREDENTIALS \(\/nonexistent\/key\.json\)$/);
   });
 

@@ -1,3 +1,4 @@
+import type { Logger } from '../../services/shared/logger.js';
 import type { Server } from 'node:http';
 import type { Express } from 'express';
 import { createMetadataEmulator, type EmulatorStats } from '../../local/metadata-emulator/app.js';
@@ -40,11 +41,12 @@ export interface RunningEmulator extends Running {
 
 export async function startEmulator(
   env: Record<string, string> = {},
-  options: { key?: SigningKey; now?: () => number } = {},
+  options: { key?: SigningKey; now?: () => number; logger?: Logger } = {},
 ): Promise<RunningEmulator> {
   const config = loadEmulatorConfig(env);
   const key = options.key ?? (await createSigningKey());
-  const emulator = createMetadataEmulator({ config, key, logger: silentLogger(), ...(options.now ? { now: options.now } : {}) });
+  const logger = options.logger ?? silentLogger();
+  const emulator = createMetadataEmulator({ config, key, logger, ...(options.now ? { now: options.now } : {}) });
   const running = await serve(emulator.app);
   return {
     ...running,

@@ -2,6 +2,7 @@ import { createPublicKey, createVerify, X509Certificate } from 'node:crypto';
 import http from 'node:http';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
 import { isMetadataHost } from '../../../local/metadata-emulator/app.js';
+import { capturingLogger } from '../../helpers/logs.js';
 import { startEmulator, nowS, type RunningEmulator } from '../../helpers/servers.js';
 
 const V1 = '/computeMetadata/v1';
@@ -157,21 +158,37 @@ describe('metadata emulator', () => {
       expect([res.status, res.headers.get('etag'), await res.text()]).toEqual([200, etag, await now.text()]);
     });
 
-    it('holds a wait (without last_etag too) until it ends, and a client that leaves costs nothing', async () => {
-      let answered = false;
-      const held = get(`${V1}/project/project-id?wait_for_change=TRUE`).then(async (res) => {
-        answered = true;
-        return res.text();
-      });
-      const left = new AbortController();
-      const gone = fetch(`${emulator.url}${V1}/instance/?recursive=true&wait_for_change=true`, { headers: FLAVOR, signal: left.signal });
-      await new Promise((resolve) => setTimeout(resolve, 300));
-      expect(answered).toBe(false);
-      left.abort();
-      await expect(gone).rejects.toThrow();
-      expect(await (await get(`${V1}/project/project-id`)).text()).toBe('my-project');
-      emulator.endWaits();
-      expect(await held).toBe('my-project');
+    it('holds a wait (without last_etag too) until it ends; a client that leaves costs nothing; once ended, waits answer at once', async () => {
+      // An emulator of its own: ending its waits is for good.
+      const own = await startEmulator({ PROJECT_ID: 'my-project' });
+      const { logger, lines } = capturingLogger();
+      const logged = await startEmulator({ PROJECT_ID: 'my-project' }, { logger });
+      try {
+        const ownGet = (path: string, signal?: AbortSignal) =>
+          fetch(`${own.url}${path}`, { headers: FLAVOR, ...(signal ? { signal } : {}) });
+        let answered = false;
+        const held = ownGet(`${V1}/project/project-id?wait_for_change=TRUE`).then(async (res) => {
+          answered = true;
+          return res.text();
+        });
+        const left = new AbortController();
+        const gone = fetch(`${logged.url}${V1}/instance/?recursive=true&wait_for_change=true`, { headers: FLAVOR, signal: left.signal });
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        expect(answered).toBe(false);
+        left.abort();
+        await expect(gone).rejects.toThrow();
+        expect(await (await ownGet(`${V1}/project/project-id`)).text()).toBe('my-project');
+        own.endWaits();
+        expect(await held).toBe('my-project');
+        // A 60 s wait would outlast this test's timeout.
+        expect(await (await ownGet(`${V1}/project/project-id?wait_for_change=true&timeout_sec=60`)).text()).toBe('my-project');
+        // Leaving a wait is no problem, and logged as none.
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        expect(lines.filter((line) => line.includes('"severity":"WARNING"'))).toEqual([]);
+      } finally {
+        await own.close();
+        await logged.close();
+      }
     });
 
     it('refuses wait_for_change on a directory listing, as it is not a value (recursive=true is)', async () => {
@@ -179,7 +196,7 @@ describe('metadata emulator', () => {
       expect([res.status, await res.text()]).toEqual([400, 'wait_for_change on a directory needs recursive=true\n']);
     });
 
-    it.each(['-1', '1.5', 'soon', '9999999999'])('refuses timeout_sec=%s with 400', async (timeout) => {
+    it.each(['-1', '1.5', 'soon', ''])('refuses timeout_sec=%s with 400', async (timeout) => {
       const res = await get(`${V1}/project/project-id?wait_for_change=true&timeout_sec=${timeout}`);
       expect([res.status, await res.text()]).toEqual([400, 'timeout_sec must be a whole number of seconds\n']);
     });
@@ -214,9 +231,57 @@ describe('metadata emulator', () => {
       }
     });
 
-    it('answers 404 for a value with a trailing slash, as the real server does', async () => {
-      expect((await get(`${V1}/project/project-id/`)).status).toBe(404);
+    it('answers 404 for a value with a trailing slash, tokens included, and reads paths case by case, as the real server does', async () => {
+      for (const path of [
+        '/project/project-id/',
+        '/instance/service-accounts/default/identity/?audience=a',
+        '/instance/service-accounts/default/token/',
+      ]) {
+        expect([path, (await get(`${V1}${path}`)).status]).toEqual([path, 404]);
+      }
       expect((await get(`${V1}/project/project-id`)).status).toBe(200);
+      expect((await get('/COMPUTEMETADATA/v1/instance/service-accounts/default/identity?audience=a')).status).toBe(404);
+      expect((await get(`${V1}/PROJECT/project-id`)).status).toBe(404);
+      // The root listing, with or without its slash.
+      for (const path of [V1, `${V1}/`]) expect((await (await get(path)).text()).split('\n')).toContain('instance/');
+    });
+
+    it('answers a malformed %-escape with 400 of its own kind, no stack trace', async () => {
+      const res = await get(`${V1}/instance/service-accounts/%ZZ/identity?audience=a`);
+      expect([res.status, res.headers.get('content-type'), res.headers.get('metadata-flavor')]).toEqual([
+        400,
+        'text/html; charset=UTF-8',
+        'Google',
+      ]);
+      expect(res.headers.get('etag')).toMatch(/^[\da-f]{16}$/);
+      expect(await res.text()).toBe('Bad Request\n');
+    });
+
+    it('answers in full whatever If-None-Match says (no bodiless 304)', async () => {
+      const first = await get(`${V1}/project/project-id`);
+      const again = await get(`${V1}/project/project-id`, { ...FLAVOR, 'If-None-Match': first.headers.get('etag')! });
+      expect([again.status, again.headers.get('content-type'), await again.text()]).toEqual([200, 'application/text', 'my-project']);
+    });
+
+    it('leaves the path of an absolute-form target as it is (its authority is not path)', async () => {
+      const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = http.request(
+          {
+            host: '127.0.0.1',
+            port: Number(emulator.url.split(':')[2]),
+            path: 'http://computeMetadata/v1/project/project-id',
+            headers: { ...FLAVOR, Host: 'localhost' },
+          },
+          (res) => {
+            let body = '';
+            res.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+            res.on('end', () => resolve({ status: res.statusCode!, body }));
+          },
+        );
+        req.on('error', reject).end();
+      });
+      // Its path is /v1/project/project-id: no such path, where collapsing "//" would have made one.
+      expect(answer.status).toBe(404);
     });
 
     it('lists service accounts by alias and by email, as gcloud expects', async () => {

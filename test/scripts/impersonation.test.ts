@@ -80,6 +80,26 @@ describe('calling with impersonated credentials, through the local chain', () =>
     expect(idTokenRequests()).toHaveLength(before + 1);
   });
 
+  it('reads the file once, at start: changed afterwards, it changes nothing; nothing of it is in the output', async () => {
+    const file = adc('changed', impersonatedAdc(INVOKER));
+    let said = '';
+    const calling = await startService('calling', {
+      env: { PATH: process.env.PATH, URL: chain.receiving.url, GOOGLE_APPLICATION_CREDENTIALS: file, ...google.env },
+      port: await freePort(),
+      onLine: (_name, line) => (said += `${line}\n`),
+    });
+    callings.push(calling);
+    // As a later plain `gcloud auth application-default login` would overwrite it.
+    writeFileSync(
+      file,
+      JSON.stringify({ type: 'authorized_user', client_id: 'c', client_secret: 'SECRET-CLIENT', refresh_token: 'SECRET-REFRESH' }),
+    );
+    const response = await fetch(`${calling.url}/`);
+    expect([response.status, await response.text()]).toEqual([200, 'Second service says: Hello World!']);
+    expect(said).toContain(`"account":"${INVOKER}"`);
+    expect(said).not.toMatch(/SECRET|dev-refresh-token|gcloud-client-secret/);
+  });
+
   it('the token is cached: a second request mints nothing', async () => {
     const calling = callings[0]!;
     const before = idTokenRequests().length;
@@ -126,6 +146,7 @@ describe('calling with impersonated credentials, through the local chain', () =>
 
   it('IAM Credentials issued tokens for the impersonated accounts only, never for the developer', () => {
     expect(google.issued).toEqual([
+      { email: INVOKER, audience: chain.receiving.url },
       { email: INVOKER, audience: chain.receiving.url },
       { email: INVOKER, audience: chain.receiving.url },
       { email: OTHER, audience: chain.receiving.url },
