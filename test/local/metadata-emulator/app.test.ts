@@ -39,7 +39,8 @@ describe('metadata emulator', () => {
     /** fetch() cannot set Host; a DNS-rebinding page's request arrives with its own name there. */
     const getWithHost = (path: string, host: string) =>
       new Promise<{ status: number; body: string }>((resolve, reject) => {
-        const req = http.get(`${emulator.url}${path}`, { headers: { ...FLAVOR, Host: host } }, (res) => {
+        const port = Number(emulator.url.split(':')[2]);
+        const req = http.get({ host: '127.0.0.1', port, path, headers: { ...FLAVOR, Host: host } }, (res) => {
           let body = '';
           res.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
           res.on('end', () => resolve({ status: res.statusCode!, body }));
@@ -85,6 +86,28 @@ describe('metadata emulator', () => {
         expect(isMetadataHost(host)).toBe(false);
       },
     );
+
+    it.each([
+      '//computeMetadata//v1///instance/service-accounts/default/identity?audience=a',
+      '/oauth2/v3/certs/../../computeMetadata/v1/instance/service-accounts/default/identity?audience=a',
+      '//oauth2/v3/certs/..//..//computeMetadata/v1/instance/service-accounts/default/identity?audience=a',
+      '/computeMetadata%2Fv1%2Finstance/service-accounts/default/identity?audience=a',
+      'http://localhost/computeMetadata/v1/instance/service-accounts/default/identity?audience=a',
+      'http://computeMetadata/v1/instance/service-accounts/default/identity?audience=a',
+    ])('a hostile target does not get around the rules: %s', async (target) => {
+      const before = emulator.stats.identityRequests;
+      expect((await getWithHost(target, 'evil.example')).status).toBe(403);
+      const unflavored = await new Promise<number>((resolve, reject) => {
+        http
+          .get({ host: '127.0.0.1', port: Number(emulator.url.split(':')[2]), path: target, headers: { Host: 'localhost' } }, (res) => {
+            res.resume();
+            resolve(res.statusCode!);
+          })
+          .on('error', reject);
+      });
+      expect(unflavored).toBe(403);
+      expect(emulator.stats.identityRequests).toBe(before);
+    });
 
     it('takes an IPv4-mapped loopback address for the metadata server', () => {
       expect(isMetadataHost('[::ffff:127.0.0.1]:8082')).toBe(true);
