@@ -21,6 +21,8 @@ export interface EmulatorStats {
   identityRequests: number;
   accessTokenRequests: number;
   rejectedRequests: number;
+  /** wait_for_change requests held now. */
+  heldRequests: number;
 }
 
 export interface MetadataEmulator {
@@ -41,7 +43,7 @@ export function createMetadataEmulator(deps: EmulatorDeps): MetadataEmulator {
   const { config, key, logger } = deps;
   const now = deps.now ?? (() => Math.floor(Date.now() / 1000));
   const tree = buildMetadataTree(config);
-  const stats: EmulatorStats = { identityRequests: 0, accessTokenRequests: 0, rejectedRequests: 0 };
+  const stats: EmulatorStats = { identityRequests: 0, accessTokenRequests: 0, rejectedRequests: 0, heldRequests: 0 };
   const app = express();
   app.disable('x-powered-by');
   app.disable('etag');
@@ -162,15 +164,21 @@ export function createMetadataEmulator(deps: EmulatorDeps): MetadataEmulator {
     // when the client's last_etag is not the value's (it has missed a change).
     const lastEtag = single(req.query.last_etag);
     if (lastEtag !== undefined && lastEtag !== etag(body)) return send();
-    const timer = setTimeout(() => done(), Math.min(Number(timeout), MAX_WAIT_S) * 1000);
-    res.locals.held = true;
-    const done = () => {
+    // Ended once: by its timeout or a shutdown (which answer it), or by the client leaving.
+    const forget = () => {
       clearTimeout(timer);
-      waits.delete(done);
-      if (!res.headersSent && !res.destroyed) send();
+      waits.delete(end);
+      stats.heldRequests = waits.size;
     };
-    waits.add(done);
-    res.once('close', done);
+    const end = () => {
+      forget();
+      send();
+    };
+    const timer = setTimeout(end, Math.min(Number(timeout), MAX_WAIT_S) * 1000);
+    waits.add(end);
+    stats.heldRequests = waits.size;
+    res.locals.held = true;
+    res.once('close', forget);
   });
 
   app.use((_req, res) => reject(res, 404, notFoundBody));
@@ -188,7 +196,7 @@ export function createMetadataEmulator(deps: EmulatorDeps): MetadataEmulator {
   let stopping = false;
   const endWaits = () => {
     stopping = true;
-    [...waits].forEach((done) => done());
+    [...waits].forEach((end) => end());
   };
   return { app, stats, endWaits };
 }

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readCredentials } from '../../services/calling/credentials.js';
@@ -45,6 +45,33 @@ describe('the credentials GOOGLE_APPLICATION_CREDENTIALS names, checked at start
     expect(readCredentials(file('no-delegates.json', bare)).credentials).toMatchObject({ account: SA, delegates: [] });
     // What google-auth-library is given: what was read and checked, once.
     expect(readCredentials(path).json).toEqual(impersonatedAdc(SA, ['hop@my-project.iam.gserviceaccount.com']));
+  });
+
+  it('takes impersonation from a service-account key, and an impersonation URL of exactly 256 characters', () => {
+    const fromKey = {
+      ...impersonatedAdc(SA),
+      source_credentials: { type: 'service_account', client_email: 'src@p.iam.gserviceaccount.com', private_key: 'PEM' },
+    };
+    expect(readCredentials(file('from-key.json', fromKey)).credentials).toMatchObject({ account: SA });
+    const prefix = 'https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/';
+    const suffix = '@p.iam.gserviceaccount.com:generateAccessToken';
+    const long = `${'a'.repeat(256 - prefix.length - suffix.length)}${suffix}`;
+    expect(`${prefix}${long}`).toHaveLength(256);
+    const exact = { ...impersonatedAdc(SA), service_account_impersonation_url: `${prefix}${long}` };
+    expect(readCredentials(file('exact.json', exact)).credentials).toMatchObject({
+      account: long.slice(0, -':generateAccessToken'.length),
+    });
+    expect(() => readCredentials(file('over.json', { ...exact, service_account_impersonation_url: `${prefix}a${long}` }))).toThrow(
+      'impersonation_url',
+    );
+  });
+
+  it('takes a file of exactly 64 KiB, and no more', () => {
+    const key = { type: 'service_account', client_email: SA, private_key: 'PEM', pad: '' };
+    key.pad = 'x'.repeat(64 * 1024 - JSON.stringify(key).length);
+    expect(readCredentials(file('64k.json', key)).credentials).toMatchObject({ account: SA });
+    key.pad += 'x';
+    expect(() => readCredentials(file('64k1.json', key))).toThrow('too large for a credentials file (65537 bytes)');
   });
 
   it('takes a service-account key', () => {
@@ -99,6 +126,25 @@ describe('the credentials GOOGLE_APPLICATION_CREDENTIALS names, checked at start
     ],
     ['delegates that are not emails', { ...impersonatedAdc(SA), delegates: [{ SECRET }] }, 'delegates must be a list'],
     ['a JSON array', [SECRET], 'is not a JSON object'],
+    ['a JSON string', JSON.stringify(SECRET), 'is not a JSON object'],
+    ['JSON null', 'null', 'is not a JSON object'],
+    ['a type that is not a string', { type: 5, private_key: SECRET }, 'has no "type"'],
+    [
+      'an impersonation URL that is not a string',
+      { ...impersonatedAdc(SA), service_account_impersonation_url: [impersonatedAdc(SA).service_account_impersonation_url] },
+      'impersonation_url',
+    ],
+    [
+      'an impersonation URL with text before it',
+      { ...impersonatedAdc(SA), service_account_impersonation_url: `x${impersonatedAdc(SA).service_account_impersonation_url}` },
+      'impersonation_url',
+    ],
+    [
+      'an impersonation URL with text after it',
+      { ...impersonatedAdc(SA), service_account_impersonation_url: `${impersonatedAdc(SA).service_account_impersonation_url}x` },
+      'impersonation_url',
+    ],
+    ['a null source', { ...impersonatedAdc(SA), source_credentials: null }, 'source_credentials'],
     ['text that is not JSON', `{"type": "service_account", "private_key": "${SECRET}"`, 'is not JSON'],
   ])('refuses %s, naming the file and the fix, and never what the file holds', (name, content, expected) => {
     const path = file(`${name.replace(/\W/g, '-')}.json`, content);
@@ -115,6 +161,8 @@ describe('the credentials GOOGLE_APPLICATION_CREDENTIALS names, checked at start
     execFileSync('mkfifo', [join(dir, 'fifo')]);
     expect(refusal(join(dir, 'fifo'))).toContain('fifo is not a regular file');
     expect(refusal('/dev/zero')).toContain('/dev/zero is not a regular file');
+    symlinkSync(join(dir, 'loop'), join(dir, 'loop'));
+    expect(refusal(join(dir, 'loop'))).toContain('loop: cannot be read (ELOOP)');
     expect(refusal(file('large.json', `{"type":"service_account","pad":"${'x'.repeat(70_000)}"}`))).toMatch(
       /too large .*\(70\d{3} bytes\)/,
     );

@@ -1,3 +1,4 @@
+import { jest } from '@jest/globals';
 import { createPublicKey, createVerify, X509Certificate } from 'node:crypto';
 import http from 'node:http';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
@@ -80,12 +81,20 @@ describe('metadata emulator', () => {
       expect(res.status).toBe(200);
     });
 
-    it.each([undefined, '', '127.0.0.1.evil.example', '127.0.0.256', 'metadata.google.internal.evil', '[::ffff:10.0.0.1]'])(
-      'does not take %p for the metadata server',
-      (host) => {
-        expect(isMetadataHost(host)).toBe(false);
-      },
-    );
+    it.each([
+      undefined,
+      '',
+      '127.0.0.1.evil.example',
+      '127.0.0.256',
+      'metadata.google.internal.evil',
+      '[::ffff:10.0.0.1]',
+      // Only the whole value counts: no name found inside or before something else.
+      'evil:localhost',
+      'localhost:8082x',
+      '[abcdef:127.0.0.1]',
+    ])('does not take %p for the metadata server', (host) => {
+      expect(isMetadataHost(host)).toBe(false);
+    });
 
     it.each([
       '//computeMetadata//v1///instance/service-accounts/default/identity?audience=a',
@@ -131,8 +140,31 @@ describe('metadata emulator', () => {
         const res = await get(path);
         expect([path, res.headers.get('metadata-flavor')]).toEqual([path, 'Google']);
         expect(res.headers.get('content-type')).toBeTruthy();
+        // The real server's other headers; not Express's.
+        expect([res.headers.get('server'), res.headers.get('x-xss-protection'), res.headers.get('x-frame-options')]).toEqual([
+          'Metadata Server for VM',
+          '0',
+          'SAMEORIGIN',
+        ]);
+        expect(res.headers.get('x-powered-by')).toBeNull();
       }
+      const rejected = emulator.stats.rejectedRequests;
       expect((await get(`${V1}/nothing/here`)).status).toBe(404);
+      expect(emulator.stats.rejectedRequests).toBe(rejected + 1);
+    });
+
+    it('answers 500 in the same form when minting fails, with no stack trace', async () => {
+      const failing = await startEmulator({}, { key: { ...emulator.key, sign: () => Promise.reject(new Error('no key')) } });
+      try {
+        const res = await fetch(`${failing.url}${V1}/instance/service-accounts/default/identity?audience=a`, { headers: FLAVOR });
+        expect([res.status, res.headers.get('content-type'), await res.text()]).toEqual([
+          500,
+          'text/html; charset=UTF-8',
+          'Internal Server Error\n',
+        ]);
+      } finally {
+        await failing.close();
+      }
     });
   });
 
@@ -198,11 +230,15 @@ describe('metadata emulator', () => {
         const gone = fetch(`${logged.url}${V1}/instance/?recursive=true&wait_for_change=true`, { headers: FLAVOR, signal: left.signal });
         await new Promise((resolve) => setTimeout(resolve, 300));
         expect(answered).toBe(false);
+        expect([own.stats.heldRequests, logged.stats.heldRequests]).toEqual([1, 1]);
         left.abort();
         await expect(gone).rejects.toThrow();
+        for (let i = 0; i < 100 && logged.stats.heldRequests > 0; i += 1) await new Promise((resolve) => setTimeout(resolve, 10));
+        expect(logged.stats.heldRequests).toBe(0);
         expect(await (await ownGet(`${V1}/project/project-id`)).text()).toBe('my-project');
         own.endWaits();
         expect(await held).toBe('my-project');
+        expect(own.stats.heldRequests).toBe(0);
         // A 60 s wait would outlast this test's timeout.
         expect(await (await ownGet(`${V1}/project/project-id?wait_for_change=true&timeout_sec=60`)).text()).toBe('my-project');
         // Leaving a wait is no problem, and logged as none.
@@ -211,6 +247,43 @@ describe('metadata emulator', () => {
       } finally {
         await own.close();
         await logged.close();
+      }
+    });
+
+    it('holds a wait at most 60 s, whatever timeout_sec asks', async () => {
+      const own = await startEmulator({ PROJECT_ID: 'my-project' });
+      const turn = () => new Promise((resolve) => setImmediate(resolve));
+      // setTimeout alone is fake: the wait's timer moves with the test's clock, sockets do not.
+      jest.useFakeTimers({
+        doNotFake: [
+          'Date',
+          'hrtime',
+          'nextTick',
+          'performance',
+          'queueMicrotask',
+          'setImmediate',
+          'clearImmediate',
+          'setInterval',
+          'clearInterval',
+        ],
+      });
+      try {
+        let answered = false;
+        const held = fetch(`${own.url}${V1}/project/project-id?wait_for_change=true&timeout_sec=3600`, { headers: FLAVOR }).then((res) => {
+          answered = true;
+          return res.text();
+        });
+        for (let i = 0; i < 5000 && own.stats.heldRequests === 0; i += 1) await turn();
+        expect(own.stats.heldRequests).toBe(1);
+        jest.advanceTimersByTime(59_999);
+        for (let i = 0; i < 50; i += 1) await turn();
+        expect(answered).toBe(false);
+        jest.advanceTimersByTime(1);
+        jest.useRealTimers();
+        expect(await held).toBe('my-project');
+      } finally {
+        jest.useRealTimers();
+        await own.close();
       }
     });
 
@@ -313,7 +386,9 @@ describe('metadata emulator', () => {
     });
 
     it('answers recursive=true with JSON in the real server camelCase', async () => {
-      const account = await (await get(`${V1}/instance/service-accounts/default/?recursive=true`)).json();
+      const answer = await get(`${V1}/instance/service-accounts/default/?recursive=true`);
+      expect(answer.headers.get('content-type')).toBe('application/json');
+      const account = await answer.json();
       expect(account).toEqual({
         aliases: ['default'],
         email: '555000111222-compute@developer.gserviceaccount.com',
@@ -336,9 +411,29 @@ describe('metadata emulator', () => {
       }
     });
 
-    it('answers 404 for an unknown service account', async () => {
-      const res = await get(`${V1}/instance/service-accounts/someone@else.com/identity?audience=a`);
-      expect(res.status).toBe(404);
+    it('answers 404 for an unknown service account, tokens included, and counts only what it mints', async () => {
+      const before = { ...emulator.stats };
+      for (const what of ['identity?audience=a', 'token']) {
+        expect((await get(`${V1}/instance/service-accounts/someone@else.com/${what}`)).status).toBe(404);
+      }
+      expect((await get(`${V1}/instance/service-accounts/default/token`)).status).toBe(200);
+      expect(emulator.stats).toMatchObject({
+        identityRequests: before.identityRequests,
+        accessTokenRequests: before.accessTokenRequests + 1,
+      });
+    });
+
+    it('takes the first of repeated query parameters', async () => {
+      expect(decodeJwt(await identity('audience=first&audience=second')).aud).toBe('first');
+    });
+
+    it('answers alt=json on a directory with its entries, and /computeMetadata/ with its versions', async () => {
+      const res = await get(`${V1}/project/?alt=json`);
+      expect([res.headers.get('content-type'), await res.json()]).toEqual([
+        'application/json',
+        ['attributes/', 'numeric-project-id', 'project-id'],
+      ]);
+      for (const path of ['/computeMetadata', '/computeMetadata/']) expect(await (await get(path)).text()).toBe('v1/\n');
     });
   });
 
@@ -429,7 +524,11 @@ describe('metadata emulator', () => {
       const jwk = createPublicKey({ key: jwks.keys[0]!, format: 'jwk' });
       expect(certificate.publicKey.equals(jwk)).toBe(true);
       expect(certificate.verify(jwk)).toBe(true);
+      expect(certificate.subject).toBe('CN=metadata-emulator.local');
       expect(certificate.subject).toBe(certificate.issuer);
+      // Verifiers cache the keys as Cache-Control says (Java refetches with 5 minutes or less left).
+      expect((await get('/oauth2/v1/certs', {})).headers.get('cache-control')).toBe('public, max-age=300');
+      expect((await get('/oauth2/v3/certs', {})).headers.get('cache-control')).toBe('public, max-age=300');
       expect(certificate.ca).toBe(false);
       const now = Date.now();
       expect(Date.parse(certificate.validFrom)).toBeLessThanOrEqual(now);

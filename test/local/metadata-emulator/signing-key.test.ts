@@ -34,7 +34,16 @@ describe('the emulator signing key', () => {
     const claims = JSON.parse(Buffer.from(body, 'base64url').toString()) as Record<string, unknown>;
     const forged = Buffer.from(JSON.stringify({ ...claims, email: 'evil@example.com' })).toString('base64url');
     expect(b.accessTokens.verify(`ya29.emulator-${forged}.${mac}`, 1999)).toBeUndefined();
-    for (const bad of ['', 'ya29.', `ya29.emulator-${body}`, `ya29.emulator-${body}.${mac}x`, `${token} `, token.replace('ya29', 'ya30')]) {
+    for (const bad of [
+      '',
+      'ya29.',
+      `ya29.emulator-${body}`,
+      `ya29.emulator-${body}.${mac}x`,
+      `${token} `,
+      ` ${token}`,
+      `x${token}`,
+      token.replace('ya29', 'ya30'),
+    ]) {
       expect({ bad, email: b.accessTokens.verify(bad, 1999) }).toEqual({ bad, email: undefined });
     }
   });
