@@ -205,7 +205,10 @@ async function gcloudVerdict(args: string[], cwd: string): Promise<string> {
     GCE_METADATA_IP: '127.0.0.1:1',
   };
   try {
-    return await run('gcloud', args, { cwd, env, timeout: 60_000 }).then(
+    const pending = run('gcloud', args, { cwd, env, timeout: 60_000 });
+    // Nothing to read: a command that prompts (a login's sign-in code) stops at once.
+    pending.child.stdin?.end();
+    return await pending.then(
       () => 'accepted',
       (err: { stderr?: string }) =>
         err.stderr?.includes(NO_ACCOUNT) || err.stderr?.includes(SIGN_IN) ? 'accepted' : (err.stderr ?? String(err)).trim(),
