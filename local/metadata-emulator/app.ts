@@ -50,7 +50,7 @@ export function createMetadataEmulator(deps: EmulatorDeps): MetadataEmulator {
   // Paths as the real server reads them: case counts, and a trailing slash names a directory.
   app.set('case sensitive routing', true);
   app.set('strict routing', true);
-  app.use(requestLog(logger, { projectId: () => undefined, level: 'debug' }));
+  app.use(requestLog(logger, () => undefined, 'debug'));
   // One rule for every path: repeated slashes count as one, as on the real server, where Go's
   // metadata client once sent `/computeMetadata/v1//instance/...`.
   // (The path of an origin-form target only: an absolute-form one, `http://host/path`, is left whole.)

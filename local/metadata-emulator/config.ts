@@ -1,6 +1,7 @@
-import { EnvReader, type Env } from '../../services/shared/env.js';
+import { EnvReader, LOG_LEVELS, type Env, type LogLevel } from '../../services/shared/env.js';
 
 export interface EmulatorConfig {
+  logLevel: LogLevel;
   host: string;
   port: number;
   projectId: string;
@@ -30,6 +31,7 @@ export function loadEmulatorConfig(env: Env): EmulatorConfig {
   }
   const signingKeyFile = read.raw('SIGNING_KEY_FILE');
   return read.done({
+    logLevel: read.oneOf('LOG_LEVEL', LOG_LEVELS, 'info'),
     host: read.raw('HOST') ?? '127.0.0.1',
     port: read.port('PORT', 8082),
     projectId,

@@ -6,8 +6,8 @@ import { createMetadataEmulator } from './app.js';
 import { loadEmulatorConfig } from './config.js';
 import { createSigningKey, loadSigningKey, type SigningKey } from './signing-key.js';
 
-const logger = createLogger('metadata-emulator');
 const config = loadConfigOrExit(() => loadEmulatorConfig(process.env));
+const logger = createLogger('metadata-emulator', config.logLevel);
 const key = config.signingKeyFile === undefined ? await createSigningKey() : await loadKeyOrExit(config.signingKeyFile);
 const { app, endWaits } = createMetadataEmulator({ config, key, logger });
 const server = await listenOrExit(app, config.host, config.port);

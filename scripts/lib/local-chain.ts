@@ -10,6 +10,7 @@ import { parsePolicy, PolicyStore, type Policy } from '../../local/cloud-run-fro
 import { parseServiceManifest, type ServiceManifest } from '../../local/cloud-run-front/service.js';
 import { loadEmulatorConfig } from '../../local/metadata-emulator/config.js';
 import { loadSigningKey } from '../../local/metadata-emulator/signing-key.js';
+import { LOG_LEVELS } from '../../services/shared/env.js';
 import { createLogger, type Logger } from '../../services/shared/logger.js';
 import { chainFilePath, claimStateDir, type ChainFile } from './chain-file.js';
 import { readDeployDir, renderDeploy } from './deploy-manifests.js';
@@ -290,15 +291,18 @@ function writeSigningKey(stateDir: string): { path: string; pem: string } {
 
 /** A logger whose JSON lines go to onLine, under `name`. */
 function lineLogger(name: string, options: ChainOptions): Logger {
-  return createLogger(name.replace(' ', '-'), {
-    level: options.baseEnv?.LOG_LEVEL ?? 'info',
-    destination: new Writable({
+  // A bad LOG_LEVEL is refused, naming it, by the services the chain starts.
+  const level = LOG_LEVELS.find((known) => known === options.baseEnv?.LOG_LEVEL) ?? 'info';
+  return createLogger(
+    name.replace(' ', '-'),
+    level,
+    new Writable({
       write(chunk, _encoding, done) {
         for (const line of String(chunk).split('\n')) if (line !== '') options.onLine?.(name, line);
         done();
       },
     }),
-  });
+  );
 }
 
 function listen(server: Server, port: number, what: string, variable: string): Promise<void> {

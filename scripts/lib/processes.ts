@@ -65,7 +65,7 @@ export interface StartOptions {
   env: Record<string, string | undefined>;
   port: number;
   /** Each output line of the child; none are shown when absent. */
-  onLine?: (name: string, line: string) => void;
+  onLine?: ((name: string, line: string) => void) | undefined;
   /** How to tell it is ready: a path answering 200 and the headers to send. */
   readyPath?: string;
   readyHeaders?: Record<string, string>;

@@ -1,52 +1,42 @@
 import express, { type Express } from 'express';
 import { errorHandler, notFound } from '../shared/error-handler.js';
 import type { Logger } from '../shared/logger.js';
+import { projectIdFrom } from '../shared/project-id.js';
 import { requestLog } from '../shared/request-log.js';
 import { sendText } from '../shared/send-text.js';
 import { outboundTraceHeaders } from '../shared/trace-context.js';
-import type { AuthMode, TokenHeader } from './config.js';
+import type { CallingConfig } from './config.js';
 import { explainRefusal } from './diagnosis.js';
-import type { IdTokenSource } from './id-token-source.js';
-import type { UpstreamClient } from './upstream-client.js';
+import { createIdTokenSource } from './id-token-source.js';
+import { createUpstreamClient } from './upstream-client.js';
 
-export interface CallingDeps {
-  url: URL;
-  audience: string;
-  auth: AuthMode;
-  /** Where the token goes (default: authorization). */
-  tokenHeader?: TokenHeader;
-  idTokens: IdTokenSource;
-  upstream: UpstreamClient;
-  logger: Logger;
-  /** For the trace field of log lines (GOOGLE_CLOUD_PROJECT or the metadata server). */
-  projectId?: () => string | undefined;
-}
-
-export function createCallingApp(deps: CallingDeps): Express {
+/** calling as its config says: main.ts serves it, and so do the tests. */
+export function createCalling(config: CallingConfig, logger: Logger): Express {
+  const idTokens = createIdTokenSource(config.tokenOrigin, logger);
+  const upstream = createUpstreamClient(config.url, config.upstreamTimeoutMs);
   const app = express();
   app.disable('x-powered-by');
   app.disable('etag');
-  app.use(requestLog(deps.logger, { projectId: deps.projectId ?? (() => undefined) }));
+  app.use(requestLog(logger, projectIdFrom(config, logger)));
   app.get('/health', (_req, res) => sendText(res, 'ok\n'));
   app.get('/', async (req, res) => {
     // Only the trace is passed on, so both services log the same trace id; the only credential
     // sent is calling's own token.
     const headers: Record<string, string> = outboundTraceHeaders(req.headers);
-    const token = deps.auth === 'id-token' ? await deps.idTokens.getIdToken(deps.audience) : null;
+    const token = config.auth === 'id-token' ? await idTokens.getIdToken(config.audience) : null;
     if (token !== null) {
-      const tokenHeader = deps.tokenHeader ?? 'authorization';
-      if (tokenHeader !== 'x-serverless-authorization') headers.authorization = `Bearer ${token}`;
-      if (tokenHeader !== 'authorization') headers['x-serverless-authorization'] = `Bearer ${token}`;
+      if (config.tokenHeader !== 'x-serverless-authorization') headers.authorization = `Bearer ${token}`;
+      if (config.tokenHeader !== 'authorization') headers['x-serverless-authorization'] = `Bearer ${token}`;
     }
-    const answer = await deps.upstream.get(deps.url, headers);
+    const answer = await upstream(headers);
     if (answer.status < 200 || answer.status > 299) {
       throw explainRefusal({
-        url: deps.url,
+        url: config.url,
         upstreamStatus: answer.status,
-        audience: deps.audience,
-        auth: deps.auth,
+        audience: config.audience,
+        auth: config.auth,
         token,
-        ...(answer.challenge ? { challenge: answer.challenge } : {}),
+        ...(answer.challenge === undefined ? {} : { challenge: answer.challenge }),
       });
     }
     sendText(res, `Second service says: ${answer.body}`);

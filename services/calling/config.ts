@@ -1,6 +1,5 @@
-import { EnvReader, type Env } from '../shared/env.js';
+import { CLOUD_RUN_METADATA_HOST, EnvReader, type CommonConfig, type Env } from '../shared/env.js';
 import { readCredentials } from './credentials.js';
-import { metadataHostFrom } from './id-token-fetchers.js';
 import type { TokenOrigin } from './id-token-source.js';
 
 export const AUTH_MODES = ['id-token', 'none'] as const;
@@ -9,7 +8,7 @@ export type AuthMode = (typeof AUTH_MODES)[number];
 export const TOKEN_HEADERS = ['authorization', 'x-serverless-authorization', 'both'] as const;
 export type TokenHeader = (typeof TOKEN_HEADERS)[number];
 
-export interface CallingConfig {
+export interface CallingConfig extends CommonConfig {
   host: string;
   port: number;
   /** The receiving service's URL, called on every request. */
@@ -36,7 +35,9 @@ export function loadCallingConfig(env: Env): CallingConfig {
   );
   const url = rawUrl === '' ? undefined : read.httpUrl('URL', rawUrl);
   const audience = read.raw('AUDIENCE') ?? url?.origin ?? '';
+  const common = read.common();
   return read.done({
+    ...common,
     host: read.raw('HOST') ?? '0.0.0.0',
     port: read.port('PORT', 8080),
     url: url ?? new URL('http://invalid'),
@@ -44,13 +45,13 @@ export function loadCallingConfig(env: Env): CallingConfig {
     auth: read.oneOf('AUTH', AUTH_MODES, 'id-token'),
     tokenHeader: read.oneOf('TOKEN_HEADER', TOKEN_HEADERS, 'authorization'),
     upstreamTimeoutMs: read.integer('UPSTREAM_TIMEOUT_MS', 10_000, 1, 600_000),
-    tokenOrigin: tokenOriginFrom(read, env),
+    tokenOrigin: tokenOriginFrom(read, common.metadataHost ?? CLOUD_RUN_METADATA_HOST),
   });
 }
 
-function tokenOriginFrom(read: EnvReader, env: Env): TokenOrigin {
+function tokenOriginFrom(read: EnvReader, metadataHost: string): TokenOrigin {
   const file = read.raw('GOOGLE_APPLICATION_CREDENTIALS');
-  if (file === undefined) return { kind: 'metadata', host: metadataHostFrom(env) };
+  if (file === undefined) return { kind: 'metadata', host: metadataHost };
   try {
     return { kind: 'google-auth', ...readCredentials(file) };
   } catch (err) {

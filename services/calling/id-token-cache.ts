@@ -1,15 +1,21 @@
 import { decodeJwt } from 'jose';
 import { IdTokenUnavailableError } from '../shared/errors.js';
 import { IdTokenFetchError, type FetchIdToken } from './id-token-fetchers.js';
-import type { IdTokenSource } from './id-token-source.js';
+
+/** Where calling gets the ID tokens it sends. */
+export interface IdTokenSource {
+  /** Resolves with a token for the audience, or rejects with IdTokenUnavailableError. */
+  getIdToken(audience: string): Promise<string>;
+}
+
+/** Refresh in the background once a token has less than this left. */
+const REFRESH_AHEAD_MS = 5 * 60_000;
+/** Never send a token with less than this left: wait for a fresh one. */
+const MIN_VALIDITY_MS = 30_000;
 
 export interface IdTokenCacheOptions {
   /** What to check when no token can be had; ends the 503 message. */
   hint: string;
-  /** Refresh in the background once a token has less than this left (default 5 min). */
-  refreshAheadMs?: number;
-  /** Never send a token with less than this left: wait for a fresh one (default 30 s). */
-  minValidityMs?: number;
   /** Attempts per fetch, the first included (default 3). */
   attempts?: number;
   /** Per-attempt timeout (default 2 s). */
@@ -21,7 +27,7 @@ export interface IdTokenCacheOptions {
   deadlineMs?: number;
   /** Epoch milliseconds; tests move it. */
   now?: () => number;
-  onBackgroundRefreshError?: (audience: string, error: Error) => void;
+  onBackgroundRefreshError: (audience: string, error: Error) => void;
 }
 
 interface Cached {
@@ -35,8 +41,6 @@ interface Cached {
  * go on using it. Transient failures are retried with backoff and jitter within a deadline.
  */
 export function createCachingIdTokenSource(fetchIdToken: FetchIdToken, options: IdTokenCacheOptions): IdTokenSource {
-  const refreshAheadMs = options.refreshAheadMs ?? 5 * 60_000;
-  const minValidityMs = options.minValidityMs ?? 30_000;
   const attempts = options.attempts ?? 3;
   const attemptTimeoutMs = options.attemptTimeoutMs ?? 2000;
   const baseDelayMs = options.baseDelayMs ?? 100;
@@ -89,12 +93,12 @@ export function createCachingIdTokenSource(fetchIdToken: FetchIdToken, options: 
     async getIdToken(audience) {
       const cached = cache.get(audience);
       const at = now();
-      if (cached !== undefined && at < cached.expiresAtMs - minValidityMs) {
-        if (at >= cached.expiresAtMs - refreshAheadMs && !inFlight.has(audience) && at >= (quietUntil.get(audience) ?? 0)) {
+      if (cached !== undefined && at < cached.expiresAtMs - MIN_VALIDITY_MS) {
+        if (at >= cached.expiresAtMs - REFRESH_AHEAD_MS && !inFlight.has(audience) && at >= (quietUntil.get(audience) ?? 0)) {
           refresh(audience).catch((err: Error) => {
             // The cached token is still good; try again a little later rather than on every request.
             quietUntil.set(audience, now() + 5000);
-            options.onBackgroundRefreshError?.(audience, err);
+            options.onBackgroundRefreshError(audience, err);
           });
         }
         return cached.token;

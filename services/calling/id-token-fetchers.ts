@@ -1,6 +1,6 @@
 import http from 'node:http';
 import type { GoogleAuth } from 'google-auth-library';
-import fetch from 'node-fetch';
+import { httpGet, type HttpAnswer, type HttpFailure } from '../shared/http.js';
 
 /** One attempt to get a fresh ID token: resolves with it or rejects with IdTokenFetchError. */
 export type FetchIdToken = (audience: string, timeoutMs: number) => Promise<string>;
@@ -23,11 +23,6 @@ export class IdTokenFetchError extends Error {
 
 const MAX_TOKEN_ANSWER_BYTES = 64 * 1024;
 
-/** Where the metadata server is: GCE_METADATA_IP, else GCE_METADATA_HOST, else Cloud Run's own. */
-export function metadataHostFrom(env: Readonly<Record<string, string | undefined>>): string {
-  return env.GCE_METADATA_IP?.trim() || env.GCE_METADATA_HOST?.trim() || '169.254.169.254';
-}
-
 /**
  * ID tokens straight from the metadata server (Cloud Run's, or the emulator's). Unlike
  * google-auth-library it encodes the audience, and it keeps no "not on Google Cloud" verdict, so
@@ -37,50 +32,36 @@ export function createMetadataIdTokenFetcher(host: string): FetchIdToken {
   const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
   const where = `the metadata server at ${host}`;
   return async (audience, timeoutMs) => {
-    const url =
+    const url = new URL(
       `http://${host}/computeMetadata/v1/instance/service-accounts/default/identity` +
-      `?audience=${encodeURIComponent(audience)}&format=full`;
-    const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(), timeoutMs);
+        `?audience=${encodeURIComponent(audience)}&format=full`,
+    );
+    let answer: HttpAnswer;
     try {
-      const response = await fetch(url, {
-        headers: { 'Metadata-Flavor': 'Google' },
-        agent,
-        redirect: 'manual',
-        size: MAX_TOKEN_ANSWER_BYTES,
-        signal: controller.signal,
-      });
-      const body = await response.text();
-      if (response.headers.get('metadata-flavor') !== 'Google') {
-        throw new IdTokenFetchError(
-          `${host} answered without Metadata-Flavor: Google, so it is not a metadata server (check GCE_METADATA_HOST)`,
-          false,
-        );
-      }
-      if (response.status !== 200) {
-        const transient = response.status >= 500 || response.status === 429;
-        throw new IdTokenFetchError(`${where} answered ${response.status}`, transient);
-      }
-      const token = body.trim();
-      if (!/^[\w-]+\.[\w-]+\.[\w-]*$/.test(token)) {
-        throw new IdTokenFetchError(`${where} answered something that is not a token`, false);
-      }
-      return token;
+      answer = await httpGet(url, { agent, headers: { 'Metadata-Flavor': 'Google' }, timeoutMs, maxBytes: MAX_TOKEN_ANSWER_BYTES });
     } catch (err) {
-      if (err instanceof IdTokenFetchError) throw err;
-      if (controller.signal.aborted) {
-        throw new IdTokenFetchError(`${where} did not answer within ${timeoutMs} ms`, true, { cause: err, silent: where });
-      }
-      if ((err as { type?: string }).type === 'max-size') {
-        // A token is about 1 KB: this is not a metadata server, and asking again will not change that.
-        throw new IdTokenFetchError(`${where} answered more than ${MAX_TOKEN_ANSWER_BYTES / 1024} KB`, false, { cause: err });
-      }
-      const code = (err as { code?: string }).code;
-      const how = code === 'ECONNREFUSED' ? 'refused the connection' : `could not be reached (${code ?? 'network error'})`;
-      throw new IdTokenFetchError(`${where} ${how}`, true, { cause: err });
-    } finally {
-      clearTimeout(timer);
+      const failure = err as HttpFailure;
+      // A token is about 1 KB: an answer over the cap is not a metadata server's, and asking again will not change that.
+      throw new IdTokenFetchError(`${where} ${failure.message}`, failure.kind !== 'too-large', {
+        cause: failure,
+        ...(failure.kind === 'timeout' ? { silent: where } : {}),
+      });
     }
+    if (answer.headers['metadata-flavor'] !== 'Google') {
+      throw new IdTokenFetchError(
+        `${host} answered without Metadata-Flavor: Google, so it is not a metadata server (check GCE_METADATA_HOST)`,
+        false,
+      );
+    }
+    if (answer.status !== 200) {
+      const transient = answer.status >= 500 || answer.status === 429;
+      throw new IdTokenFetchError(`${where} answered ${answer.status}`, transient);
+    }
+    const token = answer.body.trim();
+    if (!/^[\w-]+\.[\w-]+\.[\w-]*$/.test(token)) {
+      throw new IdTokenFetchError(`${where} answered something that is not a token`, false);
+    }
+    return token;
   };
 }
 

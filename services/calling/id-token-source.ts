@@ -1,18 +1,12 @@
 import type { Logger } from '../shared/logger.js';
 import type { CheckedCredentials } from './credentials.js';
-import { createCachingIdTokenSource, type IdTokenCacheOptions } from './id-token-cache.js';
+import { createCachingIdTokenSource, type IdTokenSource } from './id-token-cache.js';
 import { createGoogleAuthIdTokenFetcher, createMetadataIdTokenFetcher } from './id-token-fetchers.js';
-
-/** Where calling gets the ID tokens it sends. One method, so tests can pass a fake. */
-export interface IdTokenSource {
-  /** Resolves with a token for the audience, or rejects with IdTokenUnavailableError. */
-  getIdToken(audience: string): Promise<string>;
-}
 
 /** metadata: Cloud Run's metadata server or the emulator; google-auth: a key or impersonation, through google-auth-library. */
 export type TokenOrigin = { kind: 'metadata'; host: string } | ({ kind: 'google-auth' } & CheckedCredentials);
 
-export function createIdTokenSource(origin: TokenOrigin, logger: Logger, options: Partial<IdTokenCacheOptions> = {}): IdTokenSource {
+export function createIdTokenSource(origin: TokenOrigin, logger: Logger): IdTokenSource {
   const fetcher =
     origin.kind === 'metadata'
       ? createMetadataIdTokenFetcher(origin.host)
@@ -34,6 +28,5 @@ export function createIdTokenSource(origin: TokenOrigin, logger: Logger, options
     hint,
     onBackgroundRefreshError: (audience, error) =>
       logger.warn({ audience, cause: error.message }, 'background ID token refresh failed; the cached token is still valid'),
-    ...options,
   });
 }

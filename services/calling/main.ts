@@ -1,26 +1,12 @@
 import { createLogger } from '../shared/logger.js';
-import { projectIdFrom } from '../shared/project-id.js';
 import { loadConfigOrExit } from '../shared/main-support.js';
 import { exitOnSignals, listenOrExit, portOf } from '../shared/server.js';
-import { createCallingApp } from './app.js';
+import { createCalling } from './app.js';
 import { loadCallingConfig } from './config.js';
-import { createIdTokenSource } from './id-token-source.js';
-import { createUpstreamClient } from './upstream-client.js';
 
-const logger = createLogger('calling');
 const config = loadConfigOrExit(() => loadCallingConfig(process.env));
-
-const app = createCallingApp({
-  url: config.url,
-  audience: config.audience,
-  auth: config.auth,
-  tokenHeader: config.tokenHeader,
-  idTokens: createIdTokenSource(config.tokenOrigin, logger),
-  upstream: createUpstreamClient({ timeoutMs: config.upstreamTimeoutMs }),
-  logger,
-  projectId: projectIdFrom(process.env, logger),
-});
-const server = await listenOrExit(app, config.host, config.port);
+const logger = createLogger('calling', config.logLevel);
+const server = await listenOrExit(createCalling(config, logger), config.host, config.port);
 logger.info(
   {
     host: config.host,

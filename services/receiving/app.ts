@@ -1,24 +1,22 @@
-import express, { type Express, type RequestHandler } from 'express';
+import express, { type Express } from 'express';
 import { errorHandler, notFound } from '../shared/error-handler.js';
 import type { Logger } from '../shared/logger.js';
+import { projectIdFrom } from '../shared/project-id.js';
 import { requestLog } from '../shared/request-log.js';
 import { sendText } from '../shared/send-text.js';
+import { createTokenCheck } from './auth.js';
+import type { ReceivingConfig } from './config.js';
 
-export interface ReceivingDeps {
-  /** Runs before every route but /health; null when the service trusts Cloud Run IAM alone. */
-  authenticate: RequestHandler | null;
-  logger: Logger;
-  /** For the trace field of log lines (GOOGLE_CLOUD_PROJECT or the metadata server). */
-  projectId?: () => string | undefined;
-}
-
-export function createReceivingApp(deps: ReceivingDeps): Express {
+/** receiving as its config says: main.ts serves it, and so do the tests. */
+export function createReceiving(config: ReceivingConfig, logger: Logger): Express {
   const app = express();
   app.disable('x-powered-by');
   app.disable('etag');
-  app.use(requestLog(deps.logger, { projectId: deps.projectId ?? (() => undefined) }));
+  app.use(requestLog(logger, projectIdFrom(config, logger)));
   app.get('/health', (_req, res) => sendText(res, 'ok\n'));
-  if (deps.authenticate !== null) app.use(deps.authenticate);
+  // Every route but /health; none with TOKEN_CHECK=none, which trusts Cloud Run IAM alone.
+  const tokenCheck = createTokenCheck(config);
+  if (tokenCheck !== null) app.use(tokenCheck);
   app.get('/', (_req, res) => sendText(res, 'Hello World!'));
   app.use(notFound);
   app.use(errorHandler());

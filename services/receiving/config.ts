@@ -1,13 +1,19 @@
-import { EnvReader, type Env } from '../shared/env.js';
+import { EnvReader, type CommonConfig, type Env } from '../shared/env.js';
 import { GOOGLE_ISSUERS } from '../shared/google-id-token.js';
-import { parseInvokers, type Invokers } from './invokers.js';
+import { emailKey } from '../shared/iam.js';
 
 export const TOKEN_CHECKS = ['verify', 'platform', 'none'] as const;
 export type TokenCheck = (typeof TOKEN_CHECKS)[number];
 
 export const GOOGLE_JWKS_URL = 'https://www.googleapis.com/oauth2/v3/certs';
 
-export interface ReceivingConfig {
+/**
+ * INVOKERS, the local stand-in for roles/run.invoker bindings: the emails of the IAM members it
+ * names, as IAM matches them (shared/iam.ts).
+ */
+export type Invokers = ReadonlySet<string>;
+
+export interface ReceivingConfig extends CommonConfig {
   host: string;
   port: number;
   /**
@@ -41,6 +47,7 @@ export function loadReceivingConfig(env: Env): ReceivingConfig {
     read.problem('INVOKERS needs TOKEN_CHECK=verify or platform: without reading tokens there is no caller to match');
   }
   return read.done({
+    ...read.common(),
     host: read.raw('HOST') ?? '0.0.0.0',
     port: read.port('PORT', 8080),
     tokenCheck,
@@ -49,4 +56,19 @@ export function loadReceivingConfig(env: Env): ReceivingConfig {
     issuers,
     invokers,
   });
+}
+
+const MEMBER = /^(serviceAccount|user):([^\s@:]+@[^\s@:]+\.[^\s@:]+)$/;
+
+function parseInvokers(members: readonly string[], problem: (message: string) => void): Invokers {
+  const emails = new Set<string>();
+  for (const member of members) {
+    const match = MEMBER.exec(member);
+    if (match === null) {
+      problem(`INVOKERS entry "${member}" is not an IAM member: use serviceAccount:EMAIL or user:EMAIL`);
+      continue;
+    }
+    emails.add(emailKey(match[2]!));
+  }
+  return emails;
 }

@@ -1,17 +1,12 @@
 import { createLogger } from '../shared/logger.js';
-import { projectIdFrom } from '../shared/project-id.js';
 import { loadConfigOrExit } from '../shared/main-support.js';
 import { exitOnSignals, listenOrExit, portOf } from '../shared/server.js';
-import { createReceivingApp } from './app.js';
+import { createReceiving } from './app.js';
 import { loadReceivingConfig } from './config.js';
-import { createTokenCheck } from './token-check.js';
 
-const logger = createLogger('receiving');
 const config = loadConfigOrExit(() => loadReceivingConfig(process.env));
-const auth = createTokenCheck(config);
-
-const app = createReceivingApp({ authenticate: auth, logger, projectId: projectIdFrom(process.env, logger) });
-const server = await listenOrExit(app, config.host, config.port);
+const logger = createLogger('receiving', config.logLevel);
+const server = await listenOrExit(createReceiving(config, logger), config.host, config.port);
 logger.info(
   {
     host: config.host,

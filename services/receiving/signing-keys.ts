@@ -1,8 +1,8 @@
 import http from 'node:http';
 import https from 'node:https';
 import { createLocalJWKSet, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
-import fetch from 'node-fetch';
 import { SigningKeysUnavailableError } from '../shared/errors.js';
+import { httpGet, type HttpAnswer, type HttpFailure } from '../shared/http.js';
 
 /**
  * Google's signing keys, cached so that the key server's outages and anyone's forged key ids cost
@@ -11,10 +11,11 @@ import { SigningKeysUnavailableError } from '../shared/errors.js';
 export interface SigningKeySet {
   /** For jose's jwtVerify: a cached key, or JWKSNoMatchingKey, or SigningKeysUnavailableError. */
   getKey: JWTVerifyGetKey;
-  /** Starts a background refresh if the cached keys are past their max-age; cheap, synchronous. */
-  refreshIfStale(): void;
-  /** Called with the key ids of every key set fetched. */
-  onChange(listener: (kids: ReadonlySet<string>) => void): void;
+  /**
+   * Whether the cached key set still holds the key kid names, so that a token verified with it may
+   * be trusted again; starts a background refresh if the keys are past their max-age. Synchronous.
+   */
+  publishes(kid: string | undefined): boolean;
 }
 
 export interface SigningKeySetOptions {
@@ -58,7 +59,6 @@ export function createSigningKeySet(options: SigningKeySetOptions): SigningKeySe
   const now = options.now ?? Date.now;
   // ca undefined: Node's own list.
   const agent = options.url.protocol === 'https:' ? new https.Agent({ ca: options.ca }) : new http.Agent();
-  const listeners: ((kids: ReadonlySet<string>) => void)[] = [];
 
   let cached: Cached | undefined;
   let inFlight: Promise<void> | undefined;
@@ -76,11 +76,10 @@ export function createSigningKeySet(options: SigningKeySetOptions): SigningKeySe
         cached = { ...fetched, staleAtMs: now() + fetched.maxAgeS * 1000 };
         nextFetchAtMs = now() + cooldownMs;
         inFlight = undefined;
-        for (const listener of listeners) listener(fetched.kids);
       },
       (err: unknown) => {
         failures += 1;
-        lastFailure = err instanceof KeyFetchError ? err.message : 'could not be fetched';
+        lastFailure = (err as Error).message;
         nextFetchAtMs = now() + Math.min(maxBackoffMs, cooldownMs * 2 ** (failures - 1));
         inFlight = undefined;
       },
@@ -96,7 +95,6 @@ export function createSigningKeySet(options: SigningKeySetOptions): SigningKeySe
   };
 
   return {
-    refreshIfStale,
     async getKey(header, token) {
       if (cached === undefined) {
         await refresh();
@@ -111,8 +109,9 @@ export function createSigningKeySet(options: SigningKeySetOptions): SigningKeySe
       }
       return cached.getKey(header, token);
     },
-    onChange(listener) {
-      listeners.push(listener);
+    publishes(kid) {
+      refreshIfStale();
+      return kid !== undefined && cached !== undefined && cached.kids.has(kid);
     },
   };
 }
@@ -124,35 +123,18 @@ async function fetchKeys(
   agent: http.Agent,
   timeoutMs: number,
 ): Promise<{ getKey: JWTVerifyGetKey; kids: ReadonlySet<string>; maxAgeS: number }> {
-  const controller = new AbortController();
-  const timer = setTimeout(() => controller.abort(), timeoutMs);
-  let body: unknown;
-  let cacheControl: string | null;
+  let answer: HttpAnswer;
   try {
-    const response = await fetch(url.href, {
-      agent,
-      redirect: 'manual',
-      size: MAX_BODY_BYTES,
-      signal: controller.signal,
-    });
-    if (response.status !== 200) throw new KeyFetchError(`answered ${response.status}`);
-    cacheControl = response.headers.get('cache-control');
-    const text = await response.text();
-    try {
-      body = JSON.parse(text);
-    } catch {
-      throw new KeyFetchError('answered something that is not JSON');
-    }
+    answer = await httpGet(url, { agent, timeoutMs, maxBytes: MAX_BODY_BYTES });
   } catch (err) {
-    if (err instanceof KeyFetchError) throw err;
-    if (controller.signal.aborted) throw new KeyFetchError(`did not answer within ${timeoutMs} ms`);
-    if ((err as { type?: string }).type === 'max-size') {
-      throw new KeyFetchError(`answered more than ${MAX_BODY_BYTES / 1024} KB`);
-    }
-    const code = (err as { code?: string }).code;
-    throw new KeyFetchError(code === 'ECONNREFUSED' ? 'refused the connection' : `could not be reached (${code ?? 'network error'})`);
-  } finally {
-    clearTimeout(timer);
+    throw new KeyFetchError((err as HttpFailure).message);
+  }
+  if (answer.status !== 200) throw new KeyFetchError(`answered ${answer.status}`);
+  let body: unknown;
+  try {
+    body = JSON.parse(answer.body);
+  } catch {
+    throw new KeyFetchError('answered something that is not JSON');
   }
   const keys = (body as { keys?: unknown } | null)?.keys;
   if (!Array.isArray(keys) || !keys.some((k) => (k as { kty?: unknown })?.kty === 'RSA')) {
@@ -165,11 +147,11 @@ async function fetchKeys(
     throw new KeyFetchError('answered a malformed key set');
   }
   const kids = new Set(keys.map((k) => (k as { kid?: unknown }).kid).filter((kid): kid is string => typeof kid === 'string'));
-  return { getKey, kids, maxAgeS: maxAgeOf(cacheControl) };
+  return { getKey, kids, maxAgeS: maxAgeOf(answer.headers['cache-control']) };
 }
 
 /** Cache-Control's max-age in seconds, bounded to [MIN_MAX_AGE_S, MAX_MAX_AGE_S]. */
-export function maxAgeOf(cacheControl: string | null): number {
+function maxAgeOf(cacheControl: string | undefined): number {
   const match = /(?:^|,)\s*max-age\s*=\s*"?(\d+)"?\s*(?:,|$)/i.exec(cacheControl ?? '');
   const seconds = match === null ? DEFAULT_MAX_AGE_S : Number(match[1]);
   return Math.min(MAX_MAX_AGE_S, Math.max(MIN_MAX_AGE_S, seconds));

@@ -1,7 +1,6 @@
-import { decodeProtectedHeader, errors } from 'jose';
+import { decodeJwt, decodeProtectedHeader, errors, type JWTPayload } from 'jose';
 import { SigningKeysUnavailableError, TokenInvalidError } from '../shared/errors.js';
 import { verifyIdToken, type IdTokenClaims } from '../shared/google-id-token.js';
-import { callerFrom } from './platform-token-verifier.js';
 import { createSigningKeySet, type SigningKeySetOptions } from './signing-keys.js';
 
 /** Who a verified token says the caller is. */
@@ -14,20 +13,19 @@ export interface Caller {
 export interface TokenVerifier {
   /** Resolves with the caller, or rejects with TokenInvalidError / SigningKeysUnavailableError. */
   verify(token: string): Promise<Caller>;
-  /** The caller of a token verified before and not expired since, if any; synchronous. */
-  remembered?(token: string): Caller | undefined;
 }
+
+/** Seconds of clock skew forgiven on exp, nbf and iat (google-auth-library forgives 300). */
+const CLOCK_TOLERANCE_S = 30;
+/** How many verified tokens are remembered until they expire. */
+const REMEMBERED_TOKENS = 1000;
 
 export interface JwksVerifierOptions {
   jwksUrl: URL;
   audiences: readonly string[];
   issuers: readonly string[];
-  /** Seconds of clock skew forgiven on exp, nbf and iat (google-auth-library forgives 300). */
-  clockToleranceS?: number;
-  /** The key cache's rules (signing-keys.ts): cooldown, backoff, timeout, clock. */
+  /** The key cache's rules (signing-keys.ts): cooldown, backoff, timeout, clock, CA. */
   keys?: Omit<SigningKeySetOptions, 'url'>;
-  /** How many verified tokens to remember until they expire (default 1000; 0: none). */
-  cacheSize?: number;
   /** For tests: the current time. */
   now?: () => Date;
 }
@@ -37,43 +35,26 @@ export interface JwksVerifierOptions {
  * Keys come from a cache that outlives the key server (signing-keys.ts).
  */
 export function createJwksTokenVerifier(options: JwksVerifierOptions): TokenVerifier {
-  const clockTolerance = options.clockToleranceS ?? 30;
   const keySet = createSigningKeySet({ url: options.jwksUrl, ...options.keys });
-
   // A token that verified once verifies again until it expires or its key leaves the key set: the
-  // signature check is deterministic. Remembering it (never a failure) spares the RSA work on every
-  // request of a token's hour.
-  const cacheSize = options.cacheSize ?? 1000;
+  // signature check is deterministic. Remembering it (never a failure) spares the RSA check, about
+  // twice the rest of a request's cost, on every request of a token's hour.
   const verified = new Map<string, { caller: Caller; expS: number; kid: string | undefined }>();
   const nowS = () => Math.floor((options.now?.() ?? new Date()).getTime() / 1000);
-  keySet.onChange((kids: ReadonlySet<string | undefined>) => {
-    // A token without a kid matches no published kid, so it is forgotten at every key change.
-    for (const [token, known] of verified) {
-      if (!kids.has(known.kid)) verified.delete(token);
-    }
-  });
-
-  const remembered = (token: string): Caller | undefined => {
-    const known = verified.get(token);
-    if (known === undefined) return undefined;
-    // Remembered tokens alone keep the key set fresh, so a withdrawn key stops admitting them.
-    keySet.refreshIfStale();
-    if (known.expS > nowS() - clockTolerance) return known.caller;
-    verified.delete(token);
-    return undefined;
-  };
 
   return {
-    remembered,
     async verify(token) {
-      const known = remembered(token);
-      if (known !== undefined) return known;
+      const known = verified.get(token);
+      if (known !== undefined) {
+        if (known.expS > nowS() - CLOCK_TOLERANCE_S && keySet.publishes(known.kid)) return known.caller;
+        verified.delete(token);
+      }
       let payload: IdTokenClaims;
       try {
         payload = await verifyIdToken(token, keySet.getKey, {
           audiences: options.audiences,
           issuers: options.issuers,
-          clockToleranceS: clockTolerance,
+          clockToleranceS: CLOCK_TOLERANCE_S,
           now: options.now?.(),
         });
       } catch (err) {
@@ -81,13 +62,60 @@ export function createJwksTokenVerifier(options: JwksVerifierOptions): TokenVeri
         throw new TokenInvalidError(describeFailure(err), { cause: err });
       }
       const caller = callerFrom(payload);
-      if (cacheSize > 0) {
-        if (verified.size >= cacheSize) verified.delete(verified.keys().next().value!);
-        verified.set(token, { caller, expS: payload.exp, kid: decodeProtectedHeader(token).kid });
-      }
+      if (verified.size >= REMEMBERED_TOKENS) verified.delete(verified.keys().next().value!);
+      verified.set(token, { caller, expS: payload.exp, kid: decodeProtectedHeader(token).kid });
       return caller;
     },
   };
+}
+
+/** What Cloud Run puts in place of the signature of a token it has checked. */
+const SIGNATURE_REMOVED = 'SIGNATURE_REMOVED_BY_GOOGLE';
+
+/**
+ * TOKEN_CHECK=platform, for a service deployed with --no-allow-unauthenticated: Cloud Run checks
+ * the ID token (signature, audience, expiry, roles/run.invoker) and removes its signature before
+ * the container sees it. Such a token is trusted for its claims; a token that still carries a
+ * signature is fully verified; anything else is refused. Only safe behind Cloud Run IAM.
+ */
+export function createPlatformTokenVerifier(options: {
+  issuers: readonly string[];
+  /** Verifies tokens that still carry a signature; null when AUDIENCES is not set. */
+  signedTokens: TokenVerifier | null;
+  now?: () => Date;
+}): TokenVerifier {
+  return {
+    async verify(token) {
+      // Not of the form header.payload.SIGNATURE_REMOVED_BY_GOOGLE: a signed token (or garbage, which
+      // the full check refuses). A stripped token with more parts fails decodeJwt below.
+      if (token.split('.')[2] !== SIGNATURE_REMOVED) {
+        if (options.signedTokens === null) {
+          throw new TokenInvalidError('a signed token can only be verified with AUDIENCES set');
+        }
+        return options.signedTokens.verify(token);
+      }
+      let claims: JWTPayload;
+      try {
+        claims = decodeJwt(token);
+      } catch {
+        throw new TokenInvalidError('token is malformed');
+      }
+      const nowS = Math.floor((options.now?.() ?? new Date()).getTime() / 1000);
+      if (typeof claims.iss !== 'string' || !options.issuers.includes(claims.iss)) {
+        throw new TokenInvalidError('token issuer is not trusted');
+      }
+      if (typeof claims.exp !== 'number' || claims.exp <= nowS - CLOCK_TOLERANCE_S) throw new TokenInvalidError('token has expired');
+      if (typeof claims.sub !== 'string') throw new TokenInvalidError('token has no subject');
+      return callerFrom(claims);
+    },
+  };
+}
+
+function callerFrom(claims: JWTPayload): Caller {
+  const email = typeof claims.email === 'string' ? claims.email : undefined;
+  // Google has sent email_verified both as a boolean and as the string "true".
+  const emailVerified = claims.email_verified === true || claims.email_verified === 'true';
+  return { subject: claims.sub!, emailVerified, ...(email ? { email } : {}) };
 }
 
 const MISSING_CLAIM: Readonly<Record<string, string>> = {

@@ -4,6 +4,25 @@
  */
 export type Env = Readonly<Record<string, string | undefined>>;
 
+/** The metadata server's address on Cloud Run (and every Google Cloud VM). */
+export const CLOUD_RUN_METADATA_HOST = '169.254.169.254';
+
+/** A host name, IPv4 address or [IPv6] address, and an optional port (captured). */
+const HOST_PORT = /^(?:[a-z\d](?:[a-z\d-]{0,61}[a-z\d])?(?:\.[a-z\d](?:[a-z\d-]{0,61}[a-z\d])?)*|\[[\da-f:.]+\])(?::(\d{1,5}))?$/i;
+
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export interface CommonConfig {
+  logLevel: LogLevel;
+  /** GOOGLE_CLOUD_PROJECT: the project for Cloud Logging's trace field. */
+  projectId: string | undefined;
+  /** GCE_METADATA_IP or GCE_METADATA_HOST: a metadata server off Cloud Run (the emulator). */
+  metadataHost: string | undefined;
+  /** K_SERVICE is set: Cloud Run's metadata server is at CLOUD_RUN_METADATA_HOST. */
+  onCloudRun: boolean;
+}
+
 export class ConfigError extends Error {
   constructor(
     readonly service: string,
@@ -86,6 +105,33 @@ export class EnvReader {
       return undefined;
     }
     return url;
+  }
+
+  /**
+   * Where the metadata server is, as Google's clients read it: GCE_METADATA_IP, else
+   * GCE_METADATA_HOST, each host[:port] (no scheme, no path); undefined when neither is set.
+   */
+  private metadataHost(): string | undefined {
+    for (const name of ['GCE_METADATA_IP', 'GCE_METADATA_HOST']) {
+      const value = this.raw(name);
+      if (value === undefined) continue;
+      const match = HOST_PORT.exec(value);
+      if (match === null || Number(match[1] ?? 0) > 65535) {
+        this.problem(`${name} must be host[:port] with no scheme or path (e.g. 127.0.0.1:8082), got "${value}"`);
+      }
+      return value;
+    }
+    return undefined;
+  }
+
+  /** What every service reads besides its own variables. */
+  common(): CommonConfig {
+    return {
+      logLevel: this.oneOf('LOG_LEVEL', LOG_LEVELS, 'info'),
+      projectId: this.raw('GOOGLE_CLOUD_PROJECT'),
+      metadataHost: this.metadataHost(),
+      onCloudRun: this.raw('K_SERVICE') !== undefined,
+    };
   }
 
   /** Returns the config, or throws a ConfigError listing every problem found. */

@@ -50,7 +50,7 @@ export class ServiceError extends Error {
     options?: ServiceErrorOptions,
   ) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
-    this.name = 'ServiceError';
+    this.name = new.target.name;
     this.headers = options?.headers ?? {};
     this.extensions = options?.extensions ?? {};
   }
@@ -142,14 +142,9 @@ export class UpstreamRefusedError extends ServiceError {
 }
 
 export class UpstreamUnreachableError extends ServiceError {
-  /** how: what happened on the wire, e.g. "the connection was refused". */
+  /** how: what happened on the wire, e.g. "could not be reached (the connection was refused)". */
   constructor(url: string, how: string, options?: { cause?: unknown }) {
-    super(
-      'UPSTREAM_UNREACHABLE',
-      502,
-      `the receiving service at ${url} could not be reached (${how}): check URL and that the service is up`,
-      options,
-    );
+    super('UPSTREAM_UNREACHABLE', 502, `the receiving service at ${url} ${how}: check URL and that the service is up`, options);
   }
 }
 

@@ -18,7 +18,7 @@ export interface IdTokenRules {
   /** Seconds of clock skew forgiven on exp, nbf and iat. */
   clockToleranceS: number;
   /** For tests: the current time. */
-  now?: Date;
+  now?: Date | undefined;
 }
 
 /** A payload that passed the rules: one audience, an issue and an expiry time, a subject. */
@@ -40,7 +40,7 @@ export async function verifyIdToken(token: string, getKey: JWTVerifyGetKey, rule
     requiredClaims: ['exp'],
     maxTokenAge: MAX_TOKEN_LIFETIME_S,
     clockTolerance: rules.clockToleranceS,
-    currentDate: rules.now,
+    ...(rules.now === undefined ? {} : { currentDate: rules.now }),
   });
   // Google's ID tokens carry one audience; google-auth-library refuses a list, and so do we.
   if (typeof payload.aud !== 'string') throw new TokenInvalidError('token audience must be one string, not a list');

@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
 import { pino, type DestinationStream, type Logger } from 'pino';
+import type { LogLevel } from './env.js';
 
 export type { Logger };
 
@@ -13,10 +14,11 @@ const SEVERITY: Record<string, string> = {
   fatal: 'CRITICAL',
 };
 
-export function createLogger(service: string, options: { level?: string; destination?: DestinationStream } = {}): Logger {
+/** A logger at the level config read from LOG_LEVEL (env.ts), writing to stdout unless told. */
+export function createLogger(service: string, level: LogLevel, destination: DestinationStream = defaultDestination()): Logger {
   return pino(
     {
-      level: options.level ?? process.env.LOG_LEVEL ?? 'info',
+      level,
       messageKey: 'message',
       base: { service },
       timestamp: pino.stdTimeFunctions.isoTime,
@@ -24,7 +26,7 @@ export function createLogger(service: string, options: { level?: string; destina
         level: (label) => ({ severity: SEVERITY[label] ?? 'DEFAULT' }),
       },
     },
-    options.destination ?? defaultDestination(),
+    destination,
   );
 }
 

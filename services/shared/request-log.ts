@@ -4,13 +4,6 @@ import type { Logger } from './logger.js';
 import { redactPath } from './redact-path.js';
 import { readTraceContext } from './trace-context.js';
 
-export interface RequestLogOptions {
-  /** The project for `logging.googleapis.com/trace`; without it no trace field is written. */
-  projectId: () => string | undefined;
-  /** The level of successful requests (the emulator logs them at debug). */
-  level?: 'info' | 'debug';
-}
-
 /** Set by the error handler so the request's one log line says what went wrong. */
 export interface LoggedProblem {
   code: string;
@@ -35,8 +28,13 @@ interface Locals {
  * request on every request, whether or not the line is written; profiled under load that was 13%
  * of receiving's CPU with request logs switched off. This costs nothing when the level is off.
  */
-export function requestLog(logger: Logger, options: RequestLogOptions): RequestHandler {
-  const successLevel = options.level ?? 'info';
+export function requestLog(
+  logger: Logger,
+  /** The project for `logging.googleapis.com/trace`; without it no trace field is written. */
+  projectId: () => string | undefined,
+  /** The level of successful requests (the emulator logs them at debug). */
+  successLevel: 'info' | 'debug' = 'info',
+): RequestHandler {
   return (req, res, next) => {
     const started = process.hrtime.bigint();
     res.once('close', () => {
@@ -52,7 +50,7 @@ export function requestLog(logger: Logger, options: RequestLogOptions): RequestH
       const path = pathOf(req);
       logger[level](
         {
-          ...traceFieldsOf(req, options.projectId()),
+          ...traceFieldsOf(req, projectId()),
           httpRequest: {
             requestMethod: req.method,
             requestUrl: path,

@@ -41,16 +41,18 @@ export function portOf(server: Server): number {
  * close idle keep-alive connections, exit 0. Cloud Run kills 10 s after SIGTERM, so a timer forces
  * the exit well before that.
  */
-export function exitOnSignals(server: Server, logger: Logger, graceMs = 8000): void {
+const GRACE_MS = 8000;
+
+export function exitOnSignals(server: Server, logger: Logger): void {
   let stopping = false;
   const stop = (signal: NodeJS.Signals) => {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'shutting down');
     setTimeout(() => {
-      logger.error({ graceMs }, 'requests still open after the grace period; exiting');
+      logger.error({ graceMs: GRACE_MS }, 'requests still open after the grace period; exiting');
       process.exit(1);
-    }, graceMs).unref();
+    }, GRACE_MS).unref();
     server.close(() => {
       logger.info('stopped');
       process.exit(0);

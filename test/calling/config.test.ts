@@ -5,6 +5,14 @@ import { ConfigError } from '../../services/shared/env.js';
 import { loadCallingConfig } from '../../services/calling/config.js';
 
 describe('loadCallingConfig', () => {
+  it('reads LOG_LEVEL, refusing an unknown level with the ones it takes', () => {
+    expect(loadCallingConfig({ URL: 'http://r' }).logLevel).toBe('info');
+    expect(loadCallingConfig({ URL: 'http://r', LOG_LEVEL: 'debug' }).logLevel).toBe('debug');
+    expect(() => loadCallingConfig({ URL: 'http://r', LOG_LEVEL: 'verbose' })).toThrow(
+      'LOG_LEVEL must be one of trace, debug, info, warn, error, fatal, silent, got "verbose"',
+    );
+  });
+
   it('refuses to start without URL, saying what it is', () => {
     expect(() => loadCallingConfig({})).toThrow(ConfigError);
     expect(() => loadCallingConfig({})).toThrow(/URL is required: the receiving service's URL/);
@@ -40,6 +48,35 @@ describe('where calling gets its tokens', () => {
       kind: 'metadata',
       host: '127.0.0.1:8082',
     });
+  });
+
+  it('prefers GCE_METADATA_IP to GCE_METADATA_HOST, trimmed, a blank value counting as unset', () => {
+    const host = (env: Record<string, string>) => loadCallingConfig({ URL: 'http://r', ...env }).tokenOrigin;
+    expect(host({ GCE_METADATA_IP: ' 127.0.0.1:1 \n', GCE_METADATA_HOST: 'h:2' })).toEqual({ kind: 'metadata', host: '127.0.0.1:1' });
+    expect(host({ GCE_METADATA_IP: '  ', GCE_METADATA_HOST: ' h:2 ' })).toEqual({ kind: 'metadata', host: 'h:2' });
+    expect(host({ GCE_METADATA_HOST: 'metadata.google.internal' })).toEqual({ kind: 'metadata', host: 'metadata.google.internal' });
+    expect(host({ GCE_METADATA_HOST: '[::1]:8082' })).toEqual({ kind: 'metadata', host: '[::1]:8082' });
+  });
+
+  it.each([
+    ['GCE_METADATA_HOST', 'http://127.0.0.1:8082'],
+    ['GCE_METADATA_HOST', '127.0.0.1:8082/computeMetadata'],
+    ['GCE_METADATA_HOST', '127.0.0.1:99999'],
+    ['GCE_METADATA_HOST', '127.0.0.1:'],
+    ['GCE_METADATA_HOST', 'user@127.0.0.1'],
+    ['GCE_METADATA_IP', 'not an address!'],
+    ['GCE_METADATA_IP', '127.0.0.1?x=1'],
+  ])('refuses %s=%j at start: host[:port], no scheme or path', (name, value) => {
+    const error = (() => {
+      try {
+        loadCallingConfig({ URL: 'http://r', [name]: value });
+      } catch (err) {
+        return err as ConfigError;
+      }
+      return undefined;
+    })();
+    expect(error).toBeInstanceOf(ConfigError);
+    expect(error!.problems).toEqual([`${name} must be host[:port] with no scheme or path (e.g. 127.0.0.1:8082), got "${value}"`]);
   });
 
   it('uses google-auth-library with the credentials GOOGLE_APPLICATION_CREDENTIALS names, once checked', () => {

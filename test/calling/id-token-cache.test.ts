@@ -37,18 +37,20 @@ function fakeFetcher(clock: { now: number }) {
 
 const serial = (token: string): number => JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()).n;
 
+const ignore = (): void => undefined;
+
 describe('createCachingIdTokenSource', () => {
   let clock: { now: number };
   beforeEach(() => {
     clock = { now: Date.UTC(2026, 0, 1) };
   });
-  const sourceWith = (fetcher: FetchIdToken, onBackgroundRefreshError?: (a: string, e: Error) => void) =>
+  const sourceWith = (fetcher: FetchIdToken, onBackgroundRefreshError: (a: string, e: Error) => void = () => undefined) =>
     createCachingIdTokenSource(fetcher, {
       hint: 'Check the metadata server.',
       now: () => clock.now,
       baseDelayMs: 1,
       maxDelayMs: 2,
-      ...(onBackgroundRefreshError ? { onBackgroundRefreshError } : {}),
+      onBackgroundRefreshError,
     });
 
   it('makes one fetch for 200 concurrent requests on a cold cache', async () => {
@@ -137,7 +139,16 @@ describe('createCachingIdTokenSource', () => {
         fakeNow += timeoutMs; // each attempt times out
         throw new IdTokenFetchError('did not answer', true);
       },
-      { hint: '', now: () => fakeNow, attempts: 10, attemptTimeoutMs: 2000, deadlineMs: 5000, baseDelayMs: 1, maxDelayMs: 1 },
+      {
+        hint: '',
+        onBackgroundRefreshError: ignore,
+        now: () => fakeNow,
+        attempts: 10,
+        attemptTimeoutMs: 2000,
+        deadlineMs: 5000,
+        baseDelayMs: 1,
+        maxDelayMs: 1,
+      },
     );
     await expect(source.getIdToken('a')).rejects.toThrow(IdTokenUnavailableError);
     expect(calls.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(5000);
@@ -153,7 +164,16 @@ describe('createCachingIdTokenSource', () => {
           silent: 'the metadata server at h',
         });
       },
-      { hint: 'Check it.', now: () => fakeNow, attempts: 3, attemptTimeoutMs: 2000, deadlineMs: 10_000, baseDelayMs: 0, maxDelayMs: 0 },
+      {
+        hint: 'Check it.',
+        onBackgroundRefreshError: ignore,
+        now: () => fakeNow,
+        attempts: 3,
+        attemptTimeoutMs: 2000,
+        deadlineMs: 10_000,
+        baseDelayMs: 0,
+        maxDelayMs: 0,
+      },
     );
     const error = (await source.getIdToken('https://r.example').catch((err: unknown) => err)) as Error;
     expect(error.message).toBe(
@@ -169,7 +189,7 @@ describe('createCachingIdTokenSource', () => {
         fakeNow += timeoutMs;
         throw new IdTokenFetchError('slow', true, { silent: 'google-auth-library' });
       },
-      { hint: '', now: () => fakeNow, attempts: 1, attemptTimeoutMs: 700 },
+      { hint: '', onBackgroundRefreshError: ignore, now: () => fakeNow, attempts: 1, attemptTimeoutMs: 700 },
     );
     await expect(source.getIdToken('a')).rejects.toThrow('google-auth-library did not answer within 700 ms (1 attempt)');
   });
@@ -251,7 +271,7 @@ describe('createCachingIdTokenSource', () => {
     process.on('unhandledRejection', onUnhandled);
     try {
       const fake = fakeFetcher(clock);
-      const source = createCachingIdTokenSource(fake.fetcher, { hint: '', now: () => clock.now });
+      const source = createCachingIdTokenSource(fake.fetcher, { hint: '', onBackgroundRefreshError: ignore, now: () => clock.now });
       const first = await source.getIdToken('a');
       clock.now += 57 * 60_000;
       fake.failWith(new IdTokenFetchError('answered 404', false));
@@ -272,7 +292,7 @@ describe('createCachingIdTokenSource', () => {
           fetches += 1;
           return shape(fetches);
         },
-        { hint: '', now: () => clock.now },
+        { hint: '', onBackgroundRefreshError: ignore, now: () => clock.now },
       );
       expect(await source.getIdToken('a')).toBe(shape(1));
       clock.now += 60_000 - 30_000 - 1;
@@ -290,7 +310,7 @@ describe('createCachingIdTokenSource', () => {
         fetches += 1;
         throw thrown;
       },
-      { hint: 'Hint.', now: () => clock.now },
+      { hint: 'Hint.', onBackgroundRefreshError: ignore, now: () => clock.now },
     );
     const error = (await source.getIdToken('https://r.example').catch((err: unknown) => err)) as Error;
     expect(fetches).toBe(1);
@@ -329,7 +349,13 @@ describe('createCachingIdTokenSource', () => {
 
     it('waits up to 100 ms, then 200 ms, … by default, capped at 1 s', async () => {
       const fake = failing(5);
-      const source = createCachingIdTokenSource(fake.fetcher, { hint: '', now: () => clock.now, attempts: 6, deadlineMs: 60_000 });
+      const source = createCachingIdTokenSource(fake.fetcher, {
+        hint: '',
+        onBackgroundRefreshError: ignore,
+        now: () => clock.now,
+        attempts: 6,
+        deadlineMs: 60_000,
+      });
       await source.getIdToken('a');
       expect(waits).toEqual([50, 100, 200, 400, 500]);
     });
@@ -338,6 +364,7 @@ describe('createCachingIdTokenSource', () => {
       const fake = failing(4);
       const source = createCachingIdTokenSource(fake.fetcher, {
         hint: '',
+        onBackgroundRefreshError: ignore,
         now: () => clock.now,
         attempts: 5,
         baseDelayMs: 40,
@@ -356,7 +383,7 @@ describe('createCachingIdTokenSource', () => {
           clock.now = start + 4950; // the attempt took 4950 ms; the next wait is 50 ms
           return fake.fetcher(audience, timeoutMs);
         },
-        { hint: '', now: () => clock.now, deadlineMs: 5000 },
+        { hint: '', onBackgroundRefreshError: ignore, now: () => clock.now, deadlineMs: 5000 },
       );
       fake.failWith(new IdTokenFetchError('answered 500', true));
       await expect(source.getIdToken('a')).rejects.toThrow('answered 500');

@@ -31,11 +31,11 @@ describe('createIdTokenSource', () => {
 
   it('metadata origin: a missing metadata server gets a 503 that says where to point GCE_METADATA_HOST', async () => {
     const host = `127.0.0.1:${await freePort()}`;
-    const source = createIdTokenSource({ kind: 'metadata', host }, silentLogger(), { attempts: 1 });
+    const source = createIdTokenSource({ kind: 'metadata', host }, silentLogger());
     const error = await failureOf(source.getIdToken(AUDIENCE));
     expect(error).toMatchObject({ status: 503 });
     expect(error.message).toBe(
-      `could not get an identity token for audience ${AUDIENCE}: the metadata server at ${host} refused the connection. ` +
+      `could not get an identity token for audience ${AUDIENCE}: the metadata server at ${host} could not be reached (the connection was refused). ` +
         'On Cloud Run the metadata server is always there; off Google Cloud set GCE_METADATA_HOST to the emulator ' +
         '(npm start runs one at 127.0.0.1:8082), or GOOGLE_APPLICATION_CREDENTIALS to impersonated credentials or a key file',
     );
@@ -49,7 +49,6 @@ describe('createIdTokenSource', () => {
         json: { type: 'service_account', client_email: 'a@p.iam.gserviceaccount.com', private_key: 'not a key' },
       },
       silentLogger(),
-      { attempts: 1 },
     );
     const error = await failureOf(source.getIdToken(AUDIENCE));
     expect(error).toMatchObject({ status: 503 });
@@ -59,17 +58,20 @@ describe('createIdTokenSource', () => {
   });
 
   it('logs a failed background refresh as a warning naming the audience, and keeps the cached token', async () => {
-    let shiftMs = 0;
     const { logger, lines } = capturingLogger();
-    const other = await startEmulator();
-    const source = createIdTokenSource({ kind: 'metadata', host: other.host }, logger, { attempts: 1, now: () => Date.now() + shiftMs });
+    // An emulator whose clock is behind: its tokens have four minutes left, inside the refresh-ahead
+    // window (five) and far from the minimum validity (30 s).
+    const other = await startEmulator({}, { now: () => Math.floor(Date.now() / 1000) - (3600 - 240) });
+    const source = createIdTokenSource({ kind: 'metadata', host: other.host }, logger);
     const token = await source.getIdToken(AUDIENCE);
     await other.close();
-    // Four minutes before expiry: inside the refresh-ahead window, still far from the minimum validity.
-    shiftMs = (decodeJwt(token).exp! - Math.floor(Date.now() / 1000)) * 1000 - 4 * 60_000;
     await expect(source.getIdToken(AUDIENCE)).resolves.toBe(token);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    const warning = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.severity === 'WARNING');
+    // Three attempts at the closed port, with backoff: well under two seconds.
+    const warningIn = () => lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.severity === 'WARNING');
+    for (const deadline = Date.now() + 5000; warningIn() === undefined && Date.now() < deadline;) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    const warning = warningIn();
     expect(warning).toMatchObject({
       audience: AUDIENCE,
       cause: expect.stringContaining(`could not get an identity token for audience ${AUDIENCE}: the metadata server at ${other.host} `),

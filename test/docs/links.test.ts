@@ -27,7 +27,7 @@ function prose(page: string): string {
 const anchorsOf = (page: string) => new Set([...prose(page).matchAll(/^#{1,6} (.*)$/gm)].map((m) => slug(m[1]!)));
 
 /** Every relative link of a page: [file, anchor] resolved from the repository root. */
-function linksOf(page: string): { link: string; file: string; anchor?: string }[] {
+function linksOf(page: string): { link: string; file: string; anchor: string | undefined }[] {
   return [...prose(page).matchAll(/\]\(((?!https?:)[^)#\s]*)(?:#([^)\s]+))?\)/g)].map((m) => ({
     link: m[0],
     file: m[1] ? relative(root, normalize(join(root, dirname(page), m[1]))) : page,

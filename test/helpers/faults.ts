@@ -9,7 +9,7 @@ export type Fault = 'none' | 'slow' | 'error-500' | 'no-flavor' | 'silent';
  */
 export function faultyFront(inner: Express, slowMs = 3000): { app: Express; fault: Fault; requests: number } {
   const state = { app: express(), fault: 'none' as Fault, requests: 0 };
-  state.app.use((req, res, next) => {
+  state.app.use((_req, res, next) => {
     state.requests += 1;
     switch (state.fault) {
       case 'slow':
@@ -42,6 +42,37 @@ export async function resettingServer(): Promise<{ port: number; close(): Promis
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
     port: (server.address() as { port: number }).port,
+    close: () =>
+      new Promise((resolve) => {
+        sockets.forEach((s) => s.destroy());
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/**
+ * A TCP server on 127.0.0.1 that answers each request with raw bytes: `answer` gets the socket
+ * and the request count on that connection, to write what it likes and close or reset it.
+ */
+export async function rawServer(
+  answer: (socket: Socket, nth: number) => void,
+): Promise<{ url: URL; requests: () => number; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  let requests = 0;
+  const server: Server = createServer((socket) => {
+    sockets.add(socket);
+    let nth = 0;
+    socket.on('error', () => undefined);
+    socket.on('data', () => {
+      requests += 1;
+      nth += 1;
+      answer(socket, nth);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: new URL(`http://127.0.0.1:${(server.address() as { port: number }).port}/`),
+    requests: () => requests,
     close: () =>
       new Promise((resolve) => {
         sockets.forEach((s) => s.destroy());

@@ -2,7 +2,7 @@ import { Writable } from 'node:stream';
 import { createLogger, type Logger } from '../../services/shared/logger.js';
 
 export function silentLogger(): Logger {
-  return createLogger('test', { level: 'silent' });
+  return createLogger('test', 'silent');
 }
 
 /** A logger whose lines are kept, to check what a service writes. */
@@ -18,5 +18,5 @@ export function capturingLogger(): { logger: Logger; lines: string[] } {
       done();
     },
   });
-  return { logger: createLogger('test', { level: 'debug', destination }), lines };
+  return { logger: createLogger('test', 'debug', destination), lines };
 }

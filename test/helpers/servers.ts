@@ -4,6 +4,11 @@ import type { Express } from 'express';
 import { createMetadataEmulator, type EmulatorStats } from '../../local/metadata-emulator/app.js';
 import { loadEmulatorConfig, type EmulatorConfig } from '../../local/metadata-emulator/config.js';
 import { createSigningKey, type SigningKey } from '../../local/metadata-emulator/signing-key.js';
+import { createCalling } from '../../services/calling/app.js';
+import { loadCallingConfig } from '../../services/calling/config.js';
+import { createReceiving } from '../../services/receiving/app.js';
+import { loadReceivingConfig } from '../../services/receiving/config.js';
+import type { Env } from '../../services/shared/env.js';
 import { listen, portOf } from '../../services/shared/server.js';
 import { silentLogger } from './logs.js';
 
@@ -59,3 +64,13 @@ export async function startEmulator(
 }
 
 export const nowS = (): number => Math.floor(Date.now() / 1000);
+
+/** receiving from its env, wired as main.ts wires it, on an ephemeral port. */
+export function startReceiving(env: Env, logger: Logger = silentLogger(), port = 0): Promise<Running> {
+  return serve(createReceiving(loadReceivingConfig(env), logger), port);
+}
+
+/** calling from its env, wired as main.ts wires it, on an ephemeral port. */
+export function startCalling(env: Env, logger: Logger = silentLogger()): Promise<Running> {
+  return serve(createCalling(loadCallingConfig(env), logger));
+}

@@ -1,14 +1,12 @@
 import request from 'supertest';
-import { createCallingApp } from '../../services/calling/app.js';
-import { createIdTokenSource } from '../../services/calling/id-token-source.js';
-import { createUpstreamClient, type UpstreamClient } from '../../services/calling/upstream-client.js';
-import { createReceivingApp } from '../../services/receiving/app.js';
-import { authenticate } from '../../services/receiving/authenticate.js';
-import { parseInvokers } from '../../services/receiving/invokers.js';
-import { createJwksTokenVerifier } from '../../services/receiving/token-verifier.js';
 import { freePort } from '../../scripts/lib/processes.js';
-import { silentLogger } from '../helpers/logs.js';
-import { serve, startEmulator, type Running, type RunningEmulator } from '../helpers/servers.js';
+import {
+  startCalling as serveCalling,
+  startEmulator,
+  startReceiving as serveReceiving,
+  type Running,
+  type RunningEmulator,
+} from '../helpers/servers.js';
 
 /**
  * The three services in this process on ephemeral loopback ports, over real HTTP: calling gets
@@ -17,14 +15,11 @@ import { serve, startEmulator, type Running, type RunningEmulator } from '../hel
 describe('the chain: calling → receiving, tokens from the metadata emulator', () => {
   let emulator: RunningEmulator;
   const running: Running[] = [];
-  let upstream: UpstreamClient;
 
   beforeAll(async () => {
     emulator = await startEmulator();
-    upstream = createUpstreamClient({ timeoutMs: 5000 });
   });
   afterAll(async () => {
-    upstream.close();
     await Promise.all(running.map((r) => r.close()));
     await emulator.close();
   });
@@ -32,37 +27,14 @@ describe('the chain: calling → receiving, tokens from the metadata emulator', 
   const startReceiving = async (invokers: string[]) => {
     // The audience is receiving's own URL, so its port is chosen first.
     const port = await freePort();
-    const url = `http://127.0.0.1:${port}`;
-    const verifier = createJwksTokenVerifier({
-      jwksUrl: emulator.jwksUrl,
-      audiences: [url],
-      issuers: ['https://accounts.google.com'],
-    });
-    const app = createReceivingApp({
-      authenticate: authenticate(
-        verifier,
-        parseInvokers(invokers, (p) => {
-          throw new Error(p);
-        }),
-      ),
-      logger: silentLogger(),
-    });
-    const receiving = await serve(app, port);
+    const env = { AUDIENCES: `http://127.0.0.1:${port}`, JWKS_URL: emulator.jwksUrl.href, INVOKERS: invokers.join(',') };
+    const receiving = await serveReceiving(env, undefined, port);
     running.push(receiving);
     return { receiving, audience: receiving.url };
   };
 
   const startCalling = async (receivingUrl: string, audience: string, auth: 'id-token' | 'none' = 'id-token') => {
-    const calling = await serve(
-      createCallingApp({
-        url: new URL(receivingUrl),
-        audience,
-        auth,
-        idTokens: createIdTokenSource({ kind: 'metadata', host: emulator.host }, silentLogger()),
-        upstream,
-        logger: silentLogger(),
-      }),
-    );
+    const calling = await serveCalling({ URL: receivingUrl, AUDIENCE: audience, AUTH: auth, GCE_METADATA_HOST: emulator.host });
     running.push(calling);
     return calling;
   };

@@ -2,19 +2,14 @@ import type { Server } from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import request from 'supertest';
-import { createCallingApp } from '../../services/calling/app.js';
 import type { TokenHeader } from '../../services/calling/config.js';
-import { createIdTokenSource } from '../../services/calling/id-token-source.js';
-import { createUpstreamClient, type UpstreamClient } from '../../services/calling/upstream-client.js';
-import { createReceivingApp } from '../../services/receiving/app.js';
-import { createTokenCheck } from '../../services/receiving/token-check.js';
 import { freePort } from '../../scripts/lib/processes.js';
 import { createCloudRunFront } from '../../local/cloud-run-front/front.js';
 import { parseServiceManifest } from '../../local/cloud-run-front/service.js';
 import { readDeployDir, renderDeploy } from '../../scripts/lib/deploy-manifests.js';
 import { SAMPLE_VALUES } from '../helpers/deploy-values.js';
 import { silentLogger } from '../helpers/logs.js';
-import { serve, startEmulator, type Running, type RunningEmulator } from '../helpers/servers.js';
+import { startCalling, startEmulator, startReceiving, type Running, type RunningEmulator } from '../helpers/servers.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 /** receiving's manifest as deployed (its timeout, its custom audiences: none). */
@@ -24,14 +19,11 @@ const renderedReceiving = renderDeploy(readDeployDir(join(root, 'deploy')), SAMP
 describe('token modes behind Cloud Run IAM (the local front door)', () => {
   const fronts: Server[] = [];
   let emulator: RunningEmulator;
-  let upstream: UpstreamClient;
   const running: Running[] = [];
   beforeAll(async () => {
     emulator = await startEmulator();
-    upstream = createUpstreamClient({ timeoutMs: 5000 });
   });
   afterAll(async () => {
-    upstream.close();
     await Promise.all(running.map((r) => r.close()));
     for (const front of fronts) {
       front.closeAllConnections();
@@ -43,10 +35,7 @@ describe('token modes behind Cloud Run IAM (the local front door)', () => {
   const chain = async (tokenCheck: 'verify' | 'platform', tokenHeader: TokenHeader) => {
     const frontPort = await freePort();
     const audience = `http://127.0.0.1:${frontPort}`;
-    const issuers = ['https://accounts.google.com'];
-    // The same wiring receiving's main.ts uses for TOKEN_CHECK.
-    const receivingAuth = createTokenCheck({ tokenCheck, audiences: [audience], jwksUrl: emulator.jwksUrl, issuers, invokers: null });
-    const receiving = await serve(createReceivingApp({ authenticate: receivingAuth, logger: silentLogger() }));
+    const receiving = await startReceiving({ TOKEN_CHECK: tokenCheck, AUDIENCES: audience, JWKS_URL: emulator.jwksUrl.href });
     // The real local Cloud Run front door, with calling's account as receiving's only invoker.
     const manifest = parseServiceManifest(renderedReceiving, 'deploy/receiving.yaml');
     const front = createCloudRunFront({
@@ -59,17 +48,7 @@ describe('token modes behind Cloud Run IAM (the local front door)', () => {
     });
     await new Promise<void>((resolve) => front.listen(frontPort, '127.0.0.1', resolve));
     fronts.push(front);
-    const calling = await serve(
-      createCallingApp({
-        url: new URL(audience),
-        audience,
-        auth: 'id-token',
-        tokenHeader,
-        idTokens: createIdTokenSource({ kind: 'metadata', host: emulator.host }, silentLogger()),
-        upstream,
-        logger: silentLogger(),
-      }),
-    );
+    const calling = await startCalling({ URL: audience, TOKEN_HEADER: tokenHeader, GCE_METADATA_HOST: emulator.host });
     running.push(receiving, calling);
     return calling.url;
   };

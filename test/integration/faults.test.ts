@@ -1,15 +1,11 @@
 import request from 'supertest';
-import { createCallingApp } from '../../services/calling/app.js';
-import { createIdTokenSource } from '../../services/calling/id-token-source.js';
-import { createUpstreamClient, type UpstreamClient } from '../../services/calling/upstream-client.js';
 import { createMetadataEmulator, type EmulatorStats } from '../../local/metadata-emulator/app.js';
-import { createReceivingApp } from '../../services/receiving/app.js';
-import { authenticate } from '../../services/receiving/authenticate.js';
-import { createJwksTokenVerifier } from '../../services/receiving/token-verifier.js';
+import { loadReceivingConfig } from '../../services/receiving/config.js';
+import { createReceiving } from '../../services/receiving/app.js';
 import { freePort } from '../../scripts/lib/processes.js';
-import { faultyFront, resettingServer } from '../helpers/faults.js';
+import { faultyFront, rawServer, resettingServer } from '../helpers/faults.js';
 import { silentLogger } from '../helpers/logs.js';
-import { serve, startEmulator, type Running, type RunningEmulator } from '../helpers/servers.js';
+import { serve, startCalling as serveCalling, startEmulator, type Running, type RunningEmulator } from '../helpers/servers.js';
 
 /**
  * The chain over real HTTP on loopback, with the metadata server and the receiving service
@@ -25,7 +21,6 @@ describe('calling under bursts and faults', () => {
   let receivingFront: ReturnType<typeof faultyFront>;
   let receiving: Running | undefined;
   const running: Running[] = [];
-  const clients: UpstreamClient[] = [];
   const unhandled: unknown[] = [];
   const onUnhandled = (reason: unknown) => unhandled.push(reason);
 
@@ -37,25 +32,15 @@ describe('calling under bursts and faults', () => {
     receiving = undefined;
   };
 
-  /** A fresh calling service (cold token cache) with short timeouts. */
+  /** A fresh calling service (cold token cache), as main.ts builds it from its env. */
   const startCalling = async (metadataHost = metadataServer.host, upstreamTimeoutMs = 500) => {
-    const upstream = createUpstreamClient({ timeoutMs: upstreamTimeoutMs });
-    clients.push(upstream);
-    const calling = await serve(
-      createCallingApp({
-        url: new URL(`http://127.0.0.1:${receivingPort}/`),
-        audience: `http://127.0.0.1:${receivingPort}`,
-        auth: 'id-token',
-        idTokens: createIdTokenSource({ kind: 'metadata', host: metadataHost }, silentLogger(), {
-          attemptTimeoutMs: 300,
-          deadlineMs: 1000,
-          baseDelayMs: 10,
-          maxDelayMs: 50,
-        }),
-        upstream,
-        logger: silentLogger(),
-      }),
-    );
+    const calling = await serveCalling({
+      URL: `http://127.0.0.1:${receivingPort}/`,
+      GCE_METADATA_HOST: metadataHost,
+      // Named, so that calling asks the metadata server for tokens only (not for the project id).
+      GOOGLE_CLOUD_PROJECT: 'local-project',
+      UPSTREAM_TIMEOUT_MS: String(upstreamTimeoutMs),
+    });
     running.push(calling);
     return calling.url;
   };
@@ -70,15 +55,12 @@ describe('calling under bursts and faults', () => {
     emulator = await startEmulator();
     const inner = createMetadataEmulator({ config: emulator.config, key: emulator.key, logger: silentLogger() });
     identityStats = inner.stats;
-    metadata = faultyFront(inner.app, 2000);
+    // Slower than calling's 2 s per attempt: each attempt times out.
+    metadata = faultyFront(inner.app, 6000);
     metadataServer = await serve(metadata.app);
     receivingPort = await freePort();
-    const verifier = createJwksTokenVerifier({
-      jwksUrl: emulator.jwksUrl,
-      audiences: [`http://127.0.0.1:${receivingPort}`],
-      issuers: ['https://accounts.google.com'],
-    });
-    receivingFront = faultyFront(createReceivingApp({ authenticate: authenticate(verifier, null), logger: silentLogger() }), 5000);
+    const config = loadReceivingConfig({ AUDIENCES: `http://127.0.0.1:${receivingPort}`, JWKS_URL: emulator.jwksUrl.href });
+    receivingFront = faultyFront(createReceiving(config, silentLogger()), 5000);
     await startReceiving();
   });
   afterEach(() => {
@@ -86,7 +68,6 @@ describe('calling under bursts and faults', () => {
     receivingFront.fault = 'none';
   });
   afterAll(async () => {
-    clients.forEach((c) => c.close());
     await Promise.all(running.map((r) => r.close()));
     await stopReceiving();
     await metadataServer.close();
@@ -120,12 +101,12 @@ describe('calling under bursts and faults', () => {
       await expectHello(url);
     });
 
-    it('slow: the 503 names the whole wait across attempts, not one attempt’s 300 ms', async () => {
+    it('slow: the 503 names the whole wait across attempts, not one attempt’s 2 s', async () => {
       const url = await startCalling();
       metadata.fault = 'slow';
       const res = await request(url).get('/');
       const [, waitedMs, attempts] = /did not answer within (\d+) ms \((\d) attempts\)/.exec(res.text) ?? [];
-      expect(Number(waitedMs)).toBeGreaterThanOrEqual(600);
+      expect(Number(waitedMs)).toBeGreaterThanOrEqual(4000);
       expect(Number(attempts)).toBeGreaterThanOrEqual(2);
       metadata.fault = 'none';
     });
@@ -143,7 +124,7 @@ describe('calling under bursts and faults', () => {
       const url = await startCalling(`127.0.0.1:${port}`);
       const down = await request(url).get('/');
       expect(down.status).toBe(503);
-      expect(down.text).toContain(`the metadata server at 127.0.0.1:${port} refused the connection`);
+      expect(down.text).toContain(`the metadata server at 127.0.0.1:${port} could not be reached (the connection was refused)`);
       const back = await serve(metadata.app, port);
       running.push(back);
       await expectHello(url);
@@ -179,6 +160,24 @@ describe('calling under bursts and faults', () => {
       expect(res.text).toContain('answered 500');
       receivingFront.fault = 'none';
       await expectHello(url);
+    });
+
+    it.each([
+      ['a Content-Length body', 'Content-Length: 100\r\n\r\nHello'],
+      ['a chunked body', 'Transfer-Encoding: chunked\r\n\r\n5\r\nHello\r\n'],
+    ])('dying mid-answer with %s: 502 saying the connection was reset, not a 504 after UPSTREAM_TIMEOUT_MS', async (_what, rest) => {
+      const dying = await rawServer((socket) => socket.end(`HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n${rest}`));
+      const port = receivingPort;
+      receivingPort = Number(dying.url.port);
+      const url = await startCalling(metadataServer.host, 10_000);
+      receivingPort = port;
+      try {
+        const res = await request(url).get('/').set('Accept', 'application/json');
+        expect([res.status, res.body.code]).toEqual([502, 'UPSTREAM_UNREACHABLE']);
+        expect(res.body.detail).toContain('the connection was reset');
+      } finally {
+        await dying.close();
+      }
     });
 
     it('resetting connections: 502 saying the connection was reset', async () => {

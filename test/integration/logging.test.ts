@@ -1,14 +1,7 @@
 import request from 'supertest';
-import { createCallingApp } from '../../services/calling/app.js';
-import { createIdTokenSource } from '../../services/calling/id-token-source.js';
-import { createUpstreamClient, type UpstreamClient } from '../../services/calling/upstream-client.js';
-import { createReceivingApp } from '../../services/receiving/app.js';
-import { authenticate } from '../../services/receiving/authenticate.js';
-import { parseInvokers } from '../../services/receiving/invokers.js';
-import { createJwksTokenVerifier } from '../../services/receiving/token-verifier.js';
 import { freePort } from '../../scripts/lib/processes.js';
-import { capturingLogger, silentLogger } from '../helpers/logs.js';
-import { serve, startEmulator, type Running, type RunningEmulator } from '../helpers/servers.js';
+import { capturingLogger } from '../helpers/logs.js';
+import { startCalling, startEmulator, startReceiving, type Running, type RunningEmulator } from '../helpers/servers.js';
 
 const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
 type Line = Record<string, unknown> & { httpRequest?: Record<string, unknown> };
@@ -16,7 +9,6 @@ type Line = Record<string, unknown> & { httpRequest?: Record<string, unknown> };
 /** Both services over loopback, each logging to its own capture, as Cloud Logging would read them. */
 describe('Cloud Logging lines from the chain', () => {
   let emulator: RunningEmulator;
-  let upstream: UpstreamClient;
   let calling: Running;
   let receiving: Running;
   let callingLines: string[];
@@ -26,47 +18,27 @@ describe('Cloud Logging lines from the chain', () => {
 
   beforeAll(async () => {
     emulator = await startEmulator();
-    upstream = createUpstreamClient({ timeoutMs: 5000 });
     const port = await freePort();
     const audience = `http://127.0.0.1:${port}`;
     const receivingLog = capturingLogger();
     receivingLines = receivingLog.lines;
-    const verifier = createJwksTokenVerifier({
-      jwksUrl: emulator.jwksUrl,
-      audiences: [audience],
-      issuers: ['https://accounts.google.com'],
-    });
-    receiving = await serve(
-      createReceivingApp({
-        authenticate: authenticate(
-          verifier,
-          parseInvokers([`serviceAccount:${emulator.config.serviceAccount}`], () => undefined),
-        ),
-        logger: receivingLog.logger,
-        projectId: () => 'my-project',
-      }),
-      port,
-    );
+    const project = { GOOGLE_CLOUD_PROJECT: 'my-project' };
+    const receivingEnv = {
+      ...project,
+      AUDIENCES: audience,
+      JWKS_URL: emulator.jwksUrl.href,
+      INVOKERS: `serviceAccount:${emulator.config.serviceAccount}`,
+    };
+    receiving = await startReceiving(receivingEnv, receivingLog.logger, port);
     const callingLog = capturingLogger();
     callingLines = callingLog.lines;
-    calling = await serve(
-      createCallingApp({
-        url: new URL(audience),
-        audience,
-        auth: 'id-token',
-        idTokens: createIdTokenSource({ kind: 'metadata', host: emulator.host }, silentLogger()),
-        upstream,
-        logger: callingLog.logger,
-        projectId: () => 'my-project',
-      }),
-    );
+    calling = await startCalling({ ...project, URL: audience, GCE_METADATA_HOST: emulator.host }, callingLog.logger);
   });
   beforeEach(() => {
     callingLines.length = 0;
     receivingLines.length = 0;
   });
   afterAll(async () => {
-    upstream.close();
     await calling.close();
     await receiving.close();
     await emulator.close();

@@ -1,10 +1,6 @@
 import request from 'supertest';
-import { createReceivingApp } from '../../services/receiving/app.js';
-import { authenticate } from '../../services/receiving/authenticate.js';
-import { parseInvokers } from '../../services/receiving/invokers.js';
-import { createJwksTokenVerifier } from '../../services/receiving/token-verifier.js';
-import { capturingLogger, silentLogger } from '../helpers/logs.js';
-import { serve, startEmulator, type Running, type RunningEmulator } from '../helpers/servers.js';
+import { capturingLogger } from '../helpers/logs.js';
+import { startEmulator, startReceiving as serveReceiving, type Running, type RunningEmulator } from '../helpers/servers.js';
 import { b64url, claimsFor } from '../helpers/tokens.js';
 
 const AUDIENCE = 'https://receiving-abc123-uc.a.run.app';
@@ -17,17 +13,7 @@ describe('receiving over HTTP', () => {
   const startReceiving = async (invokers: string[]) => {
     const { logger, lines } = capturingLogger();
     logLines = lines;
-    const verifier = createJwksTokenVerifier({
-      jwksUrl: emulator.jwksUrl,
-      audiences: [AUDIENCE],
-      issuers: ['https://accounts.google.com'],
-    });
-    const members = invokers.length
-      ? parseInvokers(invokers, (p) => {
-          throw new Error(p);
-        })
-      : null;
-    return serve(createReceivingApp({ authenticate: authenticate(verifier, members), logger }));
+    return serveReceiving({ AUDIENCES: AUDIENCE, JWKS_URL: emulator.jwksUrl.href, INVOKERS: invokers.join(',') }, logger);
   };
   const token = (overrides = {}) => emulator.key.sign(claimsFor(emulator, AUDIENCE, overrides));
 
@@ -49,6 +35,31 @@ describe('receiving over HTTP', () => {
       expect(res.status).toBe(200);
       expect(res.headers['content-type']).toMatch(/^text\/plain/);
       expect(res.text).toBe('Hello World!');
+    });
+
+    it.each(['Basic dXNlcjpwYXNz', 'Bearer', 'Bearer a b', 'abc.def.ghi', 'XBearer abc.def.ghi', 'Token bearer abc.def.ghi'])(
+      'refuses Authorization %j as not a bearer token, saying what the header should look like',
+      async (header) => {
+        const res = await request(receiving.url).get('/').set('Authorization', header).set('Accept', 'application/json');
+        expect([res.status, res.body.code, res.body.detail]).toEqual([
+          401,
+          'TOKEN_INVALID',
+          'invalid token: Authorization header is not of the form "Bearer <token>"',
+        ]);
+      },
+    );
+
+    it.each([undefined, '', '   '])('answers TOKEN_MISSING for Authorization %j', async (header) => {
+      const req = request(receiving.url).get('/').set('Accept', 'application/json');
+      const res = await (header === undefined ? req : req.set('Authorization', header));
+      expect([res.status, res.body.code]).toEqual([401, 'TOKEN_MISSING']);
+    });
+
+    it('accepts the scheme in any case, with spaces and tabs around the token', async () => {
+      const res = await request(receiving.url)
+        .get('/')
+        .set('Authorization', `BEARER \t  ${await token()} \t`);
+      expect(res.status).toBe(200);
     });
 
     it('accepts the scheme in any case', async () => {
@@ -217,7 +228,7 @@ describe('receiving over HTTP', () => {
 
 describe('receiving with TOKEN_CHECK=none', () => {
   it('answers everyone, as the tutorial service behind Cloud Run IAM does', async () => {
-    const receiving = await serve(createReceivingApp({ authenticate: null, logger: silentLogger() }));
+    const receiving = await serveReceiving({ TOKEN_CHECK: 'none' });
     try {
       const res = await request(receiving.url).get('/');
       expect(res.status).toBe(200);

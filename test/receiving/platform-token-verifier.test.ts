@@ -1,15 +1,10 @@
 import request from 'supertest';
-import { createReceivingApp } from '../../services/receiving/app.js';
-import { authenticate } from '../../services/receiving/authenticate.js';
-import { parseInvokers } from '../../services/receiving/invokers.js';
-import { createPlatformTokenVerifier, SIGNATURE_REMOVED } from '../../services/receiving/platform-token-verifier.js';
-import { createJwksTokenVerifier } from '../../services/receiving/token-verifier.js';
-import { silentLogger } from '../helpers/logs.js';
-import { nowS, serve, startEmulator, type Running, type RunningEmulator } from '../helpers/servers.js';
+import { nowS, startEmulator, startReceiving, type Running, type RunningEmulator } from '../helpers/servers.js';
 import { b64url, claimsFor } from '../helpers/tokens.js';
 
 const AUDIENCE = 'https://receiving-abc123defg-uc.a.run.app';
-const ISSUERS = ['https://accounts.google.com', 'accounts.google.com'];
+/** What Cloud Run puts in place of the signature of a token it has checked. */
+const SIGNATURE_REMOVED = 'SIGNATURE_REMOVED_BY_GOOGLE';
 
 describe('receiving with TOKEN_CHECK=platform', () => {
   let emulator: RunningEmulator;
@@ -17,19 +12,13 @@ describe('receiving with TOKEN_CHECK=platform', () => {
   const stripped = async (overrides = {}) =>
     (await emulator.key.sign(claimsFor(emulator, AUDIENCE, overrides))).replace(/[^.]+$/, SIGNATURE_REMOVED);
 
-  const start = async (withAudiences: boolean) => {
-    const signedTokens = withAudiences
-      ? createJwksTokenVerifier({ jwksUrl: emulator.jwksUrl, audiences: [AUDIENCE], issuers: ISSUERS })
-      : null;
-    const verifier = createPlatformTokenVerifier({ issuers: ISSUERS, signedTokens });
-    const invokers = parseInvokers([`serviceAccount:${emulator.config.serviceAccount}`], () => undefined);
-    return serve(
-      createReceivingApp({
-        authenticate: authenticate(verifier, invokers, ['x-serverless-authorization', 'authorization']),
-        logger: silentLogger(),
-      }),
-    );
-  };
+  const start = (withAudiences: boolean) =>
+    startReceiving({
+      TOKEN_CHECK: 'platform',
+      ...(withAudiences ? { AUDIENCES: AUDIENCE } : {}),
+      JWKS_URL: emulator.jwksUrl.href,
+      INVOKERS: `serviceAccount:${emulator.config.serviceAccount}`,
+    });
 
   beforeAll(async () => {
     emulator = await startEmulator();

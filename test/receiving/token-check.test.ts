@@ -1,16 +1,12 @@
 import request from 'supertest';
-import { createReceivingApp } from '../../services/receiving/app.js';
-import { parseInvokers } from '../../services/receiving/invokers.js';
-import { createTokenCheck } from '../../services/receiving/token-check.js';
 import type { TokenCheck } from '../../services/receiving/config.js';
-import { silentLogger } from '../helpers/logs.js';
-import { serve, startEmulator, type Running, type RunningEmulator } from '../helpers/servers.js';
+import { startEmulator, startReceiving, type Running, type RunningEmulator } from '../helpers/servers.js';
 import { claimsFor } from '../helpers/tokens.js';
 
 const AUDIENCE = 'https://receiving-abc123-uc.a.run.app';
 
 /** receiving wired from its config exactly as main.ts wires it, over real HTTP. */
-describe('createTokenCheck: what each TOKEN_CHECK admits', () => {
+describe('TOKEN_CHECK: what each mode admits', () => {
   let emulator: RunningEmulator;
   const running: Running[] = [];
   beforeAll(async () => {
@@ -22,19 +18,12 @@ describe('createTokenCheck: what each TOKEN_CHECK admits', () => {
   });
 
   const receiving = async (tokenCheck: TokenCheck, options: { audiences?: string[]; invokers?: string[] } = {}) => {
-    const invokers = options.invokers
-      ? parseInvokers(options.invokers, (p) => {
-          throw new Error(p);
-        })
-      : null;
-    const auth = createTokenCheck({
-      tokenCheck,
-      audiences: options.audiences ?? [AUDIENCE],
-      jwksUrl: emulator.jwksUrl,
-      issuers: ['https://accounts.google.com'],
-      invokers,
+    const server = await startReceiving({
+      TOKEN_CHECK: tokenCheck,
+      AUDIENCES: (options.audiences ?? [AUDIENCE]).join(','),
+      JWKS_URL: emulator.jwksUrl.href,
+      INVOKERS: (options.invokers ?? []).join(','),
     });
-    const server = await serve(createReceivingApp({ authenticate: auth, logger: silentLogger() }));
     running.push(server);
     return (headers: Record<string, string>) => request(server.url).get('/').set(headers);
   };

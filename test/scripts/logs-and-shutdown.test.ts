@@ -5,6 +5,7 @@ import express from 'express';
 import { freePort, startService } from '../../scripts/lib/processes.js';
 import { startLocalChain } from '../../scripts/lib/local-chain.js';
 import { serve } from '../helpers/servers.js';
+import { rawServer } from '../helpers/faults.js';
 
 const JWT = /eyJ[\w-]{8,}\.[\w-]{8,}/;
 
@@ -132,6 +133,36 @@ describe('graceful shutdown (real processes)', () => {
       await upstream.close();
     }
   });
+
+  it('a request stuck on a silent upstream does not hold the exit past its grace: exit 1 before Cloud Run’s SIGKILL at 10 s', async () => {
+    const silent = await rawServer(() => undefined);
+    const lines: string[] = [];
+    const calling = await startService('calling', {
+      env: { PATH: process.env.PATH, URL: silent.url.href, AUTH: 'none', UPSTREAM_TIMEOUT_MS: '60000' },
+      port: await freePort(),
+      onLine: (_name, line) => lines.push(line),
+    });
+    try {
+      const stuck = fetch(`${calling.url}/`).then(
+        (res) => res.status,
+        () => 'cut off',
+      );
+      for (let i = 0; i < 100 && silent.requests() === 0; i += 1) await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(silent.requests()).toBe(1);
+      const signalled = Date.now();
+      calling.child.kill('SIGTERM');
+      expect(await calling.exited).toBe(1);
+      const tookMs = Date.now() - signalled;
+      // The grace is 8 s: long enough for any request that is answering, short of the SIGKILL.
+      expect(tookMs).toBeGreaterThanOrEqual(7000);
+      expect(tookMs).toBeLessThan(10_000);
+      expect(await stuck).toBe('cut off');
+      expect(lines.join('\n')).toContain('requests still open after the grace period; exiting');
+    } finally {
+      await calling.stop();
+      await silent.close();
+    }
+  }, 20_000);
 
   it('the metadata emulator answers the waits it holds (wait_for_change) and exits 0 at once, not after its grace', async () => {
     const emulator = await startService('metadata-emulator', {

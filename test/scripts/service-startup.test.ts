@@ -53,6 +53,31 @@ describe('services refuse to start on bad configuration (real processes)', () =>
     }
   });
 
+  it.each(['calling', 'receiving', 'metadata-emulator'] as const)(
+    '%s refuses an unknown LOG_LEVEL, naming it and the levels it takes, with no stack trace',
+    async (name) => {
+      const env = { PORT: String(await freePort()), LOG_LEVEL: 'verbose', URL: 'http://127.0.0.1:9', AUDIENCES: 'https://r.example' };
+      const { code, stderr } = await startWith(name, env);
+      expect(code).toBe(1);
+      expect(stderr).toContain('LOG_LEVEL must be one of trace, debug, info, warn, error, fatal, silent, got "verbose"');
+      expect(stderr).toContain('refusing to start');
+      expect(stderr).not.toMatch(/\n\s+at /);
+    },
+  );
+
+  it.each([
+    ['GCE_METADATA_HOST', 'http://127.0.0.1:8082'],
+    ['GCE_METADATA_HOST', '127.0.0.1:8082/computeMetadata/v1'],
+    ['GCE_METADATA_IP', 'garbage!'],
+  ])('calling and receiving refuse %s=%s: host[:port], no scheme or path', async (variable, value) => {
+    for (const name of ['calling', 'receiving'] as const) {
+      const env = { PORT: String(await freePort()), URL: 'http://127.0.0.1:9', AUDIENCES: 'https://r.example', [variable]: value };
+      const { code, stderr } = await startWith(name, env);
+      expect([name, code]).toEqual([name, 1]);
+      expect(stderr).toContain(`${variable} must be host[:port] with no scheme or path (e.g. 127.0.0.1:8082), got "${value}"`);
+    }
+  });
+
   it('the emulator refuses a SERVICE_ACCOUNT that is not an email', async () => {
     const { code, stderr } = await startWith('metadata-emulator', { PORT: String(await freePort()), SERVICE_ACCOUNT: 'me' });
     expect(code).toBe(1);

@@ -14,7 +14,7 @@ describe('errorHandler', () => {
     const captured = capturingLogger();
     lines = captured.lines;
     const app = express();
-    app.use(requestLog(captured.logger, { projectId: () => undefined }));
+    app.use(requestLog(captured.logger, () => undefined));
     app.use(express.json());
     app.get('/invalid', () => {
       throw new TokenInvalidError('token has expired', { cause: new Error('jose said exp') });

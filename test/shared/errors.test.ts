@@ -33,8 +33,22 @@ describe('the errors services answer with', () => {
     for (const error of every) {
       expect(error.title).toMatch(/^[A-Z][a-z]+( [a-z0-9A-Z]+)+$|^Not found$/);
       expect(error.type).toBe(`urn:cloudrun-service-auth:problem:${error.code.toLowerCase().replaceAll('_', '-')}`);
-      expect(error.name).toBe('ServiceError');
+      // Each by its own class's name, as a stack trace or a log line shows it.
+      expect(error.name).toBe(error.constructor.name);
     }
+    expect(new Set(every.map((e) => e.name))).toEqual(
+      new Set([
+        'TokenMissingError',
+        'TokenInvalidError',
+        'CallerNotInvokerError',
+        'SigningKeysUnavailableError',
+        'IdTokenUnavailableError',
+        'UpstreamRefusedError',
+        'UpstreamUnreachableError',
+        'UpstreamTimeoutError',
+        'NotFoundError',
+      ]),
+    );
   });
 
   it.each([

@@ -1,7 +1,12 @@
 import express from 'express';
-import { projectIdFrom } from '../../services/shared/project-id.js';
+import { EnvReader, type Env } from '../../services/shared/env.js';
+import type { Logger } from '../../services/shared/logger.js';
+import { projectIdFrom as fromConfig } from '../../services/shared/project-id.js';
 import { capturingLogger } from '../helpers/logs.js';
 import { serve, type Running } from '../helpers/servers.js';
+
+/** As a service reads it: its env through EnvReader (which trims), then the lookup. */
+const projectIdFrom = (env: Env, logger: Logger) => fromConfig(new EnvReader('test', env).common(), logger);
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 

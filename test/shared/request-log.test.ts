@@ -18,7 +18,7 @@ describe('requestLog', () => {
     const captured = capturingLogger();
     lines = captured.lines;
     const app = express();
-    app.use(requestLog(captured.logger, { projectId: () => project }));
+    app.use(requestLog(captured.logger, () => project));
     app.get('/hello', (_req, res) => {
       res.set('Content-Length', '5').end('hello');
     });
@@ -185,7 +185,7 @@ describe('requestLog', () => {
       projectAsked += 1;
       return undefined;
     };
-    app.use(requestLog(createLogger('emulator', { level: 'info', destination }), { projectId, level: 'debug' }));
+    app.use(requestLog(createLogger('emulator', 'info', destination), projectId, 'debug'));
     app.get('/', (_req, res) => {
       res.end('ok');
     });

@@ -4,6 +4,7 @@ import { loadEmulatorConfig } from '../../../local/metadata-emulator/config.js';
 describe('loadEmulatorConfig', () => {
   it("defaults to loopback and Cloud Run's default compute identity", () => {
     expect(loadEmulatorConfig({})).toEqual({
+      logLevel: 'info',
       host: '127.0.0.1',
       port: 8082,
       projectId: 'local-project',

@@ -1,0 +1,109 @@
+import http, { type ClientRequest, type IncomingHttpHeaders } from 'node:http';
+import https from 'node:https';
+
+/**
+ * The one HTTP client of the services: a GET to the metadata server, to Google's key server or to
+ * the receiving service. Node's own http module, because it is the only client here that reports a
+ * body cut short (node-fetch 2 waits for the rest of a Content-Length body until its timeout).
+ */
+export interface HttpGetOptions {
+  /** Whose sockets to use: keep-alive for the request path, https with its CA for an https URL. */
+  agent: http.Agent;
+  headers?: Record<string, string>;
+  /** Bound on the whole call, its one retry included. */
+  timeoutMs: number;
+  /** The largest body accepted, in bytes. */
+  maxBytes: number;
+}
+
+export interface HttpAnswer {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: string;
+}
+
+/** What went wrong, for a caller to map onto its own answer. */
+export type HttpFailureKind = 'refused' | 'reset' | 'timeout' | 'too-large' | 'dns' | 'tls' | 'network';
+
+export class HttpFailure extends Error {
+  /** message: what the server did, to follow its name ("the key server at URL ..."). */
+  constructor(
+    readonly kind: HttpFailureKind,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'HttpFailure';
+  }
+}
+
+const TLS_CODE = /CERT|^ERR_TLS_|^ERR_SSL_|^HOSTNAME_MISMATCH$/;
+
+/** A failure of the connection, in words: refused, reset, DNS, TLS, or the code when nothing better is known. */
+function connectionFailure(err: unknown): HttpFailure {
+  const code = (err as { code?: unknown }).code;
+  const [kind, words]: [HttpFailureKind, string] =
+    code === 'ECONNREFUSED'
+      ? ['refused', 'the connection was refused']
+      : code === 'ECONNRESET' || code === 'EPIPE'
+        ? ['reset', 'the connection was reset']
+        : code === 'ENOTFOUND' || code === 'EAI_AGAIN'
+          ? ['dns', 'its host name does not resolve']
+          : typeof code === 'string' && TLS_CODE.test(code)
+            ? ['tls', `TLS failed: ${code}`]
+            : ['network', `a network error (${typeof code === 'string' ? code : 'no code'})`];
+  return new HttpFailure(kind, `could not be reached (${words})`, { cause: err });
+}
+
+/**
+ * GETs url and reads the whole body. Resolves with any status (redirects are not followed);
+ * rejects with HttpFailure when no whole answer came: at once when the connection fails or the
+ * body is cut short, after timeoutMs when the server is silent. A request that meets a kept-alive
+ * connection the server had closed is sent again once, on a new one, as GET is safe to repeat.
+ */
+export function httpGet(url: URL, options: HttpGetOptions): Promise<HttpAnswer> {
+  const get = url.protocol === 'https:' ? https.get : http.get;
+  return new Promise((resolve, reject) => {
+    let request: ClientRequest;
+    let settled = false;
+    const settle = (failure: HttpFailure | undefined, answer?: HttpAnswer) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (failure === undefined) resolve(answer!);
+      else {
+        request.destroy();
+        reject(failure);
+      }
+    };
+    const timer = setTimeout(() => settle(new HttpFailure('timeout', `did not answer within ${options.timeoutMs} ms`)), options.timeoutMs);
+    const send = (mayRetry: boolean) => {
+      const req = get(url, { agent: options.agent, headers: options.headers ?? {} });
+      request = req;
+      let answered = false;
+      req.on('response', (res) => {
+        answered = true;
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on('data', (chunk: Buffer) => {
+          size += chunk.length;
+          if (size > options.maxBytes) {
+            settle(new HttpFailure('too-large', `answered more than ${Math.floor(options.maxBytes / 1024)} KB`));
+          } else chunks.push(chunk);
+        });
+        res.on('end', () => settle(undefined, { status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks).toString() }));
+        // The connection closed before the whole body arrived (Content-Length or chunked alike).
+        res.on('error', (err) =>
+          settle(new HttpFailure('reset', 'could not be reached (the connection was reset before the whole answer came)', { cause: err })),
+        );
+      });
+      req.on('error', (err) => {
+        if (settled) return;
+        const code = (err as { code?: unknown }).code;
+        if (mayRetry && !answered && req.reusedSocket && (code === 'ECONNRESET' || code === 'EPIPE')) send(false);
+        else settle(connectionFailure(err));
+      });
+    };
+    send(true);
+  });
+}
