@@ -9,10 +9,6 @@
  *   path never parses it.
  * - `pino-pretty` (a dev dependency, for terminals) is required at run time through createRequire
  *   and is not bundled; where it is not installed (the images) logs stay JSON.
- * - node-fetch 2 imports `whatwg-url` only as a fallback for runtimes without a global URL class
- *   (`Url.URL || whatwgUrl.URL`); Node has one, so the bundle gets a one-line stand-in instead of
- *   ~340 KB of Unicode tables, and with it no require of Node's deprecated `punycode` (which Node
- *   22+ reports on stderr for code outside node_modules, as a bundle is).
  * - Whitespace and syntax minified, names kept: error names and stack traces read as in the source.
  *   A source map without the sources sits beside each file: with `--enable-source-maps` (e.g. in
  *   NODE_OPTIONS) stack traces point at `.ts` lines; without it Node never reads the map.
@@ -35,18 +31,6 @@ const LAZY_PACKAGES: Record<string, string[]> = {
 // Run from dist/scripts (after tsc) or from scripts/ (Node's type stripping, in the Dockerfiles).
 const here = dirname(fileURLToPath(import.meta.url));
 const root = basename(dirname(here)) === 'dist' ? join(here, '..', '..') : join(here, '..');
-
-/** whatwg-url as node-fetch 2 uses it on Node: its URL is Node's. */
-const whatwgUrlIsNodeUrl: Plugin = {
-  name: 'whatwg-url-is-node-url',
-  setup(build) {
-    build.onResolve({ filter: /^whatwg-url$/ }, () => ({ path: 'whatwg-url', namespace: 'node-url' }));
-    build.onLoad({ filter: /.*/, namespace: 'node-url' }, () => ({
-      contents: 'module.exports = { URL: globalThis.URL };',
-      loader: 'js',
-    }));
-  },
-};
 
 /** `await import('pkg')` of a lazy package stays an import, of the file built beside main.mjs. */
 function lazyPackagesBeside(used: Set<string>): Plugin {
@@ -71,7 +55,7 @@ const common: BuildOptions = {
   platform: 'node',
   format: 'esm',
   target: 'node20.19',
-  // The CommonJS packages inside (express, node-fetch, ...) call require(); an ES module has none.
+  // The CommonJS packages inside (express, pino, ...) call require(); an ES module has none.
   banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
   minifyWhitespace: true,
   minifySyntax: true,
@@ -89,14 +73,13 @@ export async function bundleService(service: BundledService): Promise<string> {
     ...common,
     entryPoints: [join('services', service, 'main.ts')],
     outfile: join(outdir, 'main.mjs'),
-    plugins: [whatwgUrlIsNodeUrl, lazyPackagesBeside(lazy)],
+    plugins: [lazyPackagesBeside(lazy)],
   });
   for (const pkg of lazy) {
     await build({
       ...common,
       stdin: { contents: `export { ${LAZY_PACKAGES[pkg]!.join(', ')} } from '${pkg}';`, resolveDir: root, sourcefile: `${pkg}.lazy.ts` },
       outfile: join(outdir, `${pkg}.mjs`),
-      plugins: [whatwgUrlIsNodeUrl],
     });
   }
   return outdir;

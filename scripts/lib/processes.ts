@@ -37,9 +37,10 @@ export function entryOf(name: ServiceName): string {
 
 /**
  * Node's flags for the deployed services, the same in the Dockerfiles' CMD and package.json's
- * start scripts (a test holds them together). DEP0169: node-fetch 2 calls url.parse() on a URL it
- * has already normalised with WHATWG URL; Node 24+ warns about url.parse() in code outside
- * node_modules, which a bundle is, so without this every instance would print that warning once.
+ * start scripts (a test holds them together). DEP0169: Express's URL parser (parseurl) calls
+ * url.parse() for a request target that is not a plain path (absolute-form, or holding a space or
+ * `#`); Node 24+ warns about url.parse() in code outside node_modules, which a bundle is, so
+ * without this the first such request would print that warning.
  * No heap flags: see docs/performance.md (they cost req/s and, on Node 20, start-up time).
  */
 export const SERVICE_NODE_FLAGS = ['--disable-warning=DEP0169'] as const;
