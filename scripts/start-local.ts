@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { prettyFactory } from 'pino-pretty';
 import { EnvReader } from '../services/shared/env.js';
 import { PRETTY_OPTIONS } from '../services/shared/logger.js';
-import { loadConfigOrExit } from '../services/shared/main-support.js';
+import { loadConfigOrExit } from '../services/shared/server.js';
 import { startLocalChain, type LocalChain } from './lib/local-chain.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));

@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { createLogger } from '../../services/shared/logger.js';
-import { loadConfigOrExit } from '../../services/shared/main-support.js';
-import { exitOnSignals, listenOrExit, portOf } from '../../services/shared/server.js';
+import { exitOnSignals, listenOrExit, loadConfigOrExit, portOf } from '../../services/shared/server.js';
 import { createMetadataEmulator } from './app.js';
 import { loadEmulatorConfig } from './config.js';
 import { createSigningKey, loadSigningKey, type SigningKey } from './signing-key.js';

@@ -1,6 +1,5 @@
 import { createLogger } from '../shared/logger.js';
-import { loadConfigOrExit } from '../shared/main-support.js';
-import { exitOnSignals, listenOrExit, portOf } from '../shared/server.js';
+import { exitOnSignals, listenOrExit, loadConfigOrExit, portOf } from '../shared/server.js';
 import { createCalling } from './app.js';
 import { loadCallingConfig } from './config.js';
 

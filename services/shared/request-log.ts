@@ -57,13 +57,14 @@ export function requestLog(
             status,
             latency: `${(ms / 1000).toFixed(3)}s`,
             protocol: `HTTP/${req.httpVersion}`,
-            ...(req.headers['user-agent'] ? { userAgent: redactPath(req.headers['user-agent']) } : {}),
-            ...(req.socket.remoteAddress ? { remoteIp: req.socket.remoteAddress } : {}),
-            ...(res.getHeader('content-length') !== undefined ? { responseSize: String(res.getHeader('content-length')) } : {}),
+            // pino leaves out a field that is undefined, here and below.
+            userAgent: req.headers['user-agent'] ? redactPath(req.headers['user-agent']) : undefined,
+            remoteIp: req.socket.remoteAddress || undefined,
+            responseSize: res.getHeader('content-length')?.toString(),
           },
-          ...(caller ? { caller: caller.email ?? `subject ${caller.subject}` } : {}),
-          ...(problem ? { error: problem } : {}),
-          err: failure, // set by the error handler on a 500; pino leaves out a field that is undefined
+          caller: caller && (caller.email ?? `subject ${caller.subject}`),
+          error: problem,
+          err: failure, // set by the error handler on a 500
         },
         left
           ? `${req.method} ${path}: the client stopped waiting after ${Math.round(ms)} ms`
@@ -79,7 +80,7 @@ function traceFieldsOf(req: IncomingMessage, project: string | undefined): Recor
   if (trace === undefined) return {};
   return {
     'logging.googleapis.com/trace': `projects/${project}/traces/${trace.traceId}`,
-    ...(trace.spanId ? { 'logging.googleapis.com/spanId': trace.spanId } : {}),
+    'logging.googleapis.com/spanId': trace.spanId,
     'logging.googleapis.com/trace_sampled': trace.sampled,
   };
 }

@@ -1,5 +1,6 @@
 import type { Server } from 'node:http';
 import type { Express } from 'express';
+import { ConfigError } from './env.js';
 import type { Logger } from './logger.js';
 
 export function listen(app: Express, host: string, port: number): Promise<Server> {
@@ -8,6 +9,19 @@ export function listen(app: Express, host: string, port: number): Promise<Server
     server.once('listening', () => resolve(server));
     server.once('error', reject);
   });
+}
+
+/** Loads config or ends the process before it listens, naming every bad variable on stderr. */
+export function loadConfigOrExit<T>(load: () => T): T {
+  try {
+    return load();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\nrefusing to start.\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
 }
 
 /** listen, or end the process with a message that says what to change (a port in use, say). */

@@ -174,7 +174,7 @@ describe('what the bundles are made of', () => {
     const line = lines.findIndex((text) => text.includes('refusing to start.'));
     const column = lines[line]!.indexOf('refusing to start.');
     const entry = map.findEntry(line, column) as { originalSource?: string; originalLine?: number };
-    expect(entry.originalSource).toMatch(/services\/shared\/(main-support|server)\.ts$/);
+    expect(entry.originalSource).toMatch(/services\/shared\/server\.ts$/);
     const source = readFileSync(new URL(entry.originalSource!.replace(/^(\.\.\/)+/, ''), repo), 'utf8').split('\n');
     expect(source[entry.originalLine!]).toContain('refusing to start');
   });
