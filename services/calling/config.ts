@@ -2,10 +2,10 @@ import { CLOUD_RUN_METADATA_HOST, EnvReader, type CommonConfig, type Env } from 
 import { readCredentials } from './credentials.js';
 import type { TokenOrigin } from './id-token-source.js';
 
-export const AUTH_MODES = ['id-token', 'none'] as const;
+const AUTH_MODES = ['id-token', 'none'] as const;
 export type AuthMode = (typeof AUTH_MODES)[number];
 
-export const TOKEN_HEADERS = ['authorization', 'x-serverless-authorization', 'both'] as const;
+const TOKEN_HEADERS = ['authorization', 'x-serverless-authorization', 'both'] as const;
 export type TokenHeader = (typeof TOKEN_HEADERS)[number];
 
 export interface CallingConfig extends CommonConfig {

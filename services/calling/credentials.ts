@@ -15,7 +15,7 @@ export interface CheckedCredentials {
 }
 
 /** The fix for credentials that cannot call Cloud Run, and for a missing or broken file. */
-export const IMPERSONATE =
+const IMPERSONATE =
   'run `gcloud auth application-default login --impersonate-service-account=SA` for a service account SA ' +
   'that may invoke the receiving service (you need roles/iam.serviceAccountTokenCreator on SA)';
 

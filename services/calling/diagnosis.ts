@@ -3,7 +3,7 @@ import { UpstreamRefusedError } from '../shared/errors.js';
 import { iamMember } from '../shared/iam.js';
 import type { AuthMode } from './config.js';
 
-export interface Refusal {
+interface Refusal {
   url: URL;
   upstreamStatus: number;
   audience: string;
@@ -83,7 +83,7 @@ function reasonIn(challenge: string | undefined): string | undefined {
 }
 
 /** The Cloud Run service name (and region when the URL tells it), for the gcloud command. */
-export function serviceOf(url: URL): { name: string; region?: string } {
+function serviceOf(url: URL): { name: string; region?: string } {
   const host = url.hostname;
   // https://SERVICE-PROJECTNUMBER.REGION.run.app
   const deterministic = /^(.+)-\d+\.([a-z]+-[a-z]+\d+)\.run\.app$/.exec(host);

@@ -13,7 +13,7 @@ const REFRESH_AHEAD_MS = 5 * 60_000;
 /** Never send a token with less than this left: wait for a fresh one. */
 const MIN_VALIDITY_MS = 30_000;
 
-export interface IdTokenCacheOptions {
+interface IdTokenCacheOptions {
   /** What to check when no token can be had; ends the 503 message. */
   hint: string;
   /** Attempts per fetch, the first included (default 3). */

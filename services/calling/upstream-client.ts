@@ -3,7 +3,7 @@ import https from 'node:https';
 import { UpstreamTimeoutError, UpstreamUnreachableError } from '../shared/errors.js';
 import { httpGet, type HttpFailure } from '../shared/http.js';
 
-export interface UpstreamResponse {
+interface UpstreamResponse {
   status: number;
   body: string;
   /** WWW-Authenticate, when receiving sent one. */
@@ -11,7 +11,7 @@ export interface UpstreamResponse {
 }
 
 /** Resolves with whatever status came back; rejects only when no whole answer arrived in time. */
-export type UpstreamClient = (headers: Record<string, string>) => Promise<UpstreamResponse>;
+type UpstreamClient = (headers: Record<string, string>) => Promise<UpstreamResponse>;
 
 const MAX_BODY_BYTES = 1024 * 1024;
 

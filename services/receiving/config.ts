@@ -2,10 +2,10 @@ import { EnvReader, type CommonConfig, type Env } from '../shared/env.js';
 import { GOOGLE_ISSUERS } from '../shared/google-id-token.js';
 import { emailKey } from '../shared/iam.js';
 
-export const TOKEN_CHECKS = ['verify', 'platform', 'none'] as const;
+const TOKEN_CHECKS = ['verify', 'platform', 'none'] as const;
 export type TokenCheck = (typeof TOKEN_CHECKS)[number];
 
-export const GOOGLE_JWKS_URL = 'https://www.googleapis.com/oauth2/v3/certs';
+const GOOGLE_JWKS_URL = 'https://www.googleapis.com/oauth2/v3/certs';
 
 /**
  * INVOKERS, the local stand-in for roles/run.invoker bindings: the emails of the IAM members it

@@ -8,7 +8,7 @@ import { httpGet, type HttpAnswer, type HttpFailure } from '../shared/http.js';
  * Google's signing keys, cached so that the key server's outages and anyone's forged key ids cost
  * receiving nothing: the rules are in docs/security.md ("How receiving caches Google's signing keys").
  */
-export interface SigningKeySet {
+interface SigningKeySet {
   /** For jose's jwtVerify: a cached key, or JWKSNoMatchingKey, or SigningKeysUnavailableError. */
   getKey: JWTVerifyGetKey;
   /**
@@ -33,10 +33,10 @@ export interface SigningKeySetOptions {
 }
 
 /** Keys are kept for the key server's Cache-Control max-age, within these bounds. */
-export const MIN_MAX_AGE_S = 30;
-export const MAX_MAX_AGE_S = 24 * 60 * 60;
+const MIN_MAX_AGE_S = 30;
+const MAX_MAX_AGE_S = 24 * 60 * 60;
 /** When the key server sends no max-age. */
-export const DEFAULT_MAX_AGE_S = 300;
+const DEFAULT_MAX_AGE_S = 300;
 const MAX_BODY_BYTES = 64 * 1024;
 
 interface Cached {

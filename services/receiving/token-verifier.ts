@@ -126,7 +126,7 @@ const MISSING_CLAIM: Readonly<Record<string, string>> = {
 };
 
 /** A short reason for the client; jose's own messages can quote claim values, so none pass through. */
-export function describeFailure(err: unknown): string {
+function describeFailure(err: unknown): string {
   if (err instanceof errors.JWTExpired) {
     return err.claim === 'iat' ? 'token was issued too long ago' : 'token has expired';
   }

@@ -5,7 +5,7 @@
  */
 import { iamMember } from './iam.js';
 
-export type ErrorCode =
+type ErrorCode =
   | 'TOKEN_MISSING'
   | 'TOKEN_INVALID'
   | 'CALLER_NOT_INVOKER'
@@ -32,7 +32,7 @@ const TITLES: Record<ErrorCode, string> = {
   NOT_FOUND: 'Not found',
 };
 
-export interface ServiceErrorOptions {
+interface ServiceErrorOptions {
   cause?: unknown;
   headers?: Record<string, string>;
   /** Extra members of the problem details (RFC 9457) body. */

@@ -10,9 +10,9 @@ import { TokenInvalidError } from './errors.js';
 export const GOOGLE_ISSUERS: readonly string[] = ['https://accounts.google.com', 'accounts.google.com'];
 
 /** Google's ID tokens live one hour; like google-auth-library, refuse any that claims more than a day. */
-export const MAX_TOKEN_LIFETIME_S = 24 * 60 * 60;
+const MAX_TOKEN_LIFETIME_S = 24 * 60 * 60;
 
-export interface IdTokenRules {
+interface IdTokenRules {
   audiences: readonly string[];
   issuers: readonly string[];
   /** Seconds of clock skew forgiven on exp, nbf and iat. */

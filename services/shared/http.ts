@@ -6,7 +6,7 @@ import https from 'node:https';
  * the receiving service. Node's own http module, because it is the only client here that reports a
  * body cut short (node-fetch 2 waits for the rest of a Content-Length body until its timeout).
  */
-export interface HttpGetOptions {
+interface HttpGetOptions {
   /** Whose sockets to use: keep-alive for the request path, https with its CA for an https URL. */
   agent: http.Agent;
   headers?: Record<string, string>;

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 
 /** The trace a request belongs to, from the headers Cloud Run sends. */
-export interface TraceContext {
+interface TraceContext {
   /** 32 hex characters. */
   traceId: string;
   /** 16 hex characters, as Cloud Logging wants it. */

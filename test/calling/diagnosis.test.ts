@@ -1,4 +1,4 @@
-import { explainRefusal, serviceOf } from '../../services/calling/diagnosis.js';
+import { explainRefusal } from '../../services/calling/diagnosis.js';
 import { b64url } from '../helpers/tokens.js';
 
 const SA = 'cloudrun-authenticated-sa@my-project.iam.gserviceaccount.com';
@@ -54,13 +54,16 @@ describe('explainRefusal', () => {
   });
 });
 
-describe('serviceOf', () => {
+describe('the service a 403 fix names, read from URL', () => {
   it.each([
-    ['https://receiving-abc123defg-uc.a.run.app', { name: 'receiving' }],
-    ['https://my-receiving-123456789012.us-central1.run.app', { name: 'my-receiving', region: 'us-central1' }],
-    ['http://127.0.0.1:8081', { name: 'receiving' }],
-    ['https://api.example.com', { name: 'RECEIVING_SERVICE' }],
-  ])('reads %s', (href, expected) => {
-    expect(serviceOf(new URL(href))).toEqual(expected);
+    ['https://receiving-abc123defg-uc.a.run.app', 'receiving'],
+    ['https://my-receiving-123456789012.us-central1.run.app', 'my-receiving --region=us-central1'],
+    ['http://127.0.0.1:8081', 'receiving'],
+    ['https://api.example.com', 'RECEIVING_SERVICE'],
+  ])('reads %s', (href, service) => {
+    const error = explainRefusal({ ...base, url: new URL(href), upstreamStatus: 403 });
+    expect(error.extensions.fix).toBe(
+      `gcloud run services add-iam-policy-binding ${service} --member=serviceAccount:${SA} --role=roles/run.invoker`,
+    );
   });
 });

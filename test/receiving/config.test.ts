@@ -1,5 +1,5 @@
 import { ConfigError } from '../../services/shared/env.js';
-import { GOOGLE_JWKS_URL, loadReceivingConfig } from '../../services/receiving/config.js';
+import { loadReceivingConfig } from '../../services/receiving/config.js';
 import { GOOGLE_ISSUERS } from '../../services/shared/google-id-token.js';
 
 const problemsOf = (env: Record<string, string>): readonly string[] => {
@@ -22,7 +22,7 @@ describe('loadReceivingConfig', () => {
       issuers: GOOGLE_ISSUERS,
       invokers: null,
     });
-    expect(config.jwksUrl.href).toBe(GOOGLE_JWKS_URL);
+    expect(config.jwksUrl.href).toBe('https://www.googleapis.com/oauth2/v3/certs');
   });
 
   it('refuses to verify without AUDIENCES, naming it', () => {

@@ -440,6 +440,22 @@ describe('remembered tokens follow their key', () => {
     }
   });
 
+  it('calls a token without a key id ambiguous when the key set holds more than one RSA key', async () => {
+    const [a, b] = await Promise.all([generateKeyPair('RS256', { extractable: true }), generateKeyPair('RS256', { extractable: true })]);
+    const jwkOf = async (pair: typeof a) => ({ ...(await exportJWK(pair.publicKey)), alg: 'RS256', use: 'sig' });
+    const server = new KeyServer();
+    server.mode = 'raw';
+    server.raw = { keys: [await jwkOf(a), await jwkOf(b)] };
+    await server.start();
+    const verifier = verifierFor(server, {});
+    try {
+      const token = await new SignJWT(claims()).setProtectedHeader({ alg: 'RS256' }).sign(a.privateKey);
+      expect(await outcome(verifier, token)).toBe('401 token key id is ambiguous');
+    } finally {
+      await server.close();
+    }
+  });
+
   it('keeps remembered tokens whose key is still published', async () => {
     const key = await createSigningKey();
     const server = new KeyServer();

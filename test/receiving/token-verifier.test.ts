@@ -3,7 +3,7 @@ import express from 'express';
 import { createSigningKey, type SigningKey } from '../../local/metadata-emulator/signing-key.js';
 import { SigningKeysUnavailableError, TokenInvalidError } from '../../services/shared/errors.js';
 import { errors } from 'jose';
-import { createJwksTokenVerifier, describeFailure, type TokenVerifier } from '../../services/receiving/token-verifier.js';
+import { createJwksTokenVerifier, type TokenVerifier } from '../../services/receiving/token-verifier.js';
 import { serve, startEmulator, nowS, type Running, type RunningEmulator } from '../helpers/servers.js';
 import { b64url, claimsFor } from '../helpers/tokens.js';
 
@@ -177,15 +177,6 @@ describe('createJwksTokenVerifier with the emulator keys', () => {
     await expect(verifier.verify(await sign({ iat: nowS() + 10, exp: nowS() + 3610 }))).resolves.toMatchObject({
       emailVerified: true,
     });
-  });
-});
-
-describe('describeFailure', () => {
-  it('names claims it has no words for, and ambiguous key ids', () => {
-    expect(describeFailure(new errors.JWTClaimValidationFailed('x', {}, 'sub', 'check_failed'))).toBe('token claim sub is invalid');
-    expect(describeFailure(new errors.JWTClaimValidationFailed('x', {}, 'azp', 'missing'))).toBe('token has no azp claim');
-    expect(describeFailure(new errors.JWKSMultipleMatchingKeys())).toBe('token key id is ambiguous');
-    expect(describeFailure(new Error('anything else'))).toBe('token is malformed');
   });
 });
 
