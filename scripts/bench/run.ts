@@ -1,14 +1,26 @@
 /**
- * `npm run bench [-- --json FILE] [--duration S] [--rounds N] [--connections N] [--spawns N] [--no-memory-limit]`: starts the services and their
+ * `npm run bench [-- --json FILE] [--duration S] [--rounds N] [--connections N] [--spawns N] [--no-memory-limit] [--baseline DIR]`:
+ * starts the services and their
  * baselines as separate processes on 127.0.0.1, drives each scenario with autocannon at the same
  * concurrency for the same time, and prints a table and the ratios the product is judged by.
  * Absolute numbers on a shared machine are noise; ratios measured side by side in one run are not.
+ * --baseline DIR: another built checkout (its dist/bundle), whose chain and receiving run in the
+ * same rounds, so a change is judged against the code before it in one run.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { loadEmulatorConfig } from '../../local/metadata-emulator/config.js';
-import { freePort, nodeArgsOf, startProcess, startService, type ServiceProcess, type StartOptions } from '../lib/processes.js';
+import {
+  freePort,
+  nodeArgsOf,
+  SERVICE_NODE_FLAGS,
+  startProcess,
+  startService,
+  type ServiceProcess,
+  type StartOptions,
+} from '../lib/processes.js';
 import { deployedRuntime, memoryCgroup, type MemoryCgroup } from './memory-limit.js';
 
 interface Options {
@@ -21,6 +33,8 @@ interface Options {
   spawns: number;
   /** Whether to run the chain under the deployed memory limit too (`--no-memory-limit` skips it). */
   memoryLimit: boolean;
+  /** A built checkout to measure beside this one. */
+  baseline?: string;
 }
 
 function parseArgs(argv: string[]): Options {
@@ -36,9 +50,10 @@ function parseArgs(argv: string[]): Options {
     else if (flag === '--connections' && value) options.connections = Number(value);
     else if (flag === '--rounds' && value) options.rounds = Number(value);
     else if (flag === '--spawns' && value) options.spawns = Number(value);
+    else if (flag === '--baseline' && value) options.baseline = resolve(value);
     else
       throw new Error(
-        `unknown argument ${flag}; use --json FILE, --duration S, --rounds N, --connections N, --spawns N, --no-memory-limit`,
+        `unknown argument ${flag}; use --json FILE, --duration S, --rounds N, --connections N, --spawns N, --no-memory-limit, --baseline DIR`,
       );
     i += 1;
   }
@@ -46,7 +61,18 @@ function parseArgs(argv: string[]): Options {
   if (!(options.rounds >= 1 && options.rounds <= 10)) throw new Error('--rounds must be 1 to 10');
   if (!(options.connections >= 1 && options.connections <= 256)) throw new Error('--connections must be 1 to 256');
   if (!(options.spawns >= 1 && options.spawns <= 31)) throw new Error('--spawns must be 1 to 31');
+  for (const service of ['calling', 'receiving']) {
+    if (options.baseline !== undefined && !existsSync(baselineEntry(options.baseline, service))) {
+      throw new Error(`--baseline ${options.baseline}: no ${baselineEntry(options.baseline, service)} (run npm run build there first)`);
+    }
+  }
   return options;
+}
+
+const round3 = (value: number) => Math.round(value * 1000) / 1000;
+
+function baselineEntry(dir: string, service: string): string {
+  return join(dir, 'dist', 'bundle', service, 'main.mjs');
 }
 
 /** The authenticated chain started under the deployed memory limit. */
@@ -90,7 +116,12 @@ const started: ServiceProcess[] = [];
 const groups: MemoryCgroup[] = [];
 const say = (text = '') => process.stdout.write(`${text}\n`);
 
-async function start(name: string, entry: string | null, env: Record<string, string | undefined>, ready: Partial<StartOptions> = {}) {
+async function start(
+  name: string,
+  entry: string | string[] | null,
+  env: Record<string, string | undefined>,
+  ready: Partial<StartOptions> = {},
+) {
   const port = await freePort();
   const opts: StartOptions = { env: { ...baseEnv, ...env }, port, readyPollMs: 5, ...ready };
   const service =
@@ -245,6 +276,28 @@ async function main(): Promise<void> {
   const callingEnv = { URL: verifyUrl, GCE_METADATA_HOST: new URL(metadata.url).host };
   const callingAuth = await start('calling', null, callingEnv);
   const official = await start('official-sample', here('./official-sample.js'), callingEnv);
+  // The baseline's chain, exactly as ours: its receiving verifies, its calling gets tokens from the emulator.
+  const baselineArgs = (service: string) => [...SERVICE_NODE_FLAGS, baselineEntry(options.baseline!, service)];
+  const baselineVerifyUrl = `http://127.0.0.1:${await freePort()}`;
+  const baselineEnv = {
+    TOKEN_CHECK: 'verify',
+    AUDIENCES: baselineVerifyUrl,
+    JWKS_URL: jwks,
+    INVOKERS: `serviceAccount:${identity.serviceAccount}`,
+  };
+  const baseline =
+    options.baseline === undefined
+      ? undefined
+      : await (async () => {
+          const receiving = await startProcess('baseline-receiving', baselineArgs('receiving'), {
+            env: { ...baseEnv, ...baselineEnv },
+            port: Number(new URL(baselineVerifyUrl).port),
+            readyPollMs: 5,
+          });
+          started.push(receiving);
+          const calling = await start('baseline-calling', baselineArgs('calling'), { ...callingEnv, URL: baselineVerifyUrl });
+          return { receiving, calling };
+        })();
 
   // The same authenticated chain, each service in a memory cgroup with the limit its manifest
   // deploys it with, as on Cloud Run (Node sizes its heap from that limit): once as deployed, with
@@ -295,19 +348,34 @@ async function main(): Promise<void> {
     },
     { name: 'official-sample', args: [here('./official-sample.js')], env: callingEnv },
     { name: 'raw-hello', args: [here('./raw-server.js')], env: { MODE: 'hello' } },
+    ...(options.baseline === undefined
+      ? []
+      : [
+          { name: 'baseline-calling', args: baselineArgs('calling'), env: callingEnv },
+          { name: 'baseline-receiving', args: baselineArgs('receiving'), env: { ...baselineEnv, AUDIENCES: verifyUrl } },
+        ]),
   ]);
   const startMs = (name: string) => Math.round(median(starts.get(name)!.ms));
   const startRss = (name: string) => Math.round(median(starts.get(name)!.rssMb));
   // Each the median over the rounds of that round's ratio, as for throughput below.
-  const startRatio = (name: string) => {
-    const [ours, express] = [starts.get(name)!.ms, starts.get('express-hello')!.ms];
-    return Math.round(median(ours.map((value, i) => value / express[i]!)) * 1000) / 1000;
+  const startRatioTo = (name: string, other: string) => {
+    const [ours, theirs] = [starts.get(name)!.ms, starts.get(other)!.ms];
+    return Math.round(median(ours.map((value, i) => value / theirs[i]!)) * 1000) / 1000;
   };
+  const startRatio = (name: string) => startRatioTo(name, 'express-hello');
 
   const token = await (
     await fetch(`${metadata.url}/computeMetadata/v1/instance/service-accounts/default/identity?audience=${encodeURIComponent(verifyUrl)}`, {
       headers: { 'Metadata-Flavor': 'Google' },
     })
+  ).text();
+  const baselineToken = await (
+    await fetch(
+      `${metadata.url}/computeMetadata/v1/instance/service-accounts/default/identity?audience=${encodeURIComponent(baselineVerifyUrl)}`,
+      {
+        headers: { 'Metadata-Flavor': 'Google' },
+      },
+    )
   ).text();
 
   say();
@@ -333,6 +401,17 @@ async function main(): Promise<void> {
       { name: 'chain-none', url: `${callingNone.url}/` },
       chainAuth,
       { name: 'official-sample', url: `${official.url}/`, loads: [official, receivingVerify] },
+      ...(baseline === undefined
+        ? []
+        : [
+            {
+              name: 'baseline-receiving-verify',
+              url: `${baseline.receiving.url}/`,
+              headers: { Authorization: `Bearer ${baselineToken}` },
+              loads: [baseline.receiving],
+            },
+            { name: 'baseline-chain-auth', url: `${baseline.calling.url}/`, loads: [baseline.calling, baseline.receiving] },
+          ]),
       ...[limited, limitedBare].flatMap((chain) =>
         'calling' in chain ? [{ name: chain.label, url: `${chain.calling.url}/`, loads: [chain.calling, chain.receiving] }] : [],
       ),
@@ -375,6 +454,18 @@ async function main(): Promise<void> {
     chain_vs_framework: ratio('chain-auth', 'express-two-hop'),
     vs_official_sample: ratio('chain-auth', 'official-sample'),
   };
+  // This checkout against the baseline's, pair by pair in the same rounds (> 1: this one is faster).
+  const vsBaseline =
+    baseline === undefined
+      ? undefined
+      : {
+          chain_auth: ratio('chain-auth', 'baseline-chain-auth'),
+          receiving_verify: ratio('receiving-verify', 'baseline-receiving-verify'),
+          cold_start_calling: startRatioTo('calling', 'baseline-calling'),
+          cold_start_receiving: startRatioTo('receiving', 'baseline-receiving'),
+          rss_after_load_calling: afterLoad(callingAuth) / afterLoad(baseline.calling),
+          rss_after_load_receiving: afterLoad(receivingVerify) / afterLoad(baseline.receiving),
+        };
   const report = {
     scenarios,
     ratios,
@@ -406,6 +497,7 @@ async function main(): Promise<void> {
           mib: limitMiB,
           unavailable: 'unavailable' in limited ? limited.unavailable : 'unavailable' in limitedBare ? limitedBare.unavailable : '',
         }) as LimitReport,
+    vs_baseline: vsBaseline === undefined ? null : { dir: options.baseline, ...vsBaseline },
     settings: {
       connections: options.connections,
       rounds: options.rounds,
@@ -428,6 +520,28 @@ async function main(): Promise<void> {
     ['rss_first_200_mb.receiving', report.rss_first_200_mb.receiving, '<=', 60, 'MB at its first 200'],
     ['rss_after_load_mb.calling', report.rss_after_load_mb.calling, '<=', 90, 'highest MB right after a round of its load'],
     ['rss_after_load_mb.receiving', report.rss_after_load_mb.receiving, '<=', 90, 'highest MB right after a round of its load'],
+    ...(vsBaseline === undefined
+      ? []
+      : ([
+          ['vs_baseline.chain_auth', vsBaseline.chain_auth, '>=', 0.95, 'chain-auth / the baseline chain-auth'],
+          ['vs_baseline.receiving_verify', vsBaseline.receiving_verify, '>=', 0.95, 'receiving-verify / the baseline receiving-verify'],
+          [
+            'vs_baseline.cold_start_calling',
+            vsBaseline.cold_start_calling,
+            '<=',
+            1.05,
+            'spawn to first 200: calling / the baseline calling',
+          ],
+          ['vs_baseline.cold_start_receiving', vsBaseline.cold_start_receiving, '<=', 1.05, 'the same for receiving'],
+          [
+            'vs_baseline.rss_after_load_calling',
+            round3(vsBaseline.rss_after_load_calling),
+            '<=',
+            1.05,
+            'RSS after load: calling / the baseline calling',
+          ],
+          ['vs_baseline.rss_after_load_receiving', round3(vsBaseline.rss_after_load_receiving), '<=', 1.05, 'the same for receiving'],
+        ] as [string, number, '>=' | '<=' | '=', number, string][])),
   ];
   const meets = { '>=': (v: number, t: number) => v >= t, '<=': (v: number, t: number) => v <= t, '=': (v: number, t: number) => v === t };
   say();
