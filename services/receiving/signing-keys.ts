@@ -15,7 +15,7 @@ interface SigningKeySet {
    * Whether the cached key set still holds the key kid names, so that a token verified with it may
    * be trusted again; starts a background refresh if the keys are past their max-age. Synchronous.
    */
-  publishes(kid: string | undefined): boolean;
+  publishes(kid: string): boolean;
 }
 
 export interface SigningKeySetOptions {
@@ -111,7 +111,8 @@ export function createSigningKeySet(options: SigningKeySetOptions): SigningKeySe
     },
     publishes(kid) {
       refreshIfStale();
-      return kid !== undefined && cached !== undefined && cached.kids.has(kid);
+      // Asked only about tokens verified before, so keys are cached.
+      return cached!.kids.has(kid);
     },
   };
 }

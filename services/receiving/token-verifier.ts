@@ -39,7 +39,7 @@ export function createJwksTokenVerifier(options: JwksVerifierOptions): TokenVeri
   // A token that verified once verifies again until it expires or its key leaves the key set: the
   // signature check is deterministic. Remembering it (never a failure) spares the RSA check, about
   // twice the rest of a request's cost, on every request of a token's hour.
-  const verified = new Map<string, { caller: Caller; expS: number; kid: string | undefined }>();
+  const verified = new Map<string, { caller: Caller; expS: number; kid: string }>();
   const nowS = () => Math.floor((options.now?.() ?? new Date()).getTime() / 1000);
 
   return {
@@ -62,8 +62,12 @@ export function createJwksTokenVerifier(options: JwksVerifierOptions): TokenVeri
         throw new TokenInvalidError(describeFailure(err), { cause: err });
       }
       const caller = callerFrom(payload);
-      if (verified.size >= REMEMBERED_TOKENS) verified.delete(verified.keys().next().value!);
-      verified.set(token, { caller, expS: payload.exp, kid: decodeProtectedHeader(token).kid });
+      // A token without a key id cannot be told apart from its key's withdrawal: checked every time.
+      const { kid } = decodeProtectedHeader(token);
+      if (kid !== undefined) {
+        if (verified.size >= REMEMBERED_TOKENS) verified.delete(verified.keys().next().value!);
+        verified.set(token, { caller, expS: payload.exp, kid });
+      }
       return caller;
     },
   };
