@@ -12,10 +12,11 @@ interface SigningKeySet {
   /** For jose's jwtVerify: a cached key, or JWKSNoMatchingKey, or SigningKeysUnavailableError. */
   getKey: JWTVerifyGetKey;
   /**
-   * Whether the cached key set still holds the key kid names, so that a token verified with it may
-   * be trusted again; starts a background refresh if the keys are past their max-age. Synchronous.
+   * The key set in use now (undefined before the first fetch), starting a background refresh if it
+   * is past its max-age; each fetch brings a new one. A token verified under a key set may be
+   * trusted again while that same set is in use. Synchronous.
    */
-  publishes(kid: string): boolean;
+  current(): object | undefined;
 }
 
 export interface SigningKeySetOptions {
@@ -109,15 +110,16 @@ export function createSigningKeySet(options: SigningKeySetOptions): SigningKeySe
       }
       return cached.getKey(header, token);
     },
-    publishes(kid) {
+    current() {
       refreshIfStale();
-      // Asked only about tokens verified before, so keys are cached.
-      return cached!.kids.has(kid);
+      return cached;
     },
   };
 }
 
-class KeyFetchError extends Error {}
+class KeyFetchError extends Error {
+  override readonly name = 'KeyFetchError';
+}
 
 async function fetchKeys(
   url: URL,

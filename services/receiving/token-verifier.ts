@@ -1,4 +1,4 @@
-import { decodeJwt, decodeProtectedHeader, errors, type JWTPayload } from 'jose';
+import { decodeJwt, errors, type JWTPayload } from 'jose';
 import { SigningKeysUnavailableError, TokenInvalidError } from '../shared/errors.js';
 import { verifyIdToken, type IdTokenClaims } from '../shared/google-id-token.js';
 import { createSigningKeySet, type SigningKeySetOptions } from './signing-keys.js';
@@ -36,19 +36,23 @@ export interface JwksVerifierOptions {
  */
 export function createJwksTokenVerifier(options: JwksVerifierOptions): TokenVerifier {
   const keySet = createSigningKeySet({ url: options.jwksUrl, ...options.keys });
-  // A token that verified once verifies again until it expires or its key leaves the key set: the
+  // A token that verified once verifies again, until it expires, against the same keys: the
   // signature check is deterministic. Remembering it (never a failure) spares the RSA check, about
-  // twice the rest of a request's cost, on every request of a token's hour.
-  const verified = new Map<string, { caller: Caller; expS: number; kid: string }>();
+  // twice the rest of a request's cost, on every request of a token's hour. It is remembered with
+  // the key set it was checked against, and trusted again only while that set is in use: a fetch
+  // that withdraws or replaces its key (under the same kid too) makes it checked afresh.
+  const verified = new Map<string, { caller: Caller; expS: number; keys: object | undefined }>();
   const nowS = () => Math.floor((options.now?.() ?? new Date()).getTime() / 1000);
 
   return {
     async verify(token) {
       const known = verified.get(token);
       if (known !== undefined) {
-        if (known.expS > nowS() - CLOCK_TOLERANCE_S && keySet.publishes(known.kid)) return known.caller;
+        if (known.expS > nowS() - CLOCK_TOLERANCE_S && known.keys === keySet.current()) return known.caller;
         verified.delete(token);
       }
+      // Taken before the check: a fetch that lands during it makes the token checked again, never trusted longer.
+      const keys = keySet.current();
       let payload: IdTokenClaims;
       try {
         payload = await verifyIdToken(token, keySet.getKey, {
@@ -62,12 +66,8 @@ export function createJwksTokenVerifier(options: JwksVerifierOptions): TokenVeri
         throw new TokenInvalidError(describeFailure(err), { cause: err });
       }
       const caller = callerFrom(payload);
-      // A token without a key id cannot be told apart from its key's withdrawal: checked every time.
-      const { kid } = decodeProtectedHeader(token);
-      if (kid !== undefined) {
-        if (verified.size >= REMEMBERED_TOKENS) verified.delete(verified.keys().next().value!);
-        verified.set(token, { caller, expS: payload.exp, kid });
-      }
+      if (verified.size >= REMEMBERED_TOKENS) verified.delete(verified.keys().next().value!);
+      verified.set(token, { caller, expS: payload.exp, keys });
       return caller;
     },
   };

@@ -440,6 +440,30 @@ describe('remembered tokens follow their key', () => {
     }
   });
 
+  it('forgets a verified token once the key behind its key id is replaced, the id kept', async () => {
+    const [a, b] = await Promise.all([generateKeyPair('RS256', { extractable: true }), generateKeyPair('RS256', { extractable: true })]);
+    const jwkOf = async (pair: typeof a) => ({ ...(await exportJWK(pair.publicKey)), kid: 'k1', alg: 'RS256', use: 'sig' });
+    const server = new KeyServer();
+    server.mode = 'raw';
+    server.raw = { keys: [await jwkOf(a)] };
+    server.maxAgeS = 60;
+    await server.start();
+    let clockMs = Date.now();
+    const verifier = verifierFor(server, { now: () => clockMs });
+    try {
+      const token = await new SignJWT(claims()).setProtectedHeader({ alg: 'RS256', kid: 'k1' }).sign(a.privateKey);
+      expect(await outcome(verifier, token)).toBe('ok');
+      server.raw = { keys: [await jwkOf(b)] };
+      clockMs += 61_000;
+      expect(await outcome(verifier, token)).toBe('ok'); // the old keys, while the refresh runs
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(server.requests).toBe(2);
+      expect(await outcome(verifier, token)).toBe('401 token signature does not verify');
+    } finally {
+      await server.close();
+    }
+  });
+
   it('calls a token without a key id ambiguous when the key set holds more than one RSA key', async () => {
     const [a, b] = await Promise.all([generateKeyPair('RS256', { extractable: true }), generateKeyPair('RS256', { extractable: true })]);
     const jwkOf = async (pair: typeof a) => ({ ...(await exportJWK(pair.publicKey)), alg: 'RS256', use: 'sig' });
