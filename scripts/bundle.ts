@@ -9,6 +9,9 @@
  *   path never parses it.
  * - `pino-pretty` (a dev dependency, for terminals) is required at run time through createRequire
  *   and is not bundled; where it is not installed (the images) logs stay JSON.
+ * - The `debug` package (Express, its router, body-parser, send) is a no-op: with DEBUG set it
+ *   would write request URLs, query strings and all, to stderr, past the request log that keeps
+ *   tokens out of log lines.
  * - Whitespace and syntax minified, names kept: error names and stack traces read as in the source.
  *   A source map without the sources sits beside each file: with `--enable-source-maps` (e.g. in
  *   NODE_OPTIONS) stack traces point at `.ts` lines; without it Node never reads the map.
@@ -31,6 +34,20 @@ const LAZY_PACKAGES: Record<string, string[]> = {
 // Run from dist/scripts (after tsc) or from scripts/ (Node's type stripping, in the Dockerfiles).
 const here = dirname(fileURLToPath(import.meta.url));
 const root = basename(dirname(here)) === 'dist' ? join(here, '..', '..') : join(here, '..');
+
+/** `debug` as a logger that is never enabled, whatever DEBUG says. */
+const noDebug: Plugin = {
+  name: 'no-debug',
+  setup(build) {
+    build.onResolve({ filter: /^debug$/ }, () => ({ path: 'debug', namespace: 'no-debug' }));
+    build.onLoad({ filter: /.*/, namespace: 'no-debug' }, () => ({
+      contents:
+        'function createDebug() { const log = () => {}; log.enabled = false; log.extend = createDebug; return log; }\n' +
+        'createDebug.enabled = () => false;\nmodule.exports = createDebug;',
+      loader: 'js',
+    }));
+  },
+};
 
 /** `await import('pkg')` of a lazy package stays an import, of the file built beside main.mjs. */
 function lazyPackagesBeside(used: Set<string>): Plugin {
@@ -73,13 +90,14 @@ export async function bundleService(service: BundledService): Promise<string> {
     ...common,
     entryPoints: [join('services', service, 'main.ts')],
     outfile: join(outdir, 'main.mjs'),
-    plugins: [lazyPackagesBeside(lazy)],
+    plugins: [noDebug, lazyPackagesBeside(lazy)],
   });
   for (const pkg of lazy) {
     await build({
       ...common,
       stdin: { contents: `export { ${LAZY_PACKAGES[pkg]!.join(', ')} } from '${pkg}';`, resolveDir: root, sourcefile: `${pkg}.lazy.ts` },
       outfile: join(outdir, `${pkg}.mjs`),
+      plugins: [noDebug],
     });
   }
   return outdir;

@@ -7,8 +7,8 @@ export type Env = Readonly<Record<string, string | undefined>>;
 /** The metadata server's address on Cloud Run (and every Google Cloud VM). */
 export const CLOUD_RUN_METADATA_HOST = '169.254.169.254';
 
-/** A host name, IPv4 address or [IPv6] address, and an optional port (captured). */
-const HOST_PORT = /^(?:[a-z\d](?:[a-z\d-]{0,61}[a-z\d])?(?:\.[a-z\d](?:[a-z\d-]{0,61}[a-z\d])?)*|\[[\da-f:.]+\])(?::(\d{1,5}))?$/i;
+/** A project id, or a domain-scoped one (example.com:my-project). */
+const PROJECT_ID = /^(?:[a-z\d][a-z\d.-]{0,61}[a-z\d]:)?[a-z][a-z\d-]{4,28}[a-z\d]$/;
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -104,31 +104,55 @@ export class EnvReader {
       this.problem(`${name} must be an http(s) URL, got "${value}"`);
       return undefined;
     }
+    // Never quoted: a password would go into the problem, as it would go into every log line.
+    if (url.username !== '' || url.password !== '') {
+      this.problem(`${name} must not carry a user name or password: it is logged and named in error answers`);
+      return undefined;
+    }
+    if (url.port === '0') {
+      this.problem(`${name} must not name port 0, got "${value}"`);
+      return undefined;
+    }
     return url;
   }
 
   /**
    * Where the metadata server is, as Google's clients read it: GCE_METADATA_IP, else
-   * GCE_METADATA_HOST, each host[:port] (no scheme, no path); undefined when neither is set.
+   * GCE_METADATA_HOST, each host[:port] as a URL holds it (no scheme, user, path, query or port 0;
+   * both checked when both are set); undefined when neither is set.
    */
   private metadataHost(): string | undefined {
-    for (const name of ['GCE_METADATA_IP', 'GCE_METADATA_HOST']) {
+    const [ip, host] = ['GCE_METADATA_IP', 'GCE_METADATA_HOST'].map((name) => {
       const value = this.raw(name);
-      if (value === undefined) continue;
-      const match = HOST_PORT.exec(value);
-      if (match === null || Number(match[1] ?? 0) > 65535) {
+      if (value === undefined) return undefined;
+      let url: URL | undefined;
+      try {
+        url = new URL(`http://${value}`);
+      } catch {
+        // Not a host a URL can hold (256.1.1.1, [1.2.3.4], a space...).
+      }
+      const same = url !== undefined && [url.host, `${url.host}:80`].includes(value.toLowerCase());
+      const hostname = url !== undefined && /^(?:[a-z\d.-]+|\[[\da-f:.]+\])$/.test(url.hostname);
+      if (url === undefined || !same || !hostname || url.href !== `http://${url.host}/` || url.port === '0') {
         this.problem(`${name} must be host[:port] with no scheme or path (e.g. 127.0.0.1:8082), got "${value}"`);
       }
       return value;
-    }
-    return undefined;
+    });
+    return ip ?? host;
+  }
+
+  /** The value when it matches pattern; else undefined, and a problem saying what it must be. */
+  private matching(name: string, pattern: RegExp, what: string): string | undefined {
+    const value = this.raw(name);
+    if (value !== undefined && !pattern.test(value)) this.problem(`${name} must be ${what}, got "${value}"`);
+    return value;
   }
 
   /** What every service reads besides its own variables. */
   common(): CommonConfig {
     return {
       logLevel: this.oneOf('LOG_LEVEL', LOG_LEVELS, 'info'),
-      projectId: this.raw('GOOGLE_CLOUD_PROJECT'),
+      projectId: this.matching('GOOGLE_CLOUD_PROJECT', PROJECT_ID, 'a Google Cloud project id (6-30 of a-z, 0-9, -)'),
       metadataHost: this.metadataHost(),
       onCloudRun: this.raw('K_SERVICE') !== undefined,
     };

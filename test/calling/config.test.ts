@@ -18,6 +18,28 @@ describe('loadCallingConfig', () => {
     expect(() => loadCallingConfig({})).toThrow(/URL is required: the receiving service's URL/);
   });
 
+  it('refuses a URL with a password without quoting it, and one on port 0', () => {
+    const problems = (url: string) => {
+      try {
+        loadCallingConfig({ URL: url });
+      } catch (err) {
+        return (err as ConfigError).problems;
+      }
+      return [];
+    };
+    const withPassword = problems('https://admin:s3cret@receiving.example/');
+    expect(withPassword).toEqual(['URL must not carry a user name or password: it is logged and named in error answers']);
+    expect(problems('http://127.0.0.1:0/')).toEqual(['URL must not name port 0, got "http://127.0.0.1:0/"']);
+  });
+
+  it('takes GOOGLE_CLOUD_PROJECT, domain-scoped ones too, and refuses what is no project id', () => {
+    expect(loadCallingConfig({ URL: 'http://r', GOOGLE_CLOUD_PROJECT: 'my-project' }).projectId).toBe('my-project');
+    expect(loadCallingConfig({ URL: 'http://r', GOOGLE_CLOUD_PROJECT: 'example.com:my-project' }).projectId).toBe('example.com:my-project');
+    expect(() => loadCallingConfig({ URL: 'http://r', GOOGLE_CLOUD_PROJECT: 'a b/../c' })).toThrow(
+      'GOOGLE_CLOUD_PROJECT must be a Google Cloud project id (6-30 of a-z, 0-9, -), got "a b/../c"',
+    );
+  });
+
   it("defaults the audience to URL's origin, as Google's samples do", () => {
     const config = loadCallingConfig({ URL: 'https://receiving-abc123-uc.a.run.app/hello?x=1' });
     expect(config.audience).toBe('https://receiving-abc123-uc.a.run.app');
@@ -66,6 +88,12 @@ describe('where calling gets its tokens', () => {
     ['GCE_METADATA_HOST', 'user@127.0.0.1'],
     ['GCE_METADATA_IP', 'not an address!'],
     ['GCE_METADATA_IP', '127.0.0.1?x=1'],
+    // Shaped like hosts, but no URL can hold them.
+    ['GCE_METADATA_HOST', '256.1.1.1'],
+    ['GCE_METADATA_HOST', '[1.2.3.4]'],
+    ['GCE_METADATA_HOST', 'a.123'],
+    ['GCE_METADATA_HOST', '1.2.3.4.5'],
+    ['GCE_METADATA_HOST', '127.0.0.1:0'],
   ])('refuses %s=%j at start: host[:port], no scheme or path', (name, value) => {
     const error = (() => {
       try {
@@ -77,6 +105,16 @@ describe('where calling gets its tokens', () => {
     })();
     expect(error).toBeInstanceOf(ConfigError);
     expect(error!.problems).toEqual([`${name} must be host[:port] with no scheme or path (e.g. 127.0.0.1:8082), got "${value}"`]);
+  });
+
+  it('checks GCE_METADATA_HOST too when GCE_METADATA_IP wins, and takes a port 80 written out', () => {
+    expect(() => loadCallingConfig({ URL: 'http://r', GCE_METADATA_IP: '127.0.0.1:8082', GCE_METADATA_HOST: 'http://x/y' })).toThrow(
+      'GCE_METADATA_HOST must be host[:port]',
+    );
+    expect(loadCallingConfig({ URL: 'http://r', GCE_METADATA_HOST: '127.0.0.1:80' }).tokenOrigin).toEqual({
+      kind: 'metadata',
+      host: '127.0.0.1:80',
+    });
   });
 
   it('uses google-auth-library with the credentials GOOGLE_APPLICATION_CREDENTIALS names, once checked', () => {

@@ -98,6 +98,27 @@ describe('what the running services write (real processes)', () => {
   });
 });
 
+describe('DEBUG=* (real processes)', () => {
+  it('prints nothing of a token in a request target: the bundles carry no debug logger', async () => {
+    const token = `eyJhbGciOiJSUzI1NiJ9.${'eyJzdWIiOiJ4In0'}.${'c2lnbmF0dXJlLXNlZ21lbnQ'.repeat(2)}`;
+    const lines: string[] = [];
+    const receiving = await startService('receiving', {
+      env: { PATH: process.env.PATH, TOKEN_CHECK: 'none', DEBUG: '*', LOG_LEVEL: 'debug' },
+      port: await freePort(),
+      onLine: (_name, line) => lines.push(line),
+    });
+    try {
+      for (const target of [`/${token}`, `/?access_token=${token}`, `/x?token=${token}`]) {
+        expect((await fetch(`${receiving.url}${target}`)).status).toBeGreaterThanOrEqual(200);
+      }
+    } finally {
+      await receiving.stop();
+    }
+    expect(lines.length).toBeGreaterThan(2);
+    for (const part of token.split('.')) expect(lines.join('\n')).not.toContain(part);
+  });
+});
+
 describe('graceful shutdown (real processes)', () => {
   it('a request in flight when SIGTERM arrives completes with 200; new ones are refused; exit 0', async () => {
     let arrived!: () => void;

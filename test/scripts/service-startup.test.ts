@@ -69,12 +69,14 @@ describe('services refuse to start on bad configuration (real processes)', () =>
     ['GCE_METADATA_HOST', 'http://127.0.0.1:8082'],
     ['GCE_METADATA_HOST', '127.0.0.1:8082/computeMetadata/v1'],
     ['GCE_METADATA_IP', 'garbage!'],
+    ['GCE_METADATA_HOST', '256.1.1.1'],
   ])('calling and receiving refuse %s=%s: host[:port], no scheme or path', async (variable, value) => {
     for (const name of ['calling', 'receiving'] as const) {
       const env = { PORT: String(await freePort()), URL: 'http://127.0.0.1:9', AUDIENCES: 'https://r.example', [variable]: value };
       const { code, stderr } = await startWith(name, env);
       expect([name, code]).toEqual([name, 1]);
       expect(stderr).toContain(`${variable} must be host[:port] with no scheme or path (e.g. 127.0.0.1:8082), got "${value}"`);
+      expect(stderr).not.toMatch(/\n\s+at /);
     }
   });
 
