@@ -21,7 +21,7 @@ interface Refusal {
 export function explainRefusal(refusal: Refusal): UpstreamRefusedError {
   const { url, upstreamStatus, audience, auth } = refusal;
   const caller = auth === 'none' ? null : callerOf(refusal.token);
-  const said = reasonIn(refusal.challenge);
+  const said = reasonIn(refusal.challenge, refusal.token);
   const extensions = { upstreamStatus, caller, audience: auth === 'none' ? null : audience };
   const head = `the receiving service at ${url.href} answered ${upstreamStatus}`;
   const as = caller === null ? 'calling sent no token (AUTH=none)' : `calling called as ${caller} with a token for audience ${audience}`;
@@ -76,10 +76,16 @@ function callerOf(token: string | null): string {
   return 'an identity its token does not name';
 }
 
-/** error_description from a Bearer challenge, short and printable. */
-function reasonIn(challenge: string | undefined): string | undefined {
+/**
+ * error_description from a Bearer challenge, short and printable, and never a piece of the token
+ * calling sent (a receiving or a proxy could echo it): a run of base64url that the token holds, or
+ * any run long enough to be a token's part, is left out.
+ */
+function reasonIn(challenge: string | undefined, token: string | null): string | undefined {
   const match = challenge && /error_description="([^"]{1,200})"/.exec(challenge);
-  return match ? match[1]!.replace(/[^\x20-\x7e]/g, '') : undefined;
+  return match
+    ? match[1]!.replace(/[^\x20-\x7e]/g, '').replace(/[\w-]{8,}/g, (run) => (run.length >= 20 || token?.includes(run) ? '[redacted]' : run))
+    : undefined;
 }
 
 /** The Cloud Run service name (and region when the URL tells it), for the gcloud command. */

@@ -32,6 +32,18 @@ describe('explainRefusal', () => {
     expect(error.message).toContain('(it is https://wrong.example)');
   });
 
+  it('never relays a piece of the token it sent, should receiving (or a proxy) echo it in its reason', () => {
+    const token = `${b64url({ alg: 'RS256', kid: 'k' })}.${b64url({ email: SA, sub: '1' })}.${'s1GnAtUrE_'.repeat(8)}`;
+    const [header, payload, signature] = token.split('.') as [string, string, string];
+    for (const echoed of [signature.slice(0, 60), `${header}.${payload}`, `${signature.slice(3, 12)} and ${payload.slice(5, 14)}`]) {
+      const error = explainRefusal({ ...base, token, upstreamStatus: 401, challenge: `Bearer error_description="bad token ${echoed}"` });
+      expect(error.message).toContain('Receiving said: bad token [redacted]');
+      for (const part of [signature, header, payload]) {
+        for (let i = 0; i + 8 <= part.length; i += 1) expect(error.message).not.toContain(part.slice(i, i + 8));
+      }
+    }
+  });
+
   it.each([401, 403])('on %i without a token says to turn AUTH on', (upstreamStatus) => {
     const error = explainRefusal({ ...base, auth: 'none', token: null, upstreamStatus });
     expect(error.message).toContain('calling sent no token (AUTH=none)');
