@@ -1,4 +1,5 @@
-import type { Server } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Express } from 'express';
 import { ConfigError } from './env.js';
 import type { Logger } from './logger.js';
@@ -50,14 +51,25 @@ export function portOf(server: Server): number {
   return address.port;
 }
 
-/**
- * On SIGTERM (Cloud Run's stop signal) or SIGINT: stop accepting, let in-flight requests finish,
- * close idle keep-alive connections, exit 0. Cloud Run kills 10 s after SIGTERM, so a timer forces
- * the exit well before that.
- */
+/** Cloud Run kills 10 s after SIGTERM: a timer ends the process well before that. */
 const GRACE_MS = 8000;
 
+/**
+ * On SIGTERM (Cloud Run's stop signal) or SIGINT, the first one and any after it alike: stop
+ * accepting, let requests being answered finish, close every other connection (kept alive
+ * between requests, or open without a whole request yet) and exit 0; after GRACE_MS, exit 1.
+ */
 export function exitOnSignals(server: Server, logger: Logger): void {
+  const connections = new Set<Socket>();
+  const answering = new Set<Socket>();
+  server.on('connection', (socket: Socket) => {
+    connections.add(socket);
+    socket.once('close', () => connections.delete(socket));
+  });
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    answering.add(req.socket);
+    res.once('close', () => answering.delete(req.socket));
+  });
   let stopping = false;
   const stop = (signal: NodeJS.Signals) => {
     if (stopping) return;
@@ -71,10 +83,13 @@ export function exitOnSignals(server: Server, logger: Logger): void {
       logger.info('stopped');
       process.exit(0);
     });
-    // Keep-alive connections: close each as soon as its in-flight request is answered.
-    server.closeIdleConnections();
-    setInterval(() => server.closeIdleConnections(), 50).unref();
+    // Each connection as soon as it has no request being answered.
+    const closeQuiet = () => {
+      for (const socket of connections) if (!answering.has(socket)) socket.destroy();
+    };
+    closeQuiet();
+    setInterval(closeQuiet, 50).unref();
   };
-  process.once('SIGTERM', stop);
-  process.once('SIGINT', stop);
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
 }

@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import express from 'express';
+import { connect } from 'node:net';
 import { freePort, startService } from '../../scripts/lib/processes.js';
 import { startLocalChain } from '../../scripts/lib/local-chain.js';
 import { serve } from '../helpers/servers.js';
@@ -152,6 +153,53 @@ describe('graceful shutdown (real processes)', () => {
     } finally {
       await calling.stop();
       await upstream.close();
+    }
+  });
+
+  it('a second signal (SIGTERM, then SIGINT as Ctrl-C under npm start sends) changes nothing: the request in flight still gets its 200, exit 0', async () => {
+    let arrived!: () => void;
+    const requestArrived = new Promise<void>((resolve) => (arrived = resolve));
+    const slow = express();
+    slow.get('/', (_req, res) => {
+      arrived();
+      setTimeout(() => res.type('text/plain').send('slow hello'), 1000);
+    });
+    const upstream = await serve(slow);
+    const calling = await startService('calling', {
+      env: { PATH: process.env.PATH, URL: upstream.url, AUTH: 'none' },
+      port: await freePort(),
+    });
+    try {
+      const inFlight = fetch(`${calling.url}/`).then(async (res) => [res.status, await res.text()]);
+      await requestArrived;
+      calling.child.kill('SIGTERM');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      calling.child.kill('SIGTERM');
+      calling.child.kill('SIGINT');
+      expect(await inFlight).toEqual([200, 'Second service says: slow hello']);
+      expect(await calling.exited).toBe(0);
+    } finally {
+      await calling.stop();
+      await upstream.close();
+    }
+  });
+
+  it.each([
+    ['a connection that never sent a request', ''],
+    ['a connection that sent half a request', 'GET / HTTP/1.1\r\nHost: x\r\n'],
+  ])('%s does not hold the exit: exit 0, not 1 after the grace', async (_what, bytes) => {
+    const receiving = await startService('receiving', { env: { PATH: process.env.PATH, TOKEN_CHECK: 'none' }, port: await freePort() });
+    const socket = connect(Number(new URL(receiving.url).port), '127.0.0.1');
+    try {
+      await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+      socket.on('error', () => undefined);
+      if (bytes !== '') socket.write(bytes);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      receiving.child.kill('SIGTERM');
+      expect(await receiving.exited).toBe(0);
+    } finally {
+      socket.destroy();
+      await receiving.stop();
     }
   });
 
