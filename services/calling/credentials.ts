@@ -4,7 +4,7 @@ import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
  * What GOOGLE_APPLICATION_CREDENTIALS names, checked at start: the two kinds of credentials
  * google-auth-library mints ID tokens for the receiving service's URL from. Nothing secret is kept.
  */
-export type Credentials =
+type Credentials =
   | { type: 'service_account'; file: string; account: string }
   | { type: 'impersonated_service_account'; file: string; account: string; delegates: string[] };
 

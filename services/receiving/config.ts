@@ -3,7 +3,7 @@ import { GOOGLE_ISSUERS } from '../shared/google-id-token.js';
 import { emailKey } from '../shared/iam.js';
 
 const TOKEN_CHECKS = ['verify', 'platform', 'none'] as const;
-export type TokenCheck = (typeof TOKEN_CHECKS)[number];
+type TokenCheck = (typeof TOKEN_CHECKS)[number];
 
 const GOOGLE_JWKS_URL = 'https://www.googleapis.com/oauth2/v3/certs';
 

@@ -20,7 +20,7 @@ const CLOCK_TOLERANCE_S = 30;
 /** How many verified tokens are remembered until they expire. */
 const REMEMBERED_TOKENS = 1000;
 
-export interface JwksVerifierOptions {
+interface JwksVerifierOptions {
   jwksUrl: URL;
   audiences: readonly string[];
   issuers: readonly string[];

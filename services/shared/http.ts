@@ -23,7 +23,7 @@ export interface HttpAnswer {
 }
 
 /** What went wrong, for a caller to map onto its own answer. */
-export type HttpFailureKind = 'refused' | 'reset' | 'timeout' | 'too-large' | 'dns' | 'tls' | 'network';
+type HttpFailureKind = 'refused' | 'reset' | 'timeout' | 'too-large' | 'dns' | 'tls' | 'network';
 
 export class HttpFailure extends Error {
   /** message: what the server did, to follow its name ("the key server at URL ..."). */

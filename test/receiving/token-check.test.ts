@@ -1,5 +1,5 @@
 import request from 'supertest';
-import type { TokenCheck } from '../../services/receiving/config.js';
+import type { ReceivingConfig } from '../../services/receiving/config.js';
 import { startEmulator, startReceiving, type Running, type RunningEmulator } from '../helpers/servers.js';
 import { claimsFor } from '../helpers/tokens.js';
 
@@ -17,7 +17,7 @@ describe('TOKEN_CHECK: what each mode admits', () => {
     await emulator.close();
   });
 
-  const receiving = async (tokenCheck: TokenCheck, options: { audiences?: string[]; invokers?: string[] } = {}) => {
+  const receiving = async (tokenCheck: ReceivingConfig['tokenCheck'], options: { audiences?: string[]; invokers?: string[] } = {}) => {
     const server = await startReceiving({
       TOKEN_CHECK: tokenCheck,
       AUDIENCES: (options.audiences ?? [AUDIENCE]).join(','),

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import type { Socket } from 'node:net';
-import { HttpFailure, httpGet, type HttpFailureKind } from '../../services/shared/http.js';
+import { HttpFailure, httpGet } from '../../services/shared/http.js';
 import { freePort } from '../../scripts/lib/processes.js';
 import { rawServer } from '../helpers/faults.js';
 import { serve } from '../helpers/servers.js';
@@ -12,7 +12,7 @@ const keepAlive = () => new http.Agent({ keepAlive: true });
 const get = (url: URL, agent = keepAlive(), timeoutMs = 2000, maxBytes = 1024) =>
   httpGet(url, { agent, headers: { 'X-Test': '1' }, timeoutMs, maxBytes });
 /** The failure a call ends with, as kind and message, and how long it took. */
-async function failureOf(call: Promise<unknown>): Promise<{ kind: HttpFailureKind; message: string; ms: number }> {
+async function failureOf(call: Promise<unknown>): Promise<{ kind: HttpFailure['kind']; message: string; ms: number }> {
   const started = Date.now();
   const err = await call.then(
     () => undefined,
