@@ -78,14 +78,21 @@ function callerOf(token: string | null): string {
 
 /**
  * error_description from a Bearer challenge, short and printable, and never a piece of the token
- * calling sent (a receiving or a proxy could echo it): a run of base64url that the token holds, or
- * any run long enough to be a token's part, is left out.
+ * calling sent (a receiving or a proxy could echo it): a run of base64url that shares 8 characters
+ * with the token, or any run long enough to be a token's part, is left out.
  */
 function reasonIn(challenge: string | undefined, token: string | null): string | undefined {
   const match = challenge && /error_description="([^"]{1,200})"/.exec(challenge);
   return match
-    ? match[1]!.replace(/[^\x20-\x7e]/g, '').replace(/[\w-]{8,}/g, (run) => (run.length >= 20 || token?.includes(run) ? '[redacted]' : run))
+    ? match[1]!
+        .replace(/[^\x20-\x7e]/g, '')
+        .replace(/[\w-]{8,}/g, (run) => (run.length >= 20 || sharesEight(run, token) ? '[redacted]' : run))
     : undefined;
+}
+
+function sharesEight(run: string, token: string | null): boolean {
+  for (let i = 0; i + 8 <= run.length; i += 1) if (token?.includes(run.slice(i, i + 8))) return true;
+  return false;
 }
 
 /** The Cloud Run service name (and region when the URL tells it), for the gcloud command. */

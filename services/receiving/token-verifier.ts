@@ -41,14 +41,18 @@ export function createJwksTokenVerifier(options: JwksVerifierOptions): TokenVeri
   // twice the rest of a request's cost, on every request of a token's hour. It is remembered with
   // the key set it was checked against, and trusted again only while that set is in use: a fetch
   // that withdraws or replaces its key (under the same kid too) makes it checked afresh.
-  const verified = new Map<string, { caller: Caller; expS: number; keys: object | undefined }>();
+  const verified = new Map<string, { caller: Caller; fromS: number; expS: number; keys: object | undefined }>();
   const nowS = () => Math.floor((options.now?.() ?? new Date()).getTime() / 1000);
 
   return {
     async verify(token) {
       const known = verified.get(token);
       if (known !== undefined) {
-        if (known.expS > nowS() - CLOCK_TOLERANCE_S && known.keys === keySet.current()) return known.caller;
+        // Its times checked again as a fresh check would (a clock stepped back makes iat or nbf future).
+        const at = nowS();
+        if (known.fromS <= at + CLOCK_TOLERANCE_S && known.expS > at - CLOCK_TOLERANCE_S && known.keys === keySet.current()) {
+          return known.caller;
+        }
         verified.delete(token);
       }
       // Taken before the check: a fetch that lands during it makes the token checked again, never trusted longer.
@@ -67,7 +71,7 @@ export function createJwksTokenVerifier(options: JwksVerifierOptions): TokenVeri
       }
       const caller = callerFrom(payload);
       if (verified.size >= REMEMBERED_TOKENS) verified.delete(verified.keys().next().value!);
-      verified.set(token, { caller, expS: payload.exp, keys });
+      verified.set(token, { caller, fromS: Math.max(payload.iat, payload.nbf ?? payload.iat), expS: payload.exp, keys });
       return caller;
     },
   };

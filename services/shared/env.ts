@@ -10,6 +10,11 @@ export const CLOUD_RUN_METADATA_HOST = '169.254.169.254';
 /** A project id, or a domain-scoped one (example.com:my-project). */
 const PROJECT_ID = /^(?:[a-z\d][a-z\d.-]{0,61}[a-z\d]:)?[a-z][a-z\d-]{4,28}[a-z\d]$/;
 
+/** A URL or host as a problem may quote it: a user and password before an @ never are. */
+function withoutUser(value: string): string {
+  return value.replace(/^([a-z][\w+.-]*:\/\/)?[^/?#]*@/i, '$1…@');
+}
+
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
@@ -97,20 +102,19 @@ export class EnvReader {
     try {
       url = new URL(value);
     } catch {
-      this.problem(`${name} must be an absolute http(s) URL, got "${value}"`);
+      this.problem(`${name} must be an absolute http(s) URL, got "${withoutUser(value)}"`);
       return undefined;
     }
     if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-      this.problem(`${name} must be an http(s) URL, got "${value}"`);
+      this.problem(`${name} must be an http(s) URL, got "${withoutUser(value)}"`);
       return undefined;
     }
-    // Never quoted: a password would go into the problem, as it would go into every log line.
     if (url.username !== '' || url.password !== '') {
       this.problem(`${name} must not carry a user name or password: it is logged and named in error answers`);
       return undefined;
     }
     if (url.port === '0') {
-      this.problem(`${name} must not name port 0, got "${value}"`);
+      this.problem(`${name} must not name port 0, got "${withoutUser(value)}"`);
       return undefined;
     }
     return url;
@@ -134,7 +138,7 @@ export class EnvReader {
       const same = url !== undefined && [url.host, `${url.host}:80`].includes(value.toLowerCase());
       const hostname = url !== undefined && /^(?:[a-z\d.-]+|\[[\da-f:.]+\])$/.test(url.hostname);
       if (url === undefined || !same || !hostname || url.href !== `http://${url.host}/` || url.port === '0') {
-        this.problem(`${name} must be host[:port] with no scheme or path (e.g. 127.0.0.1:8082), got "${value}"`);
+        this.problem(`${name} must be host[:port] with no scheme or path (e.g. 127.0.0.1:8082), got "${withoutUser(value)}"`);
       }
       return value;
     });

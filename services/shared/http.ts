@@ -59,7 +59,8 @@ function connectionFailure(err: unknown): HttpFailure {
  * GETs url and reads the whole body. Resolves with any status (redirects are not followed);
  * rejects with HttpFailure when no whole answer came: at once when the connection fails or the
  * body is cut short, after timeoutMs when the server is silent. A request that meets a kept-alive
- * connection the server had closed is sent again once, on a new one, as GET is safe to repeat.
+ * connection the server had closed (reset before a byte of answer) is sent again once, on a new
+ * one, as GET is safe to repeat.
  */
 export function httpGet(url: URL, options: HttpGetOptions): Promise<HttpAnswer> {
   const get = url.protocol === 'https:' ? https.get : http.get;
@@ -80,9 +81,10 @@ export function httpGet(url: URL, options: HttpGetOptions): Promise<HttpAnswer> 
     const send = (mayRetry: boolean) => {
       const req = get(url, { agent: options.agent, headers: options.headers ?? {} });
       request = req;
-      let answered = false;
+      // Bytes the socket had read before this request: any more, and the server began to answer.
+      let readBefore = 0;
+      req.once('socket', (socket) => (readBefore = socket.bytesRead));
       req.on('response', (res) => {
-        answered = true;
         const chunks: Buffer[] = [];
         let size = 0;
         res.on('data', (chunk: Buffer) => {
@@ -100,6 +102,7 @@ export function httpGet(url: URL, options: HttpGetOptions): Promise<HttpAnswer> 
       req.on('error', (err) => {
         if (settled) return;
         const code = (err as { code?: unknown }).code;
+        const answered = req.socket !== null && req.socket.bytesRead > readBefore;
         if (mayRetry && !answered && req.reusedSocket && (code === 'ECONNRESET' || code === 'EPIPE')) send(false);
         else settle(connectionFailure(err));
       });

@@ -61,14 +61,20 @@ const GRACE_MS = 8000;
  */
 export function exitOnSignals(server: Server, logger: Logger): void {
   const connections = new Set<Socket>();
-  const answering = new Set<Socket>();
+  // Requests being answered on each connection: pipelined ones wait behind the first.
+  const answering = new Map<Socket, number>();
   server.on('connection', (socket: Socket) => {
     connections.add(socket);
     socket.once('close', () => connections.delete(socket));
   });
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-    answering.add(req.socket);
-    res.once('close', () => answering.delete(req.socket));
+    const socket = req.socket;
+    answering.set(socket, (answering.get(socket) ?? 0) + 1);
+    res.once('close', () => {
+      const left = answering.get(socket)! - 1;
+      if (left === 0) answering.delete(socket);
+      else answering.set(socket, left);
+    });
   });
   let stopping = false;
   const stop = (signal: NodeJS.Signals) => {

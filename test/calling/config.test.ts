@@ -30,6 +30,25 @@ describe('loadCallingConfig', () => {
     const withPassword = problems('https://admin:s3cret@receiving.example/');
     expect(withPassword).toEqual(['URL must not carry a user name or password: it is logged and named in error answers']);
     expect(problems('http://127.0.0.1:0/')).toEqual(['URL must not name port 0, got "http://127.0.0.1:0/"']);
+    // Refused for another reason, the password is still not quoted.
+    for (const url of [
+      'ftp://user:s3cret@host/',
+      'http://user:s3cret@host:99999/',
+      'http://user:s3cret@bad host/',
+      'http:user:s3cret@host:0',
+    ]) {
+      expect(problems(url)).toHaveLength(1);
+      expect(problems(url).join()).not.toContain('s3cret');
+    }
+    const host = () => {
+      try {
+        loadCallingConfig({ URL: 'http://r', GCE_METADATA_HOST: 'user:s3cret@127.0.0.1:8082' });
+      } catch (err) {
+        return (err as ConfigError).problems;
+      }
+      return [];
+    };
+    expect(host()).toEqual(['GCE_METADATA_HOST must be host[:port] with no scheme or path (e.g. 127.0.0.1:8082), got "…@127.0.0.1:8082"']);
   });
 
   it('takes GOOGLE_CLOUD_PROJECT, domain-scoped ones too, and refuses what is no project id', () => {
@@ -104,7 +123,8 @@ describe('where calling gets its tokens', () => {
       return undefined;
     })();
     expect(error).toBeInstanceOf(ConfigError);
-    expect(error!.problems).toEqual([`${name} must be host[:port] with no scheme or path (e.g. 127.0.0.1:8082), got "${value}"`]);
+    const shown = value.replace(/^[^@]*@/, '…@'); // a user before an @ is never quoted
+    expect(error!.problems).toEqual([`${name} must be host[:port] with no scheme or path (e.g. 127.0.0.1:8082), got "${shown}"`]);
   });
 
   it('checks GCE_METADATA_HOST too when GCE_METADATA_IP wins, and takes a port 80 written out', () => {

@@ -35,7 +35,13 @@ describe('explainRefusal', () => {
   it('never relays a piece of the token it sent, should receiving (or a proxy) echo it in its reason', () => {
     const token = `${b64url({ alg: 'RS256', kid: 'k' })}.${b64url({ email: SA, sub: '1' })}.${'s1GnAtUrE_'.repeat(8)}`;
     const [header, payload, signature] = token.split('.') as [string, string, string];
-    for (const echoed of [signature.slice(0, 60), `${header}.${payload}`, `${signature.slice(3, 12)} and ${payload.slice(5, 14)}`]) {
+    const padded = `_${signature.slice(10, 27)}_ -${payload.slice(2, 20)} x${header.slice(0, 8)}x`;
+    for (const echoed of [
+      signature.slice(0, 60),
+      `${header}.${payload}`,
+      `${signature.slice(3, 12)} and ${payload.slice(5, 14)}`,
+      padded,
+    ]) {
       const error = explainRefusal({ ...base, token, upstreamStatus: 401, challenge: `Bearer error_description="bad token ${echoed}"` });
       expect(error.message).toContain('Receiving said: bad token [redacted]');
       for (const part of [signature, header, payload]) {

@@ -152,6 +152,25 @@ describe('createJwksTokenVerifier with the emulator keys', () => {
     await expect(clocked.verify(fresh)).resolves.toMatchObject({ subject: 'other' });
   });
 
+  it('refuses a remembered token when the clock steps back before its iat or nbf, as a fresh check would', async () => {
+    let now = new Date();
+    const clocked = createJwksTokenVerifier({
+      jwksUrl: emulator.jwksUrl,
+      audiences: [AUDIENCE],
+      issuers: ['https://accounts.google.com'],
+      now: () => now,
+    });
+    const iat = nowS();
+    const withIat = await sign({ iat, exp: iat + 600 });
+    const withNbf = await sign({ iat: iat - 60, nbf: iat, exp: iat + 600, sub: 'nbf' });
+    for (const token of [withIat, withNbf]) await clocked.verify(token);
+    now = new Date((iat - 30) * 1000); // within the tolerance: still admitted
+    for (const token of [withIat, withNbf]) await expect(clocked.verify(token)).resolves.toMatchObject({ emailVerified: true });
+    now = new Date((iat - 31) * 1000);
+    expect(await reasonFor(clocked, withIat)).toBe('token is issued in the future');
+    expect(await reasonFor(clocked, withNbf)).toBe('token is not valid yet (nbf)');
+  });
+
   it('stops accepting a remembered token once it expires', async () => {
     let now = new Date();
     const clocked = createJwksTokenVerifier({

@@ -184,6 +184,39 @@ describe('graceful shutdown (real processes)', () => {
     }
   });
 
+  it('a pipelined request waiting behind an answered one is answered too before the exit', async () => {
+    let asked = 0;
+    const slow = express();
+    slow.get('/', (_req, res) => {
+      asked += 1;
+      const ms = asked === 1 ? 100 : 1500;
+      setTimeout(() => res.type('text/plain').send(`after ${ms}`), ms);
+    });
+    const upstream = await serve(slow);
+    const calling = await startService('calling', {
+      env: { PATH: process.env.PATH, URL: upstream.url, AUTH: 'none' },
+      port: await freePort(),
+    });
+    const socket = connect(Number(new URL(calling.url).port), '127.0.0.1');
+    let got = '';
+    socket.on('data', (chunk) => (got += String(chunk)));
+    socket.on('error', () => undefined);
+    try {
+      await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+      socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n');
+      for (let i = 0; i < 100 && !got.includes('after 100'); i += 1) await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(got).toContain('after 100');
+      calling.child.kill('SIGTERM');
+      expect(await calling.exited).toBe(0);
+      expect(got.match(/HTTP\/1\.1 200/g)).toHaveLength(2);
+      expect(got).toContain('Second service says: after 1500');
+    } finally {
+      socket.destroy();
+      await calling.stop();
+      await upstream.close();
+    }
+  });
+
   it.each([
     ['a connection that never sent a request', ''],
     ['a connection that sent half a request', 'GET / HTTP/1.1\r\nHost: x\r\n'],
