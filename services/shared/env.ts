@@ -98,26 +98,26 @@ export class EnvReader {
   }
 
   httpUrl(name: string, value: string): URL | undefined {
-    let url: URL;
+    let url: URL | undefined;
     try {
       url = new URL(value);
     } catch {
-      this.problem(`${name} must be an absolute http(s) URL, got "${withoutUser(value)}"`);
-      return undefined;
+      // Said below.
     }
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-      this.problem(`${name} must be an http(s) URL, got "${withoutUser(value)}"`);
-      return undefined;
-    }
-    if (url.username !== '' || url.password !== '') {
-      this.problem(`${name} must not carry a user name or password: it is logged and named in error answers`);
-      return undefined;
-    }
-    if (url.port === '0') {
-      this.problem(`${name} must not name port 0, got "${withoutUser(value)}"`);
-      return undefined;
-    }
-    return url;
+    const got = `, got "${withoutUser(value)}"`;
+    const why =
+      url === undefined
+        ? `must be an absolute http(s) URL${got}`
+        : url.protocol !== 'http:' && url.protocol !== 'https:'
+          ? `must be an http(s) URL${got}`
+          : url.username !== '' || url.password !== ''
+            ? 'must not carry a user name or password: it is logged and named in error answers'
+            : url.port === '0'
+              ? `must not name port 0${got}`
+              : undefined;
+    if (why === undefined) return url;
+    this.problem(`${name} ${why}`);
+    return undefined;
   }
 
   /**

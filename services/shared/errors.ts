@@ -5,20 +5,7 @@
  */
 import { iamMember } from './iam.js';
 
-type ErrorCode =
-  | 'TOKEN_MISSING'
-  | 'TOKEN_INVALID'
-  | 'CALLER_NOT_INVOKER'
-  | 'SIGNING_KEYS_UNAVAILABLE'
-  | 'ID_TOKEN_UNAVAILABLE'
-  | 'UPSTREAM_UNAUTHORIZED'
-  | 'UPSTREAM_FORBIDDEN'
-  | 'UPSTREAM_ERROR'
-  | 'UPSTREAM_UNREACHABLE'
-  | 'UPSTREAM_TIMEOUT'
-  | 'NOT_FOUND';
-
-const TITLES: Record<ErrorCode, string> = {
+const TITLES = {
   TOKEN_MISSING: 'No bearer token',
   TOKEN_INVALID: 'Invalid token',
   CALLER_NOT_INVOKER: 'Caller is not an invoker',
@@ -30,7 +17,9 @@ const TITLES: Record<ErrorCode, string> = {
   UPSTREAM_UNREACHABLE: 'The receiving service could not be reached',
   UPSTREAM_TIMEOUT: 'The receiving service did not answer in time',
   NOT_FOUND: 'Not found',
-};
+} as const;
+
+type ErrorCode = keyof typeof TITLES;
 
 interface ServiceErrorOptions {
   cause?: unknown;
