@@ -8,7 +8,8 @@ const BEARER = /^bearer[ \t]+([^\s]+)[ \t]*$/i;
 
 /** The token from an `Authorization: Bearer <token>` header (scheme case-insensitive). */
 function readBearerToken(header: string | undefined): string {
-  if (header === undefined || header.trim() === '') throw new TokenMissingError();
+  // HTTP trims a header's value, so blank is empty.
+  if (header === undefined || header === '') throw new TokenMissingError();
   const match = BEARER.exec(header);
   if (match === null) {
     throw new TokenInvalidError('Authorization header is not of the form "Bearer <token>"');
