@@ -4,7 +4,8 @@ import { emailKey } from '../shared/iam.js';
 import type { Invokers, ReceivingConfig } from './config.js';
 import { createJwksTokenVerifier, createPlatformTokenVerifier, type Caller, type TokenVerifier } from './token-verifier.js';
 
-const BEARER = /^bearer[ \t]+([^\s]+)[ \t]*$/i;
+// HTTP trims the value, so nothing can follow the token.
+const BEARER = /^bearer[ \t]+(\S+)$/i;
 
 /** The token from an `Authorization: Bearer <token>` header (scheme case-insensitive). */
 function readBearerToken(header: string | undefined): string {

@@ -2,6 +2,27 @@ import { ConfigError } from '../../../services/shared/env.js';
 import { loadEmulatorConfig } from '../../../local/metadata-emulator/config.js';
 
 describe('loadEmulatorConfig', () => {
+  it.each([
+    ['SERVICE_ACCOUNT', 'me and x@p.iam.gserviceaccount.com'],
+    ['SERVICE_ACCOUNT', 'x@p.iam.gserviceaccount.com and me'],
+    ['PROJECT_ID', 'My-project'],
+    ['PROJECT_ID', 'my-project!'],
+    ['PROJECT_NUMBER', 'x123456'],
+    ['PROJECT_NUMBER', '123456x'],
+  ])('refuses %s=%j whole, not a valid part of it, naming the emulator', (name, value) => {
+    expect(() => loadEmulatorConfig({ [name]: value })).toThrow(
+      new RegExp(`^metadata-emulator: invalid configuration:\\n  - ${name} must`),
+    );
+  });
+
+  it('reads LOG_LEVEL as the services do, refusing a level pino does not know', () => {
+    expect(loadEmulatorConfig({ LOG_LEVEL: 'debug' }).logLevel).toBe('debug');
+    expect(loadEmulatorConfig({ HOST: '0.0.0.0' }).host).toBe('0.0.0.0');
+    expect(() => loadEmulatorConfig({ LOG_LEVEL: 'verbose' })).toThrow(
+      'LOG_LEVEL must be one of trace, debug, info, warn, error, fatal, silent, got "verbose"',
+    );
+  });
+
   it("defaults to loopback and Cloud Run's default compute identity", () => {
     expect(loadEmulatorConfig({})).toEqual({
       logLevel: 'info',
