@@ -57,12 +57,14 @@ export function createMetadataIdTokenFetcher(host: string): FetchIdToken {
       const transient = answer.status >= 500 || answer.status === 429;
       throw new IdTokenFetchError(`${where} answered ${answer.status}`, transient);
     }
-    const token = answer.body.trim();
-    if (!/^[\w-]+\.[\w-]+\.[\w-]*$/.test(token)) {
-      throw new IdTokenFetchError(`${where} answered something that is not a token`, false);
-    }
-    return token;
+    return asToken(answer.body.trim(), `${where} answered`);
   };
+}
+
+/** token, if it has a JWT's shape: anything else would be sent on in a header (or refused there by Node). */
+function asToken(token: unknown, who: string): string {
+  if (typeof token === 'string' && /^[\w-]+\.[\w-]+\.[\w-]*$/.test(token)) return token;
+  throw new IdTokenFetchError(`${who} something that is not a token`, false);
 }
 
 /**
@@ -96,7 +98,7 @@ export function createGoogleAuthIdTokenFetcher(makeAuth: () => Promise<GoogleAut
               false,
             );
           }
-          return client.fetchIdToken(audience);
+          return asToken(await client.fetchIdToken(audience), 'google-auth-library returned');
         })(),
         timeout,
       ]);

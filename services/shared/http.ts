@@ -65,7 +65,7 @@ function connectionFailure(err: unknown): HttpFailure {
 export function httpGet(url: URL, options: HttpGetOptions): Promise<HttpAnswer> {
   const get = url.protocol === 'https:' ? https.get : http.get;
   return new Promise((resolve, reject) => {
-    let request: ClientRequest;
+    let request: ClientRequest | undefined;
     let settled = false;
     const settle = (failure: HttpFailure | undefined, answer?: HttpAnswer) => {
       if (settled) return;
@@ -73,13 +73,20 @@ export function httpGet(url: URL, options: HttpGetOptions): Promise<HttpAnswer> 
       clearTimeout(timer);
       if (failure === undefined) resolve(answer!);
       else {
-        request.destroy();
+        request?.destroy();
         reject(failure);
       }
     };
     const timer = setTimeout(() => settle(new HttpFailure('timeout', `did not answer within ${options.timeoutMs} ms`)), options.timeoutMs);
     const send = (mayRetry: boolean) => {
-      const req = get(url, { agent: options.agent, headers: options.headers ?? {} });
+      let req: ClientRequest;
+      try {
+        req = get(url, { agent: options.agent, headers: options.headers ?? {} });
+      } catch (err) {
+        // A header Node refuses to send (a control character in a value): nothing went out.
+        settle(new HttpFailure('network', `was not asked: Node refused the request (${(err as Error).message})`, { cause: err }));
+        return;
+      }
       request = req;
       // Bytes the socket had read before this request: any more, and the server began to answer.
       let readBefore = 0;

@@ -17,6 +17,7 @@ import { faultyFront, resettingServer } from '../helpers/faults.js';
 import { serve, startEmulator, type Running, type RunningEmulator } from '../helpers/servers.js';
 import { createMetadataEmulator } from '../../local/metadata-emulator/app.js';
 import { silentLogger } from '../helpers/logs.js';
+import { timersOf } from '../helpers/timers.js';
 
 // google-auth-library is CommonJS: its transporter must be the CommonJS gaxios it loads itself.
 type Transporter = NonNullable<OAuth2ClientOptions['transporter']>;
@@ -58,8 +59,6 @@ async function fakeMetadata(answer: express.RequestHandler): Promise<Running & {
     },
   };
 }
-
-const activeTimers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
 
 describe('createMetadataIdTokenFetcher', () => {
   let emulator: RunningEmulator;
@@ -128,9 +127,7 @@ describe('createMetadataIdTokenFetcher', () => {
   it('leaves no timer behind once a token has come', async () => {
     const fetcher = createMetadataIdTokenFetcher(running.host);
     await fetcher('https://warm.example', 60_000);
-    const before = activeTimers();
-    await fetcher('https://after.example', 60_000);
-    expect(activeTimers()).toBe(before);
+    expect(await timersOf(60_000, () => fetcher('https://after.example', 60_000))).toEqual({ set: 1, uncleared: 0 });
   });
 
   it('trims the answer, and refuses one that is not a token as not transient', async () => {
@@ -332,12 +329,23 @@ describe('createGoogleAuthIdTokenFetcher (its failures, with stand-in credential
     let made = 0;
     const fetcher = createGoogleAuthIdTokenFetcher(async () => {
       made += 1;
-      return { getClient: async () => ({ fetchIdToken: async (audience: string) => `token-for-${audience}` }) } as unknown as GoogleAuth;
+      return {
+        getClient: async () => ({ fetchIdToken: async (audience: string) => `h.token-for-${audience}.s` }),
+      } as unknown as GoogleAuth;
     });
-    await expect(fetcher('a', 60_000)).resolves.toBe('token-for-a');
-    const before = activeTimers();
-    await expect(fetcher('b', 60_000)).resolves.toBe('token-for-b');
-    expect(activeTimers()).toBe(before);
+    await expect(fetcher('a', 60_000)).resolves.toBe('h.token-for-a.s');
+    let second: Promise<string> | undefined;
+    expect(await timersOf(60_000, () => (second = fetcher('b', 60_000)))).toEqual({ set: 1, uncleared: 0 });
+    await expect(second).resolves.toBe('h.token-for-b.s');
     expect(made).toBe(1);
+  });
+
+  it('refuses what is not a token, as not transient, without quoting it (it would go out in a header)', async () => {
+    for (const answer of ['h.secret\nX-Injected: 1.s', '', 'no-dots', 42, undefined]) {
+      const error = await failureOf(
+        createGoogleAuthIdTokenFetcher(authWith(async () => ({ fetchIdToken: async () => answer })))('a', 1000),
+      );
+      expect(error).toMatchObject({ transient: false, reason: 'google-auth-library returned something that is not a token' });
+    }
   });
 });

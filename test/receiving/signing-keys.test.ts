@@ -9,6 +9,7 @@ import { SigningKeysUnavailableError, TokenInvalidError } from '../../services/s
 import { freePort } from '../../scripts/lib/processes.js';
 import { resettingServer } from '../helpers/faults.js';
 import { serve, nowS, type Running } from '../helpers/servers.js';
+import { timersOf } from '../helpers/timers.js';
 import { b64url } from '../helpers/tokens.js';
 
 const AUDIENCE = 'https://receiving-abc123-uc.a.run.app';
@@ -286,29 +287,9 @@ describe('signing keys: a cache that outlives the key server', () => {
   });
 
   it('leaves no timer behind once the keys have come', async () => {
-    // The fetch's own timer, watched directly: counting the process's timers instead would also
-    // count other tests' timers ending meanwhile (this worker runs other files too).
     const slowTimeout = verifierFor(server, { timeoutMs: 60_000, now: () => clockMs });
-    const [realSet, realClear] = [globalThis.setTimeout, globalThis.clearTimeout];
-    const created: unknown[] = [];
-    const cleared = new Set<unknown>();
-    globalThis.setTimeout = ((handler: () => void, ms?: number) => {
-      const timer = realSet(handler, ms);
-      if (ms === 60_000) created.push(timer);
-      return timer;
-    }) as typeof setTimeout;
-    globalThis.clearTimeout = (timer: Parameters<typeof clearTimeout>[0]) => {
-      cleared.add(timer);
-      realClear(timer);
-    };
-    try {
-      expect(await outcome(slowTimeout, await key.sign(claims()))).toBe('ok');
-    } finally {
-      globalThis.setTimeout = realSet;
-      globalThis.clearTimeout = realClear;
-    }
-    expect(created).toHaveLength(1);
-    expect(cleared.has(created[0])).toBe(true);
+    const timers = await timersOf(60_000, async () => expect(await outcome(slowTimeout, await key.sign(claims()))).toBe('ok'));
+    expect(timers).toEqual({ set: 1, uncleared: 0 });
   });
 
   it('refuses an unknown key id as the token’s fault (401) while the key server is healthy, without refetching', async () => {

@@ -7,6 +7,7 @@ import { HttpFailure, httpGet } from '../../services/shared/http.js';
 import { freePort } from '../../scripts/lib/processes.js';
 import { rawServer } from '../helpers/faults.js';
 import { serve } from '../helpers/servers.js';
+import { timersOf } from '../helpers/timers.js';
 
 const keepAlive = () => new http.Agent({ keepAlive: true });
 const get = (url: URL, agent = keepAlive(), timeoutMs = 2000, maxBytes = 1024) =>
@@ -35,33 +36,21 @@ describe('httpGet: the one HTTP client of the services', () => {
     let connections = 0;
     upstream.server.on('connection', () => (connections += 1));
     const agent = keepAlive();
-    // The call's own timers, watched directly: counting the process's would count other files' too.
-    const [realSet, realClear] = [globalThis.setTimeout, globalThis.clearTimeout];
-    const created: unknown[] = [];
-    const cleared = new Set<unknown>();
-    globalThis.setTimeout = ((handler: () => void, ms?: number) => {
-      const timer = realSet(handler, ms);
-      if (ms === 60_000) created.push(timer);
-      return timer;
-    }) as typeof setTimeout;
-    globalThis.clearTimeout = (timer: Parameters<typeof clearTimeout>[0]) => {
-      cleared.add(timer);
-      realClear(timer);
-    };
     try {
-      for (let i = 0; i < 5; i += 1) {
-        const answer = await httpGet(new URL(upstream.url), { agent, headers: { 'X-Test': '1' }, timeoutMs: 60_000, maxBytes: 1024 });
-        expect([answer.status, answer.body, answer.headers['www-authenticate']]).toEqual([401, 'nope: é', 'Bearer error="invalid_token"']);
-      }
-      globalThis.setTimeout = realSet;
-      globalThis.clearTimeout = realClear;
-      expect(created).toHaveLength(5);
-      expect(created.every((timer) => cleared.has(timer))).toBe(true);
+      const timers = await timersOf(60_000, async () => {
+        for (let i = 0; i < 5; i += 1) {
+          const answer = await httpGet(new URL(upstream.url), { agent, headers: { 'X-Test': '1' }, timeoutMs: 60_000, maxBytes: 1024 });
+          expect([answer.status, answer.body, answer.headers['www-authenticate']]).toEqual([
+            401,
+            'nope: é',
+            'Bearer error="invalid_token"',
+          ]);
+        }
+      });
+      expect(timers).toEqual({ set: 5, uncleared: 0 });
       expect(connections).toBe(1);
       expect(seen).toEqual(['1', '1', '1', '1', '1']);
     } finally {
-      globalThis.setTimeout = realSet;
-      globalThis.clearTimeout = realClear;
       agent.destroy();
       await upstream.close();
     }
@@ -116,6 +105,24 @@ describe('httpGet: the one HTTP client of the services', () => {
       expect(dying.requests()).toBe(1);
     } finally {
       await dying.close();
+    }
+  });
+
+  it('a header Node refuses to send: a failure at once, naming the header but not its value, and no timer left to fire', async () => {
+    const server = await rawServer((socket) => socket.end(`${HEAD_OK}Content-Length: 0\r\n\r\n`));
+    try {
+      let failure: Awaited<ReturnType<typeof failureOf>> | undefined;
+      const timers = await timersOf(60_000, async () => {
+        const headers = { Authorization: 'Bearer secret\nX: y' };
+        failure = await failureOf(httpGet(server.url, { agent: keepAlive(), headers, timeoutMs: 60_000, maxBytes: 1024 }));
+      });
+      expect(failure?.kind).toBe('network');
+      expect(failure?.message).toMatch(/^was not asked: Node refused the request \(.*authorization/i);
+      expect(failure?.message).not.toContain('secret');
+      expect(timers.uncleared).toBe(0);
+      expect(server.requests()).toBe(0);
+    } finally {
+      await server.close();
     }
   });
 
