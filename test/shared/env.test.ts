@@ -33,4 +33,71 @@ describe('EnvReader', () => {
     read.httpUrl('URL', 'not a url');
     expect(() => read.done({})).toThrow(/URL must be an http\(s\) URL[\s\S]*URL must be an absolute http\(s\) URL/);
   });
+
+  it('takes a whole number only within its bounds, both ends included', () => {
+    const read = new EnvReader('svc', {
+      LOW: '4',
+      MIN: '5',
+      MAX: '10',
+      HIGH: '11',
+      A: '1.5',
+      B: '-5',
+      C: '7x',
+      D: 'x7',
+      E: '1e1',
+      F: '0x7',
+    });
+    expect([read.integer('MIN', 1, 5, 10), read.integer('MAX', 1, 5, 10)]).toEqual([5, 10]);
+    for (const name of ['LOW', 'HIGH', 'A', 'B', 'C', 'D', 'E', 'F']) expect(read.integer(name, 7, 5, 10)).toBe(7);
+    expect(() => read.done({})).toThrow(
+      new ConfigError(
+        'svc',
+        ['LOW "4"', 'HIGH "11"', 'A "1.5"', 'B "-5"', 'C "7x"', 'D "x7"', 'E "1e1"', 'F "0x7"'].map((nameAndValue) => {
+          const [name, value] = nameAndValue.split(' ');
+          return `${name} must be a whole number from 5 to 10, got ${value}`;
+        }),
+      ),
+    );
+  });
+
+  it('says which service refused, each problem on its own line', () => {
+    const error = new ConfigError('svc', ['A is wrong', 'B is wrong']);
+    expect([error.name, error.message, error.problems]).toEqual([
+      'ConfigError',
+      'svc: invalid configuration:\n  - A is wrong\n  - B is wrong',
+      ['A is wrong', 'B is wrong'],
+    ]);
+  });
+
+  it('answers a required value, or an empty one and a problem', () => {
+    const read = new EnvReader('svc', { URL: ' http://r ' });
+    expect(read.required('URL', 'where')).toBe('http://r');
+    expect(read.required('OTHER', 'what')).toBe('');
+    expect(() => read.done({})).toThrow(new ConfigError('svc', ['OTHER is required: what']));
+  });
+
+  it('knows it is on Cloud Run by K_SERVICE, which Cloud Run sets', () => {
+    expect(new EnvReader('svc', { K_SERVICE: 'calling' }).common()).toEqual({
+      logLevel: 'info',
+      projectId: undefined,
+      metadataHost: undefined,
+      onCloudRun: true,
+    });
+    expect(new EnvReader('svc', { K_SERVICE: ' ' }).common().onCloudRun).toBe(false);
+    expect(new EnvReader('svc', {}).common().onCloudRun).toBe(false);
+  });
+
+  it('hides only a user and password before the host when it quotes a value', () => {
+    const read = new EnvReader('svc', {});
+    read.httpUrl('A', 'ftp://host/a@b');
+    read.httpUrl('B', 'user:pw@host:x');
+    read.httpUrl('C', 'ftp://user:pw@host/');
+    expect(() => read.done({})).toThrow(
+      new ConfigError('svc', [
+        'A must be an http(s) URL, got "ftp://host/a@b"',
+        'B must be an http(s) URL, got "…@host:x"',
+        'C must be an http(s) URL, got "ftp://…@host/"',
+      ]),
+    );
+  });
 });

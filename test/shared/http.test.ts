@@ -93,6 +93,22 @@ describe('httpGet: the one HTTP client of the services', () => {
   });
 
   it.each([
+    ['ENOTFOUND', 'dns', 'its host name does not resolve'],
+    ['EAI_AGAIN', 'dns', 'its host name does not resolve'],
+    ['EPIPE', 'reset', 'the connection was reset'],
+    ['ERR_TLS_CERT_ALTNAME_INVALID', 'tls', 'TLS failed: ERR_TLS_CERT_ALTNAME_INVALID'],
+    ['EHOSTUNREACH', 'network', 'a network error (EHOSTUNREACH)'],
+    [undefined, 'network', 'a network error (no code)'],
+  ])('a connection failing with %s: %s, in words', async (code, kind, words) => {
+    // The failure comes from the agent's own name lookup, so nothing is looked up or sent anywhere.
+    const lookup = (_host: string, _options: unknown, callback: (err: Error) => void) =>
+      callback(Object.assign(new Error('stand-in failure'), code === undefined ? {} : { code }));
+    const agent = new http.Agent({ lookup } as http.AgentOptions);
+    const failure = await failureOf(get(new URL('http://metadata.test/'), agent));
+    expect(failure).toMatchObject({ kind, message: `could not be reached (${words})` });
+  });
+
+  it.each([
     ['a Content-Length body', `${HEAD_OK}Content-Length: 100\r\n\r\nHello`],
     ['a chunked body', `${HEAD_OK}Transfer-Encoding: chunked\r\n\r\n5\r\nHello\r\n`],
   ])('%s cut short by a server that dies: reset, at once, not after the timeout', async (_what, bytes) => {

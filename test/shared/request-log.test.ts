@@ -25,6 +25,10 @@ describe('requestLog', () => {
     app.get('/slow', (_req, res) => {
       setTimeout(() => res.end('late'), 300).unref();
     });
+    app.get('/held', (_req, res) => {
+      res.locals.held = true; // a long poll, as the emulator's wait_for_change
+      setTimeout(() => res.end('changed'), 300).unref();
+    });
     app.get('/teapot', (_req, res) => {
       res.status(418).end('short and stout');
     });
@@ -157,6 +161,22 @@ describe('requestLog', () => {
       severity: 'WARNING',
       message: expect.stringMatching(/^GET \/slow 200 \(client went away\) in \d+ ms$/),
     });
+  });
+
+  it('a client that stops waiting on a long poll is no problem: logged at the success level, saying so', async () => {
+    const req = http.get(`${running.url}/held`);
+    req.on('error', () => undefined);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    req.destroy();
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    expect(last()).toMatchObject({
+      severity: 'INFO',
+      message: expect.stringMatching(/^GET \/held: the client stopped waiting after \d+ ms$/),
+    });
+    // Answered in full, a long poll is logged as any request.
+    await request(running.url).get('/held').expect(200, 'changed');
+    await settle();
+    expect(last()).toMatchObject({ severity: 'INFO', message: expect.stringMatching(/^GET \/held 200 in \d+ ms$/) });
   });
 
   it('writes the trace fields only when the project is known', async () => {
