@@ -117,10 +117,6 @@ export function createSigningKeySet(options: SigningKeySetOptions): SigningKeySe
   };
 }
 
-class KeyFetchError extends Error {
-  override readonly name = 'KeyFetchError';
-}
-
 async function fetchKeys(
   url: URL,
   agent: http.Agent,
@@ -130,24 +126,24 @@ async function fetchKeys(
   try {
     answer = await httpGet(url, { agent, timeoutMs, maxBytes: MAX_BODY_BYTES });
   } catch (err) {
-    throw new KeyFetchError((err as HttpFailure).message);
+    throw new Error((err as HttpFailure).message); // what the key server did, for SigningKeysUnavailableError
   }
-  if (answer.status !== 200) throw new KeyFetchError(`answered ${answer.status}`);
+  if (answer.status !== 200) throw new Error(`answered ${answer.status}`);
   let body: unknown;
   try {
     body = JSON.parse(answer.body);
   } catch {
-    throw new KeyFetchError('answered something that is not JSON');
+    throw new Error('answered something that is not JSON');
   }
   const keys = (body as { keys?: unknown } | null)?.keys;
   if (!Array.isArray(keys) || !keys.some((k) => (k as { kty?: unknown })?.kty === 'RSA')) {
-    throw new KeyFetchError('answered a key set without RSA keys');
+    throw new Error('answered a key set without RSA keys');
   }
   let getKey: JWTVerifyGetKey;
   try {
     getKey = createLocalJWKSet(body as JSONWebKeySet);
   } catch {
-    throw new KeyFetchError('answered a malformed key set');
+    throw new Error('answered a malformed key set');
   }
   const kids = new Set(keys.map((k) => (k as { kid?: unknown }).kid).filter((kid): kid is string => typeof kid === 'string'));
   return { getKey, kids, maxAgeS: maxAgeOf(answer.headers['cache-control']) };

@@ -126,11 +126,16 @@ function callerFrom(claims: JWTPayload): Caller {
   return { subject: claims.sub!, emailVerified, ...(email ? { email } : {}) };
 }
 
-const MISSING_CLAIM: Readonly<Record<string, string>> = {
-  aud: 'token has no audience',
-  iss: 'token has no issuer',
-  iat: 'token has no issue time (iat)',
-  exp: 'token has no expiry (exp)',
+/** jose's claim failures in our words, by reason and claim (the only ones the rules in google-id-token.ts produce). */
+const CLAIM_FAILURE: Readonly<Record<string, string>> = {
+  'missing aud': 'token has no audience',
+  'missing iss': 'token has no issuer',
+  'missing iat': 'token has no issue time (iat)',
+  'missing exp': 'token has no expiry (exp)',
+  'check_failed aud': 'token audience is not this service',
+  'check_failed iss': 'token issuer is not trusted',
+  'check_failed iat': 'token is issued in the future',
+  'check_failed nbf': 'token is not valid yet (nbf)',
 };
 
 /** A short reason for the client; jose's own messages can quote claim values, so none pass through. */
@@ -139,20 +144,8 @@ function describeFailure(err: unknown): string {
     return err.claim === 'iat' ? 'token was issued too long ago' : 'token has expired';
   }
   if (err instanceof errors.JWTClaimValidationFailed) {
-    if (err.reason === 'missing') return MISSING_CLAIM[err.claim] ?? `token has no ${err.claim} claim`;
     if (err.reason === 'invalid') return `token claim ${err.claim} is not a number`;
-    switch (err.claim) {
-      case 'aud':
-        return 'token audience is not this service';
-      case 'iss':
-        return 'token issuer is not trusted';
-      case 'iat':
-        return 'token is issued in the future';
-      case 'nbf':
-        return 'token is not valid yet (nbf)';
-      default:
-        return `token claim ${err.claim} is invalid`;
-    }
+    return CLAIM_FAILURE[`${err.reason} ${err.claim}`] ?? 'token is malformed';
   }
   if (err instanceof errors.JOSEAlgNotAllowed) return 'token algorithm is not RS256';
   if (err instanceof errors.JWSSignatureVerificationFailed) return 'token signature does not verify';
