@@ -2,6 +2,7 @@ import http from 'node:http';
 import express from 'express';
 import request from 'supertest';
 import { requestLog } from '../../services/shared/request-log.js';
+import { sendText } from '../../services/shared/send-text.js';
 import { createLogger } from '../../services/shared/logger.js';
 import { capturingLogger } from '../helpers/logs.js';
 import { serve, type Running } from '../helpers/servers.js';
@@ -25,6 +26,7 @@ describe('requestLog', () => {
     app.get('/slow', (_req, res) => {
       setTimeout(() => res.end('late'), 300).unref();
     });
+    app.get('/text', (_req, res) => sendText(res, 'héllo'));
     app.get('/held', (_req, res) => {
       res.locals.held = true; // a long poll, as the emulator's wait_for_change
       setTimeout(() => res.end('changed'), 300).unref();
@@ -92,6 +94,12 @@ describe('requestLog', () => {
     expect(last().httpRequest.userAgent).toBe('tool/1 [token]');
     expect(last()).not.toHaveProperty('err');
     expect(last()).not.toHaveProperty('caller');
+  });
+
+  it("logs the size of the services' own text answers (sendText), in bytes", async () => {
+    await request(running.url).get('/text').expect(200, 'héllo');
+    await settle();
+    expect(last().httpRequest.responseSize).toBe('6');
   });
 
   it('leaves out responseSize when the answer has no Content-Length (chunked)', async () => {
