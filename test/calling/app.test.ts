@@ -65,6 +65,14 @@ describe('calling over HTTP', () => {
     if (tokenHeader === 'both') expect(headers.authorization).toBe(headers['x-serverless-authorization']);
   });
 
+  it('relays any 2xx as a 200, and says nothing of its framework or of freshness', async () => {
+    answer = { status: 299, body: 'Hello World!' };
+    const res = await request(await start()).get('/');
+    expect([res.status, res.text]).toEqual([200, 'Second service says: Hello World!']);
+    expect(res.headers).not.toHaveProperty('x-powered-by');
+    expect(res.headers).not.toHaveProperty('etag');
+  });
+
   it('sends no token with AUTH=none, and asks no metadata server for one', async () => {
     const res = await request(await start({ AUTH: 'none' }, await noMetadataServer())).get('/');
     expect(res.status).toBe(200);

@@ -13,9 +13,17 @@ describe('loadCallingConfig', () => {
     );
   });
 
-  it('refuses to start without URL, saying what it is', () => {
-    expect(() => loadCallingConfig({})).toThrow(ConfigError);
-    expect(() => loadCallingConfig({})).toThrow(/URL is required: the receiving service's URL/);
+  it('refuses to start without URL, saying what it is, once', () => {
+    expect(() => loadCallingConfig({})).toThrow(
+      new ConfigError('calling', [
+        "URL is required: the receiving service's URL, e.g. https://receiving-abc123-uc.a.run.app (locally http://127.0.0.1:8081)",
+      ]),
+    );
+  });
+
+  it('listens on 0.0.0.0:8080 unless HOST and PORT say otherwise, as Cloud Run expects', () => {
+    expect(loadCallingConfig({ URL: 'http://r' })).toMatchObject({ host: '0.0.0.0', port: 8080 });
+    expect(loadCallingConfig({ URL: 'http://r', HOST: '127.0.0.1', PORT: '9090' })).toMatchObject({ host: '127.0.0.1', port: 9090 });
   });
 
   it('refuses a URL with a password without quoting it, and one on port 0', () => {

@@ -50,10 +50,57 @@ describe('explainRefusal', () => {
     }
   });
 
-  it.each([401, 403])('on %i without a token says to turn AUTH on', (upstreamStatus) => {
+  it.each([
+    [401, 'UPSTREAM_UNAUTHORIZED'],
+    [403, 'UPSTREAM_FORBIDDEN'],
+  ])('on %i without a token says to turn AUTH on', (upstreamStatus, code) => {
     const error = explainRefusal({ ...base, auth: 'none', token: null, upstreamStatus });
-    expect(error.message).toContain('calling sent no token (AUTH=none)');
-    expect(error.extensions).toMatchObject({ caller: null, fix: 'set AUTH=id-token on calling so it sends an ID token' });
+    expect(error.code).toBe(code);
+    expect(error.message).toBe(
+      `the receiving service at ${url.href} answered ${upstreamStatus}: calling sent no token (AUTH=none), and a private service wants one.\n` +
+        'Fix: set AUTH=id-token on calling so it sends an ID token.',
+    );
+    expect(error.extensions).toEqual({
+      upstreamStatus,
+      caller: null,
+      audience: null,
+      fix: 'set AUTH=id-token on calling so it sends an ID token',
+    });
+  });
+
+  it('on 401 without a reason from receiving says so in full, with the fix as a member', () => {
+    const error = explainRefusal({ ...base, upstreamStatus: 401 });
+    const fix = `the audience must be the receiving service's URL origin (${url.origin}) or a custom audience set on it: set AUDIENCE on calling to match (it is ${url.origin})`;
+    expect(error.message).toBe(
+      `the receiving service at ${url.href} answered 401: it did not accept the token; calling called as ${SA} with a token for audience ${url.origin}.\nFix: ${fix}.`,
+    );
+    expect(error.extensions).toEqual({ upstreamStatus: 401, caller: SA, audience: url.origin, fix });
+  });
+
+  it.each([
+    [{ sub: '1234' }, 'subject 1234'],
+    [{ email: 42, sub: '1234' }, 'subject 1234'],
+    [{}, 'an identity its token does not name'],
+  ])('names a caller whose token has no email by its subject, or says it cannot (%j)', (claims, caller) => {
+    expect(explainRefusal({ ...base, token: tokenFor(claims), upstreamStatus: 403 }).extensions.caller).toBe(caller);
+  });
+
+  it('names no caller for a token that is not a JWT', () => {
+    expect(explainRefusal({ ...base, token: 'opaque', upstreamStatus: 403 }).extensions.caller).toBe('an identity its token does not name');
+  });
+
+  it("keeps receiving's reason printable, and leaves out long runs and runs the token shares, to the last 8 characters", () => {
+    const token = `${tokenFor({ email: SA }).slice(0, -4)}zzzzzzzzzzzzzzzz`; // its signature: 16 z's
+    const said = (reason: string) =>
+      explainRefusal({ ...base, token, upstreamStatus: 401, challenge: `Bearer error_description="${reason}"` })
+        .message.split('Receiving said: ')[1]!
+        .split('.\n')[0];
+    expect(said('bad\u0007 token\u00e9')).toBe('bad token');
+    expect(said(`a ${'x'.repeat(19)} b`)).toBe(`a ${'x'.repeat(19)} b`);
+    expect(said(`a ${'x'.repeat(20)} b`)).toBe('a [redacted] b');
+    // A run whose only 8 characters in common with the token are its last 8.
+    expect(said('a abcdezzzzzzzz b')).toBe('a [redacted] b');
+    expect(said('a abcdezzzzzzzy b')).toBe('a abcdezzzzzzzy b');
   });
 
   it('never puts the token in the message or the problem members', () => {
@@ -77,7 +124,13 @@ describe('the service a 403 fix names, read from URL', () => {
     ['https://receiving-abc123defg-uc.a.run.app', 'receiving'],
     ['https://my-receiving-123456789012.us-central1.run.app', 'my-receiving --region=us-central1'],
     ['http://127.0.0.1:8081', 'receiving'],
+    ['https://receiving-123456789012.europe-west10.run.app', 'receiving --region=europe-west10'],
+    ['http://localhost:8081', 'receiving'],
+    ['http://[::1]:8081', 'receiving'],
     ['https://api.example.com', 'RECEIVING_SERVICE'],
+    // Look-alikes of Cloud Run's hosts name no service.
+    ['https://receiving-123456789012.us-central1.run.app.example.com', 'RECEIVING_SERVICE'],
+    ['https://receiving-abc123defg-uc.a.run.app.example.com', 'RECEIVING_SERVICE'],
   ])('reads %s', (href, service) => {
     const error = explainRefusal({ ...base, url: new URL(href), upstreamStatus: 403 });
     expect(error.extensions.fix).toBe(

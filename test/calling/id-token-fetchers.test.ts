@@ -91,6 +91,7 @@ describe('createMetadataIdTokenFetcher', () => {
       reason: `the metadata server at ${host} could not be reached (the connection was refused)`,
     });
     expect((error.cause as HttpFailure).kind).toBe('refused');
+    expect(error.silent).toBeUndefined(); // it answered, by refusing
   });
 
   it('reports a reset connection as transient', async () => {
@@ -182,7 +183,11 @@ describe('createMetadataIdTokenFetcher', () => {
   it('reports a slow server as a transient timeout', async () => {
     front.fault = 'slow';
     const error = await failureOf(createMetadataIdTokenFetcher(running.host)('a', 100));
-    expect(error).toMatchObject({ transient: true, reason: `the metadata server at ${running.host} did not answer within 100 ms` });
+    expect(error).toMatchObject({
+      transient: true,
+      reason: `the metadata server at ${running.host} did not answer within 100 ms`,
+      silent: `the metadata server at ${running.host}`,
+    });
   });
 
   it('reports a 500 as transient', async () => {

@@ -52,9 +52,31 @@ describe('createIdTokenSource', () => {
     );
     const error = await failureOf(source.getIdToken(AUDIENCE));
     expect(error).toMatchObject({ status: 503 });
-    expect(error.message).toMatch(/: google-auth-library failed: \S/);
+    // The key itself was tried, so google-auth-library was given these credentials and signed with them.
+    expect(error.message).toMatch(/: google-auth-library failed: (?:Error: )?error:\w+:DECODER routines::unsupported\. /);
     expect(error.message).not.toContain('not a key');
     expect(error.message).toMatch(/\. Check the service-account key in GOOGLE_APPLICATION_CREDENTIALS \(\/nonexistent\/key\.json\)$/);
+  });
+
+  it('google-auth origin, impersonated: a failure names the file and the role the account that made it needs', async () => {
+    const source = createIdTokenSource(
+      {
+        kind: 'google-auth',
+        credentials: { type: 'impersonated_service_account', file: '/x/adc.json', account: 'sa@p.iam.gserviceaccount.com', delegates: [] },
+        json: {
+          type: 'impersonated_service_account',
+          service_account_impersonation_url:
+            'https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/sa@p.iam.gserviceaccount.com:generateAccessToken',
+          // A key source that fails to sign before any request could go out.
+          source_credentials: { type: 'service_account', client_email: 'me@p.iam.gserviceaccount.com', private_key: 'not a key' },
+        },
+      },
+      silentLogger(),
+    );
+    const error = await failureOf(source.getIdToken(AUDIENCE));
+    expect(error.message).toMatch(
+      /\. Check the impersonated credentials in GOOGLE_APPLICATION_CREDENTIALS \(\/x\/adc\.json\): the account that made them needs roles\/iam\.serviceAccountTokenCreator on sa@p\.iam\.gserviceaccount\.com$/,
+    );
   });
 
   it('logs a failed background refresh as a warning naming the audience, and keeps the cached token', async () => {
