@@ -137,7 +137,8 @@ export class EnvReader {
       }
       const same = url !== undefined && [url.host, `${url.host}:80`].includes(value.toLowerCase());
       const hostname = url !== undefined && /^(?:[a-z\d.-]+|\[[\da-f:.]+\])$/.test(url.hostname);
-      if (url === undefined || !same || !hostname || url.href !== `http://${url.host}/` || url.port === '0') {
+      // The value is the URL's host exactly (no scheme, user, path or query), a host name or IP, not port 0.
+      if (url === undefined || !same || !hostname || url.port === '0') {
         this.problem(`${name} must be host[:port] with no scheme or path (e.g. 127.0.0.1:8082), got "${withoutUser(value)}"`);
       }
       return value;

@@ -100,4 +100,25 @@ describe('EnvReader', () => {
       ]),
     );
   });
+
+  it('refuses a URL with a user name alone or a password alone, quoting neither', () => {
+    const read = new EnvReader('svc', {});
+    expect(read.httpUrl('A', 'http://user@host/')).toBeUndefined();
+    expect(read.httpUrl('B', 'http://:secret@host/')).toBeUndefined();
+    expect(read.httpUrl('C', 'http://host/')?.href).toBe('http://host/');
+    const why = 'must not carry a user name or password: it is logged and named in error answers';
+    expect(() => read.done({})).toThrow(new ConfigError('svc', [`A ${why}`, `B ${why}`]));
+  });
+
+  it('takes as a metadata host only a host name or an IP address, as a URL holds it', () => {
+    const hostOf = (value: string) => {
+      const read = new EnvReader('svc', { GCE_METADATA_HOST: value });
+      const { metadataHost } = read.common();
+      return read.done(metadataHost);
+    };
+    expect(hostOf('metadata.google.internal')).toBe('metadata.google.internal');
+    expect(hostOf('127.0.0.1:8082')).toBe('127.0.0.1:8082');
+    for (const value of ['meta_data:8082', '_metadata', 'metadata_', 'host/x', 'http://host'])
+      expect(() => hostOf(value)).toThrow(ConfigError);
+  });
 });

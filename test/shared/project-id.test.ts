@@ -23,13 +23,16 @@ async function firstLine(lines: string[], timeoutMs: number): Promise<Record<str
 }
 
 /** A metadata server whose project-id answer is given: body, and whether it says Metadata-Flavor. */
-async function metadataServer(body: string, flavor = true): Promise<Running & { asked: () => number }> {
+async function metadataServer(body: string, flavor = true, status = 200): Promise<Running & { asked: () => number }> {
   let asked = 0;
   const app = express();
   app.get('/computeMetadata/v1/project/project-id', (req, res) => {
     asked += 1;
     if (flavor) res.set('Metadata-Flavor', 'Google');
-    res.type('text/plain').send(req.get('Metadata-Flavor') === 'Google' ? body : 'no flavor asked');
+    res
+      .status(status)
+      .type('text/plain')
+      .send(req.get('Metadata-Flavor') === 'Google' ? body : 'no flavor asked');
   });
   const running = await serve(app);
   return { ...running, asked: () => asked };
@@ -70,10 +73,11 @@ describe('projectIdFrom: the project id for the trace field', () => {
   });
 
   it.each([
-    ['without Metadata-Flavor: Google', 'lying-project', false],
-    ['with an empty body', '  \n', true],
-  ])('an answer %s is not taken: three asks, then one warning naming the host', async (_what, body, flavor) => {
-    const server = await metadataServer(body, flavor);
+    ['without Metadata-Flavor: Google', 'lying-project', false, 200],
+    ['with an empty body', '  \n', true, 200],
+    ['with a status other than 200', 'not-found-page', true, 404],
+  ])('an answer %s is not taken: three asks, then one warning naming the host', async (_what, body, flavor, status) => {
+    const server = await metadataServer(body, flavor, status);
     try {
       const { logger, lines } = capturingLogger();
       const get = projectIdFrom({ GCE_METADATA_HOST: server.host }, logger);
