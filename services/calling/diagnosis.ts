@@ -20,7 +20,7 @@ interface Refusal {
  */
 export function explainRefusal(refusal: Refusal): UpstreamRefusedError {
   const { url, upstreamStatus, audience, auth } = refusal;
-  const caller = auth === 'none' ? null : callerOf(refusal.token);
+  const caller = auth === 'none' || refusal.token === null ? null : callerOf(refusal.token);
   const said = reasonIn(refusal.challenge, refusal.token);
   const extensions = { upstreamStatus, caller, audience: auth === 'none' ? null : audience };
   const head = `the receiving service at ${url.href} answered ${upstreamStatus}`;
@@ -64,8 +64,7 @@ export function explainRefusal(refusal: Refusal): UpstreamRefusedError {
   return new UpstreamRefusedError('UPSTREAM_ERROR', `${head}.`, extensions);
 }
 
-function callerOf(token: string | null): string {
-  if (token === null) return 'an unknown identity';
+function callerOf(token: string): string {
   try {
     const { email, sub } = decodeJwt(token);
     if (typeof email === 'string') return email;

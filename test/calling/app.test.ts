@@ -9,7 +9,7 @@ describe('calling over HTTP', () => {
   let upstream: Running;
   let emulator: RunningEmulator;
   let seen: IncomingHttpHeaders[];
-  let answer: { status: number; body: string };
+  let answer: { status: number; body: string; challenge?: string };
   let calling: Running | undefined;
   /** The audiences calling asked the emulator for, and the token it got. */
   const audienceOf = (header: string | string[] | undefined) => decodeJwt(String(header).replace(/^Bearer /, '')).aud;
@@ -18,6 +18,7 @@ describe('calling over HTTP', () => {
     const app = express();
     app.get('/', (req, res) => {
       seen.push(req.headers);
+      if (answer.challenge !== undefined) res.set('WWW-Authenticate', answer.challenge);
       res.status(answer.status).type('text/plain').send(answer.body);
     });
     upstream = await serve(app);
@@ -101,6 +102,14 @@ describe('calling over HTTP', () => {
     expect(res.text).not.toContain('Second service says');
   });
 
+  it("passes on receiving's reason for a 401, from its WWW-Authenticate, with no ETag on the answer", async () => {
+    answer = { status: 401, body: 'Unauthorized', challenge: 'Bearer error="invalid_token", error_description="token has expired"' };
+    const res = await request(await start()).get('/');
+    expect(res.status).toBe(502);
+    expect(res.text).toContain('Receiving said: token has expired.');
+    expect(res.headers).not.toHaveProperty('etag');
+  });
+
   it('answers RFC 9457 problem details to a client that asks for JSON', async () => {
     answer = { status: 403, body: 'Forbidden page' };
     const res = await request(await start())
@@ -132,7 +141,7 @@ describe('calling over HTTP', () => {
 
   it('answers /health without calling anyone', async () => {
     const res = await request(await start({}, await noMetadataServer())).get('/health');
-    expect(res.status).toBe(200);
+    expect([res.status, res.text]).toEqual([200, 'ok\n']);
     expect(seen).toHaveLength(0);
   });
 });

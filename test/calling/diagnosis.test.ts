@@ -112,6 +112,11 @@ describe('explainRefusal', () => {
     }
   });
 
+  it('on a status that is no refusal says only what came back, sending a token or not', () => {
+    const error = explainRefusal({ ...base, auth: 'none', token: null, upstreamStatus: 500 });
+    expect([error.code, error.message]).toEqual(['UPSTREAM_ERROR', `the receiving service at ${url.href} answered 500.`]);
+  });
+
   it('on other statuses says only what came back', () => {
     const error = explainRefusal({ ...base, upstreamStatus: 500 });
     expect(error.code).toBe('UPSTREAM_ERROR');
