@@ -1,5 +1,4 @@
 import http, { type ClientRequest, type IncomingHttpHeaders } from 'node:http';
-import https from 'node:https';
 
 /**
  * The one HTTP client of the services: a GET to the metadata server, to Google's key server or to
@@ -7,7 +6,7 @@ import https from 'node:https';
  * body cut short (node-fetch 2 waits for the rest of a Content-Length body until its timeout).
  */
 interface HttpGetOptions {
-  /** Whose sockets to use: keep-alive for the request path, https with its CA for an https URL. */
+  /** Whose sockets to use: keep-alive for the request path; an https.Agent, with its CA, for an https URL. */
   agent: http.Agent;
   headers?: Record<string, string>;
   /** Bound on the whole call, its one retry included. */
@@ -63,7 +62,6 @@ function connectionFailure(err: unknown): HttpFailure {
  * one, as GET is safe to repeat.
  */
 export function httpGet(url: URL, options: HttpGetOptions): Promise<HttpAnswer> {
-  const get = url.protocol === 'https:' ? https.get : http.get;
   return new Promise((resolve, reject) => {
     let request: ClientRequest | undefined;
     let settled = false;
@@ -81,7 +79,8 @@ export function httpGet(url: URL, options: HttpGetOptions): Promise<HttpAnswer> 
     const send = (mayRetry: boolean) => {
       let req: ClientRequest;
       try {
-        req = get(url, { agent: options.agent, headers: options.headers ?? {} });
+        // The agent decides http or https (an https.Agent makes TLS connections); Node refuses a URL of the other scheme.
+        req = http.get(url, { agent: options.agent, headers: options.headers ?? {} });
       } catch (err) {
         // A header Node refuses to send (a control character in a value): nothing went out.
         settle(new HttpFailure('network', `was not asked: Node refused the request (${(err as Error).message})`, { cause: err }));

@@ -1,4 +1,7 @@
+import { readFileSync } from 'node:fs';
 import type { IncomingHttpHeaders } from 'node:http';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
 import express from 'express';
 import { decodeJwt } from 'jose';
 import request from 'supertest';
@@ -128,6 +131,25 @@ describe('calling over HTTP', () => {
       audience: 'https://receiving.example',
       fix: expect.stringContaining('--role=roles/run.invoker'),
     });
+  });
+
+  it('calls an https URL over TLS, checking its certificate', async () => {
+    const fixtures = new URL('../fixtures/tls/', import.meta.url);
+    const tls = https.createServer({
+      key: readFileSync(new URL('loopback.key', fixtures)),
+      cert: readFileSync(new URL('loopback.crt', fixtures)),
+    });
+    await new Promise<void>((resolve) => tls.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = tls.address() as AddressInfo;
+      calling = await startCalling({ URL: `https://127.0.0.1:${port}/`, GCE_METADATA_HOST: emulator.host });
+      const res = await request(calling.url).get('/');
+      // Node's own CAs do not hold the self-signed loopback certificate: refused by TLS, not sent in clear.
+      expect(res.status).toBe(502);
+      expect(res.text).toContain('could not be reached (TLS failed: DEPTH_ZERO_SELF_SIGNED_CERT)');
+    } finally {
+      await new Promise((resolve) => tls.close(resolve));
+    }
   });
 
   it('answers 503 with a clear message when no token can be had', async () => {

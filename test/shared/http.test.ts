@@ -76,9 +76,28 @@ describe('httpGet: the one HTTP client of the services', () => {
     }
   });
 
-  it('a refused connection: refused, at once', async () => {
-    const failure = await failureOf(get(new URL(`http://127.0.0.1:${await freePort()}/`)));
+  it('a refused connection: refused, at once, an HttpFailure carrying the error Node gave', async () => {
+    const call = get(new URL(`http://127.0.0.1:${await freePort()}/`));
+    const failure = await failureOf(call);
     expect(failure).toMatchObject({ kind: 'refused', message: 'could not be reached (the connection was refused)' });
+    const err = (await call.catch((e: unknown) => e)) as HttpFailure;
+    expect([err.name, (err.cause as { code?: string }).code]).toEqual(['HttpFailure', 'ECONNREFUSED']);
+  });
+
+  it('a call that timed out on a kept-alive connection is not sent again', async () => {
+    const server = await rawServer((socket, nth) => {
+      if (nth === 1) socket.write(`${HEAD_OK}Content-Length: 2\r\n\r\nok`);
+    });
+    const agent = keepAlive();
+    try {
+      expect((await get(server.url, agent)).body).toBe('ok');
+      expect((await failureOf(get(server.url, agent, 200))).kind).toBe('timeout');
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(server.requests()).toBe(2);
+    } finally {
+      agent.destroy();
+      await server.close();
+    }
   });
 
   it('a silent server: timeout, after timeoutMs', async () => {
