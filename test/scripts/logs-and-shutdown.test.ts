@@ -130,9 +130,11 @@ describe('graceful shutdown (real processes)', () => {
       setTimeout(() => res.type('text/plain').send('slow hello'), 1500);
     });
     const upstream = await serve(slow);
+    const lines: string[] = [];
     const calling = await startService('calling', {
       env: { PATH: process.env.PATH, URL: upstream.url, AUTH: 'none' },
       port: await freePort(),
+      onLine: (_name, line) => lines.push(line),
     });
     try {
       const inFlight = fetch(`${calling.url}/`).then(async (res) => [res.status, await res.text()]);
@@ -150,6 +152,7 @@ describe('graceful shutdown (real processes)', () => {
       expect(refused).toBe(true);
       expect(await inFlight).toEqual([200, 'Second service says: slow hello']);
       expect(await calling.exited).toBe(0);
+      expect(lines.filter((line) => line.includes('"shutting down"'))).toHaveLength(1);
     } finally {
       await calling.stop();
       await upstream.close();
@@ -165,9 +168,11 @@ describe('graceful shutdown (real processes)', () => {
       setTimeout(() => res.type('text/plain').send('slow hello'), 1000);
     });
     const upstream = await serve(slow);
+    const lines: string[] = [];
     const calling = await startService('calling', {
       env: { PATH: process.env.PATH, URL: upstream.url, AUTH: 'none' },
       port: await freePort(),
+      onLine: (_name, line) => lines.push(line),
     });
     try {
       const inFlight = fetch(`${calling.url}/`).then(async (res) => [res.status, await res.text()]);
@@ -178,6 +183,7 @@ describe('graceful shutdown (real processes)', () => {
       calling.child.kill('SIGINT');
       expect(await inFlight).toEqual([200, 'Second service says: slow hello']);
       expect(await calling.exited).toBe(0);
+      expect(lines.filter((line) => line.includes('"shutting down"'))).toHaveLength(1);
     } finally {
       await calling.stop();
       await upstream.close();
@@ -220,6 +226,10 @@ describe('graceful shutdown (real processes)', () => {
   it.each([
     ['a connection that never sent a request', ''],
     ['a connection that sent half a request', 'GET / HTTP/1.1\r\nHost: x\r\n'],
+    [
+      'a kept-alive connection answered once, then sent half a request',
+      'GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n',
+    ],
   ])('%s does not hold the exit: exit 0, not 1 after the grace', async (_what, bytes) => {
     const receiving = await startService('receiving', { env: { PATH: process.env.PATH, TOKEN_CHECK: 'none' }, port: await freePort() });
     const socket = connect(Number(new URL(receiving.url).port), '127.0.0.1');
