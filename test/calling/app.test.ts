@@ -6,6 +6,7 @@ import express from 'express';
 import { decodeJwt } from 'jose';
 import request from 'supertest';
 import { freePort } from '../../scripts/lib/processes.js';
+import { capturingLogger } from '../helpers/logs.js';
 import { serve, startCalling, startEmulator, type Running, type RunningEmulator } from '../helpers/servers.js';
 
 describe('calling over HTTP', () => {
@@ -131,6 +132,28 @@ describe('calling over HTTP', () => {
       audience: 'https://receiving.example',
       fix: expect.stringContaining('--role=roles/run.invoker'),
     });
+  });
+
+  it('keeps one connection to receiving alive across requests', async () => {
+    let connections = 0;
+    const count = () => (connections += 1);
+    upstream.server.on('connection', count);
+    try {
+      const url = await start();
+      for (let i = 0; i < 3; i += 1) await request(url).get('/').expect(200);
+      expect(connections).toBe(1);
+    } finally {
+      upstream.server.off('connection', count);
+    }
+  });
+
+  it('logs what happened on the wire as the cause of a 502', async () => {
+    const { logger, lines } = capturingLogger();
+    calling = await startCalling({ URL: `http://127.0.0.1:${await freePort()}/`, AUTH: 'none' }, logger);
+    await request(calling.url).get('/').expect(502);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const line = lines.map((l) => JSON.parse(l) as { error?: { code: string; cause?: string } }).find((l) => l.error !== undefined);
+    expect(line?.error).toMatchObject({ code: 'UPSTREAM_UNREACHABLE', cause: 'could not be reached (the connection was refused)' });
   });
 
   it('calls an https URL over TLS, checking its certificate', async () => {
