@@ -53,6 +53,13 @@ describe('services refuse to start on bad configuration (real processes)', () =>
     }
   });
 
+  it('says HOST is not an address of this machine when it names another', async () => {
+    // 192.0.2.1 is TEST-NET-1 (RFC 5737): never this machine's, and a bind to it sends nothing.
+    const { code, stderr } = await startWith('receiving', { HOST: '192.0.2.1', PORT: String(await freePort()), TOKEN_CHECK: 'none' });
+    expect(code).toBe(1);
+    expect(stderr).toContain('HOST 192.0.2.1 is not an address of this machine\nrefusing to start.');
+  });
+
   it.each(['calling', 'receiving', 'metadata-emulator'] as const)(
     '%s refuses an unknown LOG_LEVEL, naming it and the levels it takes, with no stack trace',
     async (name) => {
