@@ -24,7 +24,10 @@ export default {
   jest: {
     configFile: 'jest.config.js',
     // Tests that spawn built processes, drive gcloud or check deploy files exercise no mutant.
-    config: { testPathIgnorePatterns: ['/test/scripts/', '/test/interop/', '/test/deploy/'], reporters: ['default'] },
+    config: {
+      testPathIgnorePatterns: ['/test/scripts/', '/test/interop/', '/test/deploy/'],
+      reporters: ['default'],
+    },
     enableFindRelatedTests: true,
   },
   ignorePatterns: ['dist', 'reports', '.stryker-tmp', 'test/containers'],

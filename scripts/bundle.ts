@@ -57,7 +57,13 @@ function lazyPackagesBeside(used: Set<string>): Plugin {
       build.onResolve({ filter: /^[^./]/ }, (args) => {
         if (args.kind !== 'dynamic-import') return undefined;
         if (!(args.path in LAZY_PACKAGES)) {
-          return { errors: [{ text: `${args.path} is imported lazily but scripts/bundle.ts does not list it in LAZY_PACKAGES` }] };
+          return {
+            errors: [
+              {
+                text: `${args.path} is imported lazily but scripts/bundle.ts does not list it in LAZY_PACKAGES`,
+              },
+            ],
+          };
         }
         used.add(args.path);
         return { path: `./${args.path}.mjs`, external: true };
@@ -73,7 +79,9 @@ const common: BuildOptions = {
   format: 'esm',
   target: 'node20.19',
   // The CommonJS packages inside (express, pino, ...) call require(); an ES module has none.
-  banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
+  banner: {
+    js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);",
+  },
   minifyWhitespace: true,
   minifySyntax: true,
   sourcemap: 'linked',
@@ -95,7 +103,11 @@ export async function bundleService(service: BundledService): Promise<string> {
   for (const pkg of lazy) {
     await build({
       ...common,
-      stdin: { contents: `export { ${LAZY_PACKAGES[pkg]!.join(', ')} } from '${pkg}';`, resolveDir: root, sourcefile: `${pkg}.lazy.ts` },
+      stdin: {
+        contents: `export { ${LAZY_PACKAGES[pkg]!.join(', ')} } from '${pkg}';`,
+        resolveDir: root,
+        sourcefile: `${pkg}.lazy.ts`,
+      },
       outfile: join(outdir, `${pkg}.mjs`),
       plugins: [noDebug],
     });
@@ -107,8 +119,11 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const asked = process.argv.slice(2);
   const unknown = asked.filter((name) => !(BUNDLED_SERVICES as readonly string[]).includes(name));
   if (unknown.length > 0) {
-    process.stderr.write(`unknown service ${unknown.join(', ')}; bundled services: ${BUNDLED_SERVICES.join(', ')}\n`);
+    process.stderr.write(
+      `unknown service ${unknown.join(', ')}; bundled services: ${BUNDLED_SERVICES.join(', ')}\n`,
+    );
     process.exit(2);
   }
-  for (const service of asked.length > 0 ? (asked as BundledService[]) : BUNDLED_SERVICES) await bundleService(service);
+  for (const service of asked.length > 0 ? (asked as BundledService[]) : BUNDLED_SERVICES)
+    await bundleService(service);
 }

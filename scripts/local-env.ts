@@ -28,7 +28,8 @@ const SHADOWING = [
 const quote = (value: string) => `'${value.replaceAll("'", `'\\''`)}'`;
 // What would make gcloud use another identity or config than the chain's, and send its token here.
 process.stdout.write(`unset ${SHADOWING.join(' ')}\n`);
-for (const [name, value] of Object.entries(gcloudEnv(chain))) process.stdout.write(`export ${name}=${quote(value)}\n`);
+for (const [name, value] of Object.entries(gcloudEnv(chain)))
+  process.stdout.write(`export ${name}=${quote(value)}\n`);
 
 // describe and replace go to the regional host, REGION-HOST: it must resolve to this machine.
 const admin = new URL(chain.admin);

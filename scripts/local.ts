@@ -15,10 +15,21 @@
  * only as None (no condition), since the local front evaluates none.
  */
 import { readFileSync } from 'node:fs';
-import { addBinding, formatPolicy, parsePolicy, removeBinding, type Policy } from '../local/cloud-run-front/policy.js';
+import {
+  addBinding,
+  formatPolicy,
+  parsePolicy,
+  removeBinding,
+  type Policy,
+} from '../local/cloud-run-front/policy.js';
 import { readChainFile, type ChainFile } from './lib/chain-file.js';
 
-const VERBS = ['get-iam-policy', 'add-iam-policy-binding', 'remove-iam-policy-binding', 'set-iam-policy'] as const;
+const VERBS = [
+  'get-iam-policy',
+  'add-iam-policy-binding',
+  'remove-iam-policy-binding',
+  'set-iam-policy',
+] as const;
 type Verb = (typeof VERBS)[number];
 const IGNORED = new Set(['region', 'project', 'platform', 'format', 'quiet']);
 /** How long add and remove keep retrying a read-modify-write that met a concurrent change. */
@@ -60,8 +71,11 @@ async function main(verb: Verb): Promise<void> {
     if (value === undefined) throw new Failure(`argument --${name}: expected one argument`);
     // gcloud's --condition=None says "no condition"; the local front evaluates none, so takes no other.
     if (name === 'condition' && value !== 'None')
-      throw new Failure('--condition: the local chain does not evaluate IAM conditions; use --condition=None or leave it out');
-    if (!IGNORED.has(name) && !['member', 'role', 'condition'].includes(name)) throw new Failure(`unrecognized arguments: --${name}`);
+      throw new Failure(
+        '--condition: the local chain does not evaluate IAM conditions; use --condition=None or leave it out',
+      );
+    if (!IGNORED.has(name) && !['member', 'role', 'condition'].includes(name))
+      throw new Failure(`unrecognized arguments: --${name}`);
     flags[name] = value;
   }
   const wanted = verb === 'set-iam-policy' ? 2 : 1;
@@ -89,15 +103,23 @@ async function main(verb: Verb): Promise<void> {
   const deadline = Date.now() + RETRY_FOR_MS;
   for (let attempt = 0; ; attempt += 1) {
     const policy = await api.get();
-    const changed = verb === 'add-iam-policy-binding' ? addBinding(policy, role, member) : removeBinding(policy, role, member);
-    if (changed === undefined) throw new Failure('Policy binding with the specified principal, role, and condition not found!');
+    const changed =
+      verb === 'add-iam-policy-binding'
+        ? addBinding(policy, role, member)
+        : removeBinding(policy, role, member);
+    if (changed === undefined)
+      throw new Failure(
+        'Policy binding with the specified principal, role, and condition not found!',
+      );
     if (changed === policy) return updated(service, policy); // already there: nothing to write
     try {
       return updated(service, await api.set(changed));
     } catch (err) {
       if (!(err instanceof Concurrent) || Date.now() > deadline) throw err;
       // Exponential backoff with full jitter, as IAM asks: 20 ms, 40 ms... up to 1 s.
-      await new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(1000, 20 * 2 ** attempt)));
+      await new Promise((resolve) =>
+        setTimeout(resolve, Math.random() * Math.min(1000, 20 * 2 ** attempt)),
+      );
     }
   }
 }
@@ -121,20 +143,35 @@ async function adminApi(chain: ChainFile, service: string) {
         signal: AbortSignal.timeout(10_000),
       });
     } catch (err) {
-      throw new Failure(`the local Admin API at ${chain.admin} did not answer (${causeOf(err)}): is npm start still running?`);
+      throw new Failure(
+        `the local Admin API at ${chain.admin} did not answer (${causeOf(err)}): is npm start still running?`,
+      );
     }
-    const json = (await response.json().catch(() => ({}))) as { error?: { status?: string; message?: string } } & Policy;
-    if (response.ok) return { bindings: json.bindings ?? [], ...(json.etag ? { etag: json.etag } : {}), version: json.version ?? 1 };
+    const json = (await response.json().catch(() => ({}))) as {
+      error?: { status?: string; message?: string };
+    } & Policy;
+    if (response.ok)
+      return {
+        bindings: json.bindings ?? [],
+        ...(json.etag ? { etag: json.etag } : {}),
+        version: json.version ?? 1,
+      };
     const message = `${json.error?.status ?? response.status}: ${json.error?.message ?? response.statusText}`;
     throw json.error?.status === 'ABORTED' ? new Concurrent(message) : new Failure(message);
   };
-  return { get: () => call('getIamPolicy'), set: (policy: Policy) => call('setIamPolicy', { policy }) };
+  return {
+    get: () => call('getIamPolicy'),
+    set: (policy: Policy) => call('setIamPolicy', { policy }),
+  };
 }
 
 async function accessToken(chain: ChainFile): Promise<string> {
   const url = `http://${chain.metadataHost}/computeMetadata/v1/instance/service-accounts/default/token`;
   try {
-    const response = await fetch(url, { headers: { 'Metadata-Flavor': 'Google' }, signal: AbortSignal.timeout(5000) });
+    const response = await fetch(url, {
+      headers: { 'Metadata-Flavor': 'Google' },
+      signal: AbortSignal.timeout(5000),
+    });
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
     return ((await response.json()) as { access_token: string }).access_token;
   } catch (err) {

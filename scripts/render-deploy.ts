@@ -41,7 +41,9 @@ for (const arg of process.argv.slice(2)) {
   } else fail(`render-deploy: "${arg}" is neither --out=DIR nor NAME=VALUE`);
 }
 if (resolve(out) === resolve(source))
-  fail('render-deploy: --out must not be deploy/ itself: deploy/ holds the sources with their placeholders');
+  fail(
+    'render-deploy: --out must not be deploy/ itself: deploy/ holds the sources with their placeholders',
+  );
 
 let rendered;
 try {

@@ -36,9 +36,16 @@ const onLine = (name: string, line: string) => {
 
 let chain: LocalChain;
 try {
-  chain = await startLocalChain({ ports: config.ports, stateDir: config.stateDir, baseEnv: process.env, onLine });
+  chain = await startLocalChain({
+    ports: config.ports,
+    stateDir: config.stateDir,
+    baseEnv: process.env,
+    onLine,
+  });
 } catch (err) {
-  process.stderr.write(`could not start the chain: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.stderr.write(
+    `could not start the chain: ${err instanceof Error ? err.message : String(err)}\n`,
+  );
   process.exit(1);
 }
 
@@ -70,10 +77,17 @@ const stopAll = async (code: number) => {
 };
 process.on('SIGINT', () => void stopAll(0));
 process.on('SIGTERM', () => void stopAll(0));
-for (const service of [chain.calling.process, chain.receiving.process, chain.metadata, chain.receivingMetadata]) {
+for (const service of [
+  chain.calling.process,
+  chain.receiving.process,
+  chain.metadata,
+  chain.receivingMetadata,
+]) {
   void service.exited.then((code) => {
     if (stopping) return;
-    process.stderr.write(`${service.name} exited unexpectedly (code ${code}); stopping the others\n`);
+    process.stderr.write(
+      `${service.name} exited unexpectedly (code ${code}); stopping the others\n`,
+    );
     void stopAll(1);
   });
 }

@@ -19,10 +19,19 @@ const PROJECT_ID = 'local-project';
 const PROJECT_NUMBER = '123456789012';
 const DEFAULT_SA = `${PROJECT_NUMBER}-compute@developer.gserviceaccount.com`;
 const OWN_SA = `cloudrun-authenticated-sa@${PROJECT_ID}.iam.gserviceaccount.com`;
-const GRANT = ['run', 'services', 'add-iam-policy-binding', 'receiving', `--member=serviceAccount:${OWN_SA}`, '--role=roles/run.invoker'];
+const GRANT = [
+  'run',
+  'services',
+  'add-iam-policy-binding',
+  'receiving',
+  `--member=serviceAccount:${OWN_SA}`,
+  '--role=roles/run.invoker',
+];
 const localCommand = fileURLToPath(new URL('./local.js', import.meta.url));
 /** Real gcloud when it is installed, pointed at the chain as `npm run local-env` points it; else npm run local. */
-const gcloudInstalled = (process.env.PATH ?? '').split(delimiter).some((dir) => dir !== '' && existsSync(join(dir, 'gcloud')));
+const gcloudInstalled = (process.env.PATH ?? '')
+  .split(delimiter)
+  .some((dir) => dir !== '' && existsSync(join(dir, 'gcloud')));
 
 interface Stage {
   title: string;
@@ -46,7 +55,8 @@ const stages: Stage[] = [
       'gcloud run deploy receiving --image=$IMAGE_RECEIVING --no-allow-unauthenticated --region=$REGION',
       'gcloud run deploy calling --image=$IMAGE_CALLING --allow-unauthenticated --region=$REGION \\\n      --set-env-vars=URL=$RECEIVING_SERVICE_URL',
     ],
-    local: 'receiving private behind the local Cloud Run front, with no invoker yet; calling with AUTH=none',
+    local:
+      'receiving private behind the local Cloud Run front, with no invoker yet; calling with AUTH=none',
     chain: { calling: { AUTH: 'none' }, metadata: { SERVICE_ACCOUNT: DEFAULT_SA } },
     expected: {
       status: 502,
@@ -83,7 +93,11 @@ const stages: Stage[] = [
     chain: {},
     expected: {
       status: 502,
-      contains: ['answered 403', `calling called as ${OWN_SA}`, `--member=serviceAccount:${OWN_SA} --role=roles/run.invoker`],
+      contains: [
+        'answered 403',
+        `calling called as ${OWN_SA}`,
+        `--member=serviceAccount:${OWN_SA} --role=roles/run.invoker`,
+      ],
       front: `${OWN_SA} holds no roles/run.invoker on receiving`,
     },
     outcome: 'refused',
@@ -145,7 +159,12 @@ async function runStage(stage: Stage, index: number): Promise<boolean> {
     if (stage.chain !== undefined || current === undefined) {
       await stopCurrent();
       logs = [];
-      const ports = { calling: await freePort(), receiving: await freePort(), metadata: await freePort(), admin: await freePort() };
+      const ports = {
+        calling: await freePort(),
+        receiving: await freePort(),
+        metadata: await freePort(),
+        admin: await freePort(),
+      };
       current = await startLocalChain({
         ports,
         stateDir,
@@ -159,7 +178,10 @@ async function runStage(stage: Stage, index: number): Promise<boolean> {
     if (stage.command !== undefined) {
       const env = { ...process.env, LOCAL_STATE_DIR: stateDir };
       const { stdout } = gcloudInstalled
-        ? await run('gcloud', stage.command, { env: { ...env, ...gcloudEnv(readChainFile(env)) }, timeout: 60_000 })
+        ? await run('gcloud', stage.command, {
+            env: { ...env, ...gcloudEnv(readChainFile(env)) },
+            timeout: 60_000,
+          })
         : await run(process.execPath, [localCommand, ...stage.command], { env, timeout: 15_000 });
       say(dim("  receiving's policy is now:"));
       say(indent(stdout.trimEnd()));
@@ -167,7 +189,9 @@ async function runStage(stage: Stage, index: number): Promise<boolean> {
     say(dim('  Request:'));
     say(cyan(`    $ curl ${current.calling.url}`));
     const seenBefore = logs.length;
-    const response = await fetch(`${current.calling.url}/`, { signal: AbortSignal.timeout(15_000) });
+    const response = await fetch(`${current.calling.url}/`, {
+      signal: AbortSignal.timeout(15_000),
+    });
     status = response.status;
     body = await response.text();
     // The front logs its refusal as it answers; give the line a moment to arrive.
@@ -186,10 +210,14 @@ async function runStage(stage: Stage, index: number): Promise<boolean> {
   }
 
   const missing = stage.expected.contains.filter((text) => !body.includes(text));
-  if (stage.expected.front !== undefined && !frontSaid.some((line) => line.includes(stage.expected.front!))) {
+  if (
+    stage.expected.front !== undefined &&
+    !frontSaid.some((line) => line.includes(stage.expected.front!))
+  ) {
     missing.push(`front: ${stage.expected.front}`);
   }
-  if (stage.expected.front === undefined && frontSaid.length > 0) missing.push('no refusal by the front');
+  if (stage.expected.front === undefined && frontSaid.length > 0)
+    missing.push('no refusal by the front');
   const ok = status === stage.expected.status && missing.length === 0;
   say(dim('  Why:'));
   say(indent(stage.why));
@@ -219,7 +247,11 @@ function messageOf(line: string): string {
 }
 
 say(bold('Service-to-service authentication on Cloud Run, replayed on this machine'));
-say(dim('(meteatamel/cloudrun-tutorial, docs/auth.md; services started from deploy/, behind a local Cloud Run front door)'));
+say(
+  dim(
+    '(meteatamel/cloudrun-tutorial, docs/auth.md; services started from deploy/, behind a local Cloud Run front door)',
+  ),
+);
 say();
 let passed = 0;
 for (const [index, stage] of stages.entries()) {

@@ -10,7 +10,9 @@ class SummaryReporter {
         const title = test.ancestorTitles.find((t) => t.startsWith('client '));
         if (title === undefined) continue;
         const counts = clients.get(title) ?? { passed: 0, failed: 0, skipped: 0 };
-        counts[test.status === 'passed' ? 'passed' : test.status === 'failed' ? 'failed' : 'skipped'] += 1;
+        counts[
+          test.status === 'passed' ? 'passed' : test.status === 'failed' ? 'failed' : 'skipped'
+        ] += 1;
         clients.set(title, counts);
       }
     }
@@ -22,7 +24,9 @@ class SummaryReporter {
     const skipped = results.numPendingTests + results.numTodoTests;
     const suitesFailed = results.numRuntimeErrorTestSuites;
     const failed = results.numFailedTests + suitesFailed;
-    process.stdout.write(`jest: ${results.numPassedTests} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}\n`);
+    process.stdout.write(
+      `jest: ${results.numPassedTests} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}\n`,
+    );
   }
 }
 module.exports = SummaryReporter;

@@ -43,7 +43,15 @@ export interface FrontOptions {
 export const GCLOUD_CLIENT_ID = '32555940559.apps.googleusercontent.com';
 const SIGNATURE_REMOVED = 'SIGNATURE_REMOVED_BY_GOOGLE';
 /** Hop-by-hop headers (RFC 9110 §7.6.1): they describe one connection and are not forwarded. */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+]);
 /** A client has this long to send its request line and headers (Node's default of 60 s invites slowloris). */
 export const HEADERS_TIMEOUT_MS = 5000;
 /** The longest attacker-chosen text (a path, a claim) that a log line or a page shows. */
@@ -51,7 +59,9 @@ const SHOWN_MAX = 200;
 
 type Checked = { header: TokenHeader; token: string };
 type TokenHeader = 'authorization' | 'x-serverless-authorization';
-type Verdict = { admit: true; checked?: Checked } | { admit: false; status: 400 | 401 | 403 | 500 | 501; rule: string; reason: string };
+type Verdict =
+  | { admit: true; checked?: Checked }
+  | { admit: false; status: 400 | 401 | 403 | 500 | 501; rule: string; reason: string };
 
 /** A front for one service: an HTTP server, not yet listening. */
 export function createCloudRunFront(options: FrontOptions): Server {
@@ -78,9 +88,17 @@ export function createCloudRunFront(options: FrontOptions): Server {
     const [own] = policies;
     if (own !== undefined && isPublic(own)) return { admit: true };
     // Cloud Run checks X-Serverless-Authorization when present, else Authorization.
-    const header: TokenHeader = req.headers['x-serverless-authorization'] !== undefined ? 'x-serverless-authorization' : 'authorization';
+    const header: TokenHeader =
+      req.headers['x-serverless-authorization'] !== undefined
+        ? 'x-serverless-authorization'
+        : 'authorization';
     const name = header === 'authorization' ? 'Authorization' : 'X-Serverless-Authorization';
-    const unusable = (reason: string): Verdict => ({ admit: false, status: 401, rule: 'token-invalid', reason });
+    const unusable = (reason: string): Verdict => ({
+      admit: false,
+      status: 401,
+      rule: 'token-invalid',
+      reason,
+    });
     // Counted before anything else: Node keeps only the first Authorization, which may be empty.
     const copies = copiesOf(req, header);
     if (copies > 1) return unusable(`the request has ${copies} ${name} headers: send one`);
@@ -101,16 +119,24 @@ export function createCloudRunFront(options: FrontOptions): Server {
     if (token === undefined) return unusable(`the ${name} header is not "Bearer <ID token>"`);
     let claims: JWTPayload;
     try {
-      claims = await verifyIdToken(token, keys, { audiences, issuers: GOOGLE_ISSUERS, clockToleranceS: 0 });
+      claims = await verifyIdToken(token, keys, {
+        audiences,
+        issuers: GOOGLE_ISSUERS,
+        clockToleranceS: 0,
+      });
     } catch (err) {
       return unusable(whyInvalid(err, token, audiences, name));
     }
     if (typeof claims.email !== 'string' || claims.email === '') {
-      return unusable(`the ${name} token has no email claim: not an ID token of a service account or user`);
+      return unusable(
+        `the ${name} token has no email claim: not an ID token of a service account or user`,
+      );
     }
     // Google has sent email_verified both as a boolean and as the string "true".
     if (claims.email_verified !== true && claims.email_verified !== 'true') {
-      return unusable(`the ${name} token's email is not verified (email_verified): IAM cannot take it for ${shown(claims.email)}`);
+      return unusable(
+        `the ${name} token's email is not verified (email_verified): IAM cannot take it for ${shown(claims.email)}`,
+      );
     }
     if (!mayInvoke(policies, claims.email)) {
       const email = shown(claims.email);
@@ -127,7 +153,12 @@ export function createCloudRunFront(options: FrontOptions): Server {
     return { admit: true, checked: { header, token } };
   }
 
-  async function serve(req: IncomingMessage, res: ServerResponse, path: string, expectsContinue: boolean): Promise<void> {
+  async function serve(
+    req: IncomingMessage,
+    res: ServerResponse,
+    path: string,
+    expectsContinue: boolean,
+  ): Promise<void> {
     const route = routeOf(req);
     let verdict: Verdict = typeof route === 'string' ? await check(req) : route;
     // The client went while the check ran: nothing to answer, nothing to forward.
@@ -149,7 +180,12 @@ export function createCloudRunFront(options: FrontOptions): Server {
   /** The path and query to ask the container for, or why the request target cannot be served. */
   function routeOf(req: IncomingMessage): string | Verdict {
     const hosts = copiesOf(req, 'host');
-    const bad = (reason: string): Verdict => ({ admit: false, status: 400, rule: 'bad-request', reason });
+    const bad = (reason: string): Verdict => ({
+      admit: false,
+      status: 400,
+      rule: 'bad-request',
+      reason,
+    });
     if (hosts > 1) return bad(`the request has ${hosts} Host headers`);
     const target = req.url!;
     // origin-form: a path, whatever it holds ("//host/x" too), for the service's own container.
@@ -164,12 +200,19 @@ export function createCloudRunFront(options: FrontOptions): Server {
       return bad(`the request target ${shown(target)} is neither a path nor an absolute URL`);
     }
     if (!['http:', 'https:'].includes(url.protocol) || url.host !== host.host) {
-      return bad(`the request target ${shown(target)} names another host than this service (${shown(host.host)})`);
+      return bad(
+        `the request target ${shown(target)} names another host than this service (${shown(host.host)})`,
+      );
     }
     return `${url.pathname}${url.search}`;
   }
 
-  function refused(req: IncomingMessage, res: ServerResponse, path: string, verdict: Verdict & { admit: false }): void {
+  function refused(
+    req: IncomingMessage,
+    res: ServerResponse,
+    path: string,
+    verdict: Verdict & { admit: false },
+  ): void {
     const { status, rule, reason } = verdict;
     logger.warn(
       { rule, status, method: req.method, path, reason },
@@ -189,7 +232,8 @@ export function createCloudRunFront(options: FrontOptions): Server {
     const headers = endToEnd(req.headers);
     // The container sees the checked token without its signature, in the header it came in.
     if (checked !== undefined) {
-      headers[checked.header] = `Bearer ${checked.token.split('.').slice(0, 2).join('.')}.${SIGNATURE_REMOVED}`;
+      headers[checked.header] =
+        `Bearer ${checked.token.split('.').slice(0, 2).join('.')}.${SIGNATURE_REMOVED}`;
     }
     if (headers.traceparent === undefined && headers['x-cloud-trace-context'] === undefined) {
       const traceId = randomBytes(16).toString('hex');
@@ -202,11 +246,14 @@ export function createCloudRunFront(options: FrontOptions): Server {
     headers['x-forwarded-proto'] = 'http';
 
     // Host and port are the container's, fixed at start: nothing in the request can name another.
-    const upstream = httpRequest({ host: targetHost, port: targetPort, path: target, method: req.method, headers }, (answer) => {
-      answer.once('error', () => res.destroy());
-      res.writeHead(answer.statusCode!, endToEnd(answer.headers));
-      answer.pipe(res);
-    });
+    const upstream = httpRequest(
+      { host: targetHost, port: targetPort, path: target, method: req.method, headers },
+      (answer) => {
+        answer.once('error', () => res.destroy());
+        res.writeHead(answer.statusCode!, endToEnd(answer.headers));
+        answer.pipe(res);
+      },
+    );
     // The request timeout (timeoutSeconds): the whole answer must come within it.
     const timer = setTimeout(() => {
       logger.warn(
@@ -230,7 +277,13 @@ export function createCloudRunFront(options: FrontOptions): Server {
       );
       res
         .writeHead(503, { 'content-type': 'text/html; charset=UTF-8' })
-        .end(page(503, 'Service Unavailable', 'The service you requested is not available yet. Please try again in 30 seconds.'));
+        .end(
+          page(
+            503,
+            'Service Unavailable',
+            'The service you requested is not available yet. Please try again in 30 seconds.',
+          ),
+        );
     });
     res.once('close', () => {
       clearTimeout(timer);
@@ -247,7 +300,10 @@ export function createCloudRunFront(options: FrontOptions): Server {
     // Whatever goes wrong in answering one request, the front goes on serving the others.
     res.on('error', () => undefined);
     serve(req, res, path, expectsContinue).catch((err: unknown) => {
-      logger.error({ err, method: req.method, path }, `${service.name} front failed on ${req.method} ${path}`);
+      logger.error(
+        { err, method: req.method, path },
+        `${service.name} front failed on ${req.method} ${path}`,
+      );
       if (res.headersSent) res.destroy();
       else refuse(res, 500, path);
     });
@@ -264,7 +320,9 @@ export function createCloudRunFront(options: FrontOptions): Server {
     (req, res) => onRequest(req, res, false),
   );
   // Expect: 100-continue: the IAM check comes first, so a refused client never sends its body.
-  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => onRequest(req, res, true));
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) =>
+    onRequest(req, res, true),
+  );
   server.on('connect', (req: IncomingMessage, socket: Duplex) => {
     socket.on('error', () => undefined);
     logger.warn(
@@ -296,7 +354,8 @@ function endToEnd(headers: IncomingHttpHeaders): IncomingHttpHeaders {
       .map((name) => name.trim().toLowerCase()),
   );
   const out: IncomingHttpHeaders = {};
-  for (const [name, value] of Object.entries(headers)) if (!HOP_BY_HOP.has(name) && !named.has(name)) out[name] = value;
+  for (const [name, value] of Object.entries(headers))
+    if (!HOP_BY_HOP.has(name) && !named.has(name)) out[name] = value;
   return out;
 }
 
@@ -307,7 +366,12 @@ export function shown(text: string): string {
 }
 
 /** What a developer should read about a token that failed the check; never the token itself. */
-function whyInvalid(err: unknown, token: string, audiences: readonly string[], name: string): string {
+function whyInvalid(
+  err: unknown,
+  token: string,
+  audiences: readonly string[],
+  name: string,
+): string {
   const claims = (() => {
     try {
       return decodeJwt(token);
@@ -323,9 +387,11 @@ function whyInvalid(err: unknown, token: string, audiences: readonly string[], n
       'Cloud Run does not take; send an ID token (gcloud auth print-identity-token)'
     );
   }
-  if (err instanceof TokenInvalidError) return `${where} fails Google's ID token rules: ${err.reason}`;
+  if (err instanceof TokenInvalidError)
+    return `${where} fails Google's ID token rules: ${err.reason}`;
   if (err instanceof errors.JWTExpired) {
-    if (err.claim === 'iat') return `${where} was issued more than a day ago (iat): Google's ID tokens live one hour`;
+    if (err.claim === 'iat')
+      return `${where} was issued more than a day ago (iat): Google's ID tokens live one hour`;
     return `${where} expired at ${new Date(Number(claims.exp) * 1000).toISOString()}; fetch a new one`;
   }
   if (err instanceof errors.JWTClaimValidationFailed) {
@@ -334,7 +400,9 @@ function whyInvalid(err: unknown, token: string, audiences: readonly string[], n
       return (
         `aud is ${shown(JSON.stringify(claims.aud))} but this service accepts ${audiences[0]} (its URL, with or without ` +
         `a trailing /), ${audiences[2]} (the gcloud CLI's tokens)` +
-        (custom.length > 0 ? ` and its custom audiences ${shown(custom.join(', '))}` : ' and no custom audience')
+        (custom.length > 0
+          ? ` and its custom audiences ${shown(custom.join(', '))}`
+          : ' and no custom audience')
       );
     }
     if (err.claim === 'iss' && err.reason === 'check_failed') {
@@ -342,9 +410,12 @@ function whyInvalid(err: unknown, token: string, audiences: readonly string[], n
     }
     return `${where} fails its ${err.claim} claim: ${shown(err.message)}`;
   }
-  if (err instanceof errors.JWKSNoMatchingKey) return `${where} is signed with a key that is not one of Google's (kid unknown)`;
-  if (err instanceof errors.JWSSignatureVerificationFailed) return `${where}'s signature does not verify with Google's keys`;
-  if (err instanceof errors.JOSEAlgNotAllowed) return `${where} is not RS256, as Google's ID tokens are`;
+  if (err instanceof errors.JWKSNoMatchingKey)
+    return `${where} is signed with a key that is not one of Google's (kid unknown)`;
+  if (err instanceof errors.JWSSignatureVerificationFailed)
+    return `${where}'s signature does not verify with Google's keys`;
+  if (err instanceof errors.JOSEAlgNotAllowed)
+    return `${where} is not RS256, as Google's ID tokens are`;
   if (err instanceof errors.JWKSTimeout || !(err instanceof errors.JOSEError)) {
     return `Google's keys could not be fetched to check ${where}: ${shown((err as Error).message)}`;
   }
@@ -358,13 +429,26 @@ function refuse(res: ServerResponse, status: 400 | 401 | 403 | 500 | 501, path: 
   const html = { 'content-type': 'text/html; charset=UTF-8' };
   if (status === 403) {
     res.writeHead(403, html);
-    res.end(page(403, 'Forbidden', `Your client does not have permission to get URL <code>${shownPath}</code> from this server.`));
+    res.end(
+      page(
+        403,
+        'Forbidden',
+        `Your client does not have permission to get URL <code>${shownPath}</code> from this server.`,
+      ),
+    );
   } else if (status === 401) {
     res.writeHead(401, {
       ...html,
-      'www-authenticate': 'Bearer error="invalid_token" error_description="The access token could not be verified"',
+      'www-authenticate':
+        'Bearer error="invalid_token" error_description="The access token could not be verified"',
     });
-    res.end(page(401, 'Unauthorized', `Your client does not have permission to the requested URL <code>${shownPath}</code>.`));
+    res.end(
+      page(
+        401,
+        'Unauthorized',
+        `Your client does not have permission to the requested URL <code>${shownPath}</code>.`,
+      ),
+    );
   } else if (status === 400) {
     res
       .writeHead(400, { ...html, connection: 'close' })
@@ -372,7 +456,13 @@ function refuse(res: ServerResponse, status: 400 | 401 | 403 | 500 | 501, path: 
   } else if (status === 501) {
     res
       .writeHead(501, html)
-      .end(page(501, 'Not Implemented', 'The local Cloud Run front door does not proxy protocol upgrades (WebSocket).'));
+      .end(
+        page(
+          501,
+          'Not Implemented',
+          'The local Cloud Run front door does not proxy protocol upgrades (WebSocket).',
+        ),
+      );
   } else {
     res.writeHead(500, html).end(page(500, 'Server Error', 'The server encountered an error.'));
   }

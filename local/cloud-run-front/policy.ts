@@ -70,7 +70,8 @@ export class IamError extends Error {
 }
 
 /** IAM's answer to a set with a stale etag. */
-export const CONCURRENT_CHANGE = 'There were concurrent policy changes. Please retry the whole read-modify-write with exponential backoff.';
+export const CONCURRENT_CHANGE =
+  'There were concurrent policy changes. Please retry the whole read-modify-write with exponential backoff.';
 
 const LOCAL = '[A-Za-z0-9!#$%&*+/=?^_`{|}~-]+(?:\\.[A-Za-z0-9!#$%&*+/=?^_`{|}~-]+)*';
 const DOMAIN = '(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]{2,63}';
@@ -84,14 +85,17 @@ const EMAIL_TYPES = new Set(['user', 'serviceAccount', 'group']);
 export const MAX_MEMBERS = 1500;
 
 /** Whether a text is an email IAM takes: RFC 5321's shape and lengths (64 before the @, 254 in all). */
-const isEmail = (value: string) => value.length <= 254 && value.indexOf('@') <= 64 && EMAIL.test(value);
+const isEmail = (value: string) =>
+  value.length <= 254 && value.indexOf('@') <= 64 && EMAIL.test(value);
 const isServiceAccount = (email: string) => /\.gserviceaccount\.com$/i.test(email);
 
 /** Why IAM would refuse a member, in IAM's words, or undefined when it takes it. */
 export function memberProblem(member: string): string | undefined {
   if (member === 'allUsers' || member === 'allAuthenticatedUsers') return undefined;
   if (member.startsWith('principal://') || member.startsWith('principalSet://')) {
-    return member.length <= 512 && PRINCIPAL.test(member) ? undefined : `Invalid principal identifier: ${member}.`;
+    return member.length <= 512 && PRINCIPAL.test(member)
+      ? undefined
+      : `Invalid principal identifier: ${member}.`;
   }
   const deleted = DELETED.exec(member);
   if (deleted) return isEmail(deleted[1]!) ? undefined : `Invalid member: ${member}.`;
@@ -104,10 +108,14 @@ export function memberProblem(member: string): string | undefined {
     if (type === 'serviceAccount' && !isServiceAccount(value)) {
       return `Invalid service account (${value}): service account emails end in .gserviceaccount.com.`;
     }
-    if (type !== 'serviceAccount' && isServiceAccount(value)) return `${value} is a service account: bind it as serviceAccount:${value}.`;
+    if (type !== 'serviceAccount' && isServiceAccount(value))
+      return `${value} is a service account: bind it as serviceAccount:${value}.`;
     return undefined;
   }
-  if (type === 'domain') return DOMAIN_ONLY.test(value) ? undefined : `Invalid member: ${member} (${value} is not a domain).`;
+  if (type === 'domain')
+    return DOMAIN_ONLY.test(value)
+      ? undefined
+      : `Invalid member: ${member} (${value} is not a domain).`;
   return `Invalid member type [${type}] in ${member}: use user:, serviceAccount:, group:, domain:, allUsers or allAuthenticatedUsers.`;
 }
 
@@ -140,7 +148,10 @@ export function normalizePolicy(policy: Policy): Policy {
     );
   }
   if (policy.version !== undefined && ![1, 2, 3].includes(policy.version)) {
-    throw new IamError('INVALID_ARGUMENT', `Invalid policy version ${policy.version}: a policy's version is 1, 2 or 3.`);
+    throw new IamError(
+      'INVALID_ARGUMENT',
+      `Invalid policy version ${policy.version}: a policy's version is 1, 2 or 3.`,
+    );
   }
   const byRole = new Map<string, Set<string>>();
   for (const binding of policy.bindings) {
@@ -150,13 +161,16 @@ export function normalizePolicy(policy: Policy): Policy {
         `Binding for ${binding.role} has a condition: the local chain does not evaluate IAM conditions.`,
       );
     }
-    const problem = roleProblem(binding.role) ?? binding.members.map(memberProblem).find((p) => p !== undefined);
+    const problem =
+      roleProblem(binding.role) ?? binding.members.map(memberProblem).find((p) => p !== undefined);
     if (problem !== undefined) throw new IamError('INVALID_ARGUMENT', problem);
     const members = byRole.get(binding.role) ?? new Set<string>();
     for (const member of binding.members) members.add(memberKey(member));
     byRole.set(binding.role, members);
   }
-  const bindings = [...byRole].filter(([, members]) => members.size > 0).map(([role, members]) => ({ role, members: [...members] }));
+  const bindings = [...byRole]
+    .filter(([, members]) => members.size > 0)
+    .map(([role, members]) => ({ role, members: [...members] }));
   return { bindings, ...(policy.etag === undefined ? {} : { etag: policy.etag }), version: 1 };
 }
 
@@ -177,29 +191,48 @@ export function parsePolicy(text: string, source: string): Policy {
 /** A policy from a parsed document (a JSON body, a YAML file), its shape checked. */
 export function policyFrom(doc: unknown, source: string): Policy {
   if (doc === null || doc === undefined) return { bindings: [] };
-  if (typeof doc !== 'object' || Array.isArray(doc)) throw new Error(`${source}: an IAM policy is a mapping with bindings`);
+  if (typeof doc !== 'object' || Array.isArray(doc))
+    throw new Error(`${source}: an IAM policy is a mapping with bindings`);
   const unknown = (fields: object, known: readonly string[], where: string) => {
     const name = Object.keys(fields).find((key) => !known.includes(key));
-    if (name !== undefined) throw new Error(`${source}: unknown field "${name}" in ${where} (it has ${known.join(', ')})`);
+    if (name !== undefined)
+      throw new Error(
+        `${source}: unknown field "${name}" in ${where} (it has ${known.join(', ')})`,
+      );
   };
   unknown(doc, ['bindings', 'etag', 'version', 'auditConfigs'], 'the policy');
-  const { bindings, etag, version } = doc as { bindings?: unknown; etag?: unknown; version?: unknown };
+  const { bindings, etag, version } = doc as {
+    bindings?: unknown;
+    etag?: unknown;
+    version?: unknown;
+  };
   const policy: Policy = { bindings: [] };
   if (etag !== undefined && etag !== null) {
     // gcloud sends etags in base64url, as apitools encodes bytes; IAM sends standard base64.
-    if (typeof etag !== 'string' || !/^[\w+/-]+={0,2}$/.test(etag)) throw new Error(`${source}: etag must be base64`);
+    if (typeof etag !== 'string' || !/^[\w+/-]+={0,2}$/.test(etag))
+      throw new Error(`${source}: etag must be base64`);
     policy.etag = etag;
   }
   if (typeof version === 'number') policy.version = version;
-  if (bindings !== undefined && bindings !== null && !Array.isArray(bindings)) throw new Error(`${source}: bindings must be a list`);
+  if (bindings !== undefined && bindings !== null && !Array.isArray(bindings))
+    throw new Error(`${source}: bindings must be a list`);
   for (const [i, binding] of ((bindings as unknown[] | undefined) ?? []).entries()) {
-    if (typeof binding === 'object' && binding !== null) unknown(binding, ['role', 'members', 'condition'], `bindings[${i}]`);
-    const { role, members, condition } = (binding ?? {}) as { role?: unknown; members?: unknown; condition?: unknown };
+    if (typeof binding === 'object' && binding !== null)
+      unknown(binding, ['role', 'members', 'condition'], `bindings[${i}]`);
+    const { role, members, condition } = (binding ?? {}) as {
+      role?: unknown;
+      members?: unknown;
+      condition?: unknown;
+    };
     if (typeof role !== 'string') throw new Error(`${source}: bindings[${i}] has no role`);
     if (!Array.isArray(members) || !members.every((m) => typeof m === 'string')) {
       throw new Error(`${source}: bindings[${i}].members must be a list of members`);
     }
-    policy.bindings.push({ role, members: [...members], ...(condition == null ? {} : { condition }) });
+    policy.bindings.push({
+      role,
+      members: [...members],
+      ...(condition == null ? {} : { condition }),
+    });
   }
   return policy;
 }
@@ -212,16 +245,23 @@ export function policyFrom(doc: unknown, source: string): Policy {
  */
 export function mayInvoke(policies: readonly Policy[], email: string): boolean {
   const accepted = new Set([memberKey(iamMember(email)), 'allUsers', 'allAuthenticatedUsers']);
-  return policies.some((p) => p.bindings.some((b) => INVOKER_ROLES.includes(b.role) && b.members.some((m) => accepted.has(memberKey(m)))));
+  return policies.some((p) =>
+    p.bindings.some(
+      (b) => INVOKER_ROLES.includes(b.role) && b.members.some((m) => accepted.has(memberKey(m))),
+    ),
+  );
 }
 
 /** Whether anyone at all may invoke, without a token (allUsers holds an invoker role). */
 export function isPublic(policy: Policy): boolean {
-  return policy.bindings.some((b) => INVOKER_ROLES.includes(b.role) && b.members.includes('allUsers'));
+  return policy.bindings.some(
+    (b) => INVOKER_ROLES.includes(b.role) && b.members.includes('allUsers'),
+  );
 }
 
 /** Whether a binding names a member, as IAM compares members (memberKey). */
-const names = (binding: Binding | undefined, member: string) => binding?.members.some((m) => memberKey(m) === memberKey(member)) ?? false;
+const names = (binding: Binding | undefined, member: string) =>
+  binding?.members.some((m) => memberKey(m) === memberKey(member)) ?? false;
 
 /** The policy with member added to role; the same object if it is already there. */
 export function addBinding(policy: Policy, role: string, member: string): Policy {
@@ -238,18 +278,28 @@ export function removeBinding(policy: Policy, role: string, member: string): Pol
   const existing = policy.bindings.find((b) => b.role === role);
   if (existing === undefined || !names(existing, member)) return undefined;
   const members = existing.members.filter((m) => memberKey(m) !== memberKey(member));
-  const bindings = policy.bindings.flatMap((b) => (b !== existing ? [b] : members.length > 0 ? [{ role, members }] : []));
+  const bindings = policy.bindings.flatMap((b) =>
+    b !== existing ? [b] : members.length > 0 ? [{ role, members }] : [],
+  );
   return { ...policy, bindings };
 }
 
 /** As gcloud prints a policy: bindings, etag, version. */
 export function formatPolicy(policy: Policy): string {
   const bindings = policy.bindings.map(({ role, members }) => ({ members, role }));
-  return stringify({ ...(bindings.length > 0 ? { bindings } : {}), etag: policy.etag, version: policy.version ?? 1 }, { indentSeq: false });
+  return stringify(
+    {
+      ...(bindings.length > 0 ? { bindings } : {}),
+      etag: policy.etag,
+      version: policy.version ?? 1,
+    },
+    { indentSeq: false },
+  );
 }
 
 /** Whether two etags are the same bytes, whichever base64 alphabet each is written in. */
-const sameEtag = (a: string, b: string) => Buffer.from(a, 'base64').equals(Buffer.from(b, 'base64'));
+const sameEtag = (a: string, b: string) =>
+  Buffer.from(a, 'base64').equals(Buffer.from(b, 'base64'));
 
 /**
  * A policy's etag: 8 bytes of base64, as IAM's, derived from its bindings, so that any change,
@@ -277,7 +327,8 @@ function readPolicyFile(path: string): string {
     if (!fstatSync(fd).isFile()) throw new Error(`${path}: not a regular file`);
     const buffer = Buffer.alloc(MAX_FILE_BYTES + 1);
     let size = 0;
-    for (let read = -1; read !== 0 && size < buffer.length; size += read) read = readSync(fd, buffer, size, buffer.length - size, null);
+    for (let read = -1; read !== 0 && size < buffer.length; size += read)
+      read = readSync(fd, buffer, size, buffer.length - size, null);
     if (size > MAX_FILE_BYTES) throw new Error(`${path}: larger than ${MAX_FILE_BYTES} bytes`);
     return buffer.toString('utf8', 0, size);
   } finally {
@@ -318,7 +369,12 @@ export class PolicyStore {
       seen = versionOf(statSync(path));
     } catch (err) {
       this.cache.delete(service);
-      throw this.unreadable(service, (err as NodeJS.ErrnoException).code === 'ENOENT' ? `${path}: no such file` : (err as Error).message);
+      throw this.unreadable(
+        service,
+        (err as NodeJS.ErrnoException).code === 'ENOENT'
+          ? `${path}: no such file`
+          : (err as Error).message,
+      );
     }
     let entry = this.cache.get(service);
     if (entry?.seen !== seen) {
@@ -342,8 +398,12 @@ export class PolicyStore {
    * kept, with its etag.
    */
   set(service: string, policy: Policy): Policy {
-    const kept = normalizePolicy({ bindings: policy.bindings, ...(policy.version === undefined ? {} : { version: policy.version }) });
-    if (policy.etag !== undefined && !sameEtag(this.current(service).etag!, policy.etag)) throw new IamError('ABORTED', CONCURRENT_CHANGE);
+    const kept = normalizePolicy({
+      bindings: policy.bindings,
+      ...(policy.version === undefined ? {} : { version: policy.version }),
+    });
+    if (policy.etag !== undefined && !sameEtag(this.current(service).etag!, policy.etag))
+      throw new IamError('ABORTED', CONCURRENT_CHANGE);
     return this.write(service, kept);
   }
 
@@ -352,7 +412,8 @@ export class PolicyStore {
     const temp = `${path}.${process.pid}.tmp`;
     writeFileSync(temp, formatPolicy({ bindings }).replace(/^etag: .*\n/m, ''));
     // Whatever stood in its place (a directory, a FIFO) is not a policy: a set without an etag replaces it.
-    if (statSync(path, { throwIfNoEntry: false })?.isFile() === false) rmSync(path, { recursive: true, force: true });
+    if (statSync(path, { throwIfNoEntry: false })?.isFile() === false)
+      rmSync(path, { recursive: true, force: true });
     renameSync(temp, path);
     const policy = { bindings, etag: etagOf(bindings), version: 1 };
     this.cache.set(service, { seen: versionOf(statSync(path)), policy });

@@ -29,7 +29,12 @@ export interface ServiceManifest {
 export interface KnativeService {
   apiVersion?: unknown;
   kind?: unknown;
-  metadata?: { name?: unknown; namespace?: unknown; labels?: Record<string, unknown>; annotations?: Record<string, unknown> };
+  metadata?: {
+    name?: unknown;
+    namespace?: unknown;
+    labels?: Record<string, unknown>;
+    annotations?: Record<string, unknown>;
+  };
   spec?: {
     template?: {
       metadata?: { name?: unknown; annotations?: Record<string, unknown> };
@@ -57,7 +62,9 @@ export function parseServiceManifest(text: string, source: string): ServiceManif
 export function serviceFrom(doc: unknown, source: string): ServiceManifest {
   const raw = doc as KnativeService | null;
   if (raw?.kind !== 'Service' || typeof raw.metadata?.name !== 'string') {
-    throw new Error(`${source}: not a Cloud Run service manifest (kind: Service with metadata.name)`);
+    throw new Error(
+      `${source}: not a Cloud Run service manifest (kind: Service with metadata.name)`,
+    );
   }
   const annotations = raw.metadata.annotations ?? {};
   const spec = raw.spec?.template?.spec ?? {};
@@ -73,7 +80,8 @@ export function serviceFrom(doc: unknown, source: string): ServiceManifest {
     invokerIamDisabled: String(annotations[INVOKER_IAM_DISABLED] ?? '').toLowerCase() === 'true',
     customAudiences: customAudiencesOf(annotations[CUSTOM_AUDIENCES], source),
     timeoutSeconds: typeof spec.timeoutSeconds === 'number' ? spec.timeoutSeconds : 300,
-    serviceAccount: typeof spec.serviceAccountName === 'string' ? spec.serviceAccountName : undefined,
+    serviceAccount:
+      typeof spec.serviceAccountName === 'string' ? spec.serviceAccountName : undefined,
     env,
     document: raw,
   };
@@ -93,7 +101,9 @@ function customAudiencesOf(annotation: unknown, source: string): string[] {
     parsed.length === 0 ||
     !parsed.every((a) => typeof a === 'string' && a !== '')
   ) {
-    throw new Error(`${source}: ${CUSTOM_AUDIENCES} must be a JSON list of strings, e.g. '["https://receiving.example.com"]'`);
+    throw new Error(
+      `${source}: ${CUSTOM_AUDIENCES} must be a JSON list of strings, e.g. '["https://receiving.example.com"]'`,
+    );
   }
   return parsed as string[];
 }

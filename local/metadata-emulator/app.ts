@@ -43,7 +43,12 @@ export function createMetadataEmulator(deps: EmulatorDeps): MetadataEmulator {
   const { config, key, logger } = deps;
   const now = deps.now ?? (() => Math.floor(Date.now() / 1000));
   const tree = buildMetadataTree(config);
-  const stats: EmulatorStats = { identityRequests: 0, accessTokenRequests: 0, rejectedRequests: 0, heldRequests: 0 };
+  const stats: EmulatorStats = {
+    identityRequests: 0,
+    accessTokenRequests: 0,
+    rejectedRequests: 0,
+    heldRequests: 0,
+  };
   const app = express();
   app.disable('x-powered-by');
   app.disable('etag');
@@ -57,12 +62,18 @@ export function createMetadataEmulator(deps: EmulatorDeps): MetadataEmulator {
   app.use((req, _res, next) => {
     const query = req.url.indexOf('?');
     const path = query === -1 ? req.url : req.url.slice(0, query);
-    if (path.startsWith('/') && path.includes('//')) req.url = path.replace(/\/{2,}/g, '/') + (query === -1 ? '' : req.url.slice(query));
+    if (path.startsWith('/') && path.includes('//'))
+      req.url = path.replace(/\/{2,}/g, '/') + (query === -1 ? '' : req.url.slice(query));
     next();
   });
 
   app.use((req, res, next) => {
-    res.set({ 'Metadata-Flavor': 'Google', Server: 'Metadata Server for VM', 'X-XSS-Protection': '0', 'X-Frame-Options': 'SAMEORIGIN' });
+    res.set({
+      'Metadata-Flavor': 'Google',
+      Server: 'Metadata Server for VM',
+      'X-XSS-Protection': '0',
+      'X-Frame-Options': 'SAMEORIGIN',
+    });
     // A web page that rebinds its own DNS name to 127.0.0.1 reaches this port with its name in Host;
     // answering only the metadata server's own names keeps it from minting tokens.
     if (!isMetadataHost(req.headers.host)) {
@@ -74,15 +85,25 @@ export function createMetadataEmulator(deps: EmulatorDeps): MetadataEmulator {
       );
       return;
     }
-    if (req.path === '/oauth2/v3/certs' || req.path === '/oauth2/v1/certs' || req.path === '/emulator/stats') {
+    if (
+      req.path === '/oauth2/v3/certs' ||
+      req.path === '/oauth2/v1/certs' ||
+      req.path === '/emulator/stats'
+    ) {
       next();
       return;
     }
     if (req.headers['x-forwarded-for'] !== undefined) {
-      reject(res, 403, 'Request denied: the metadata server does not answer requests with X-Forwarded-For.\n');
+      reject(
+        res,
+        403,
+        'Request denied: the metadata server does not answer requests with X-Forwarded-For.\n',
+      );
       return;
     }
-    const flavored = req.headers['metadata-flavor'] === 'Google' || req.headers['x-google-metadata-request'] === 'True';
+    const flavored =
+      req.headers['metadata-flavor'] === 'Google' ||
+      req.headers['x-google-metadata-request'] === 'True';
     if (!flavored && req.path !== '/') {
       reject(res, 403, 'Missing required header "Metadata-Flavor": "Google"\n');
       return;
@@ -95,7 +116,8 @@ export function createMetadataEmulator(deps: EmulatorDeps): MetadataEmulator {
     answer(res.status(status), 'text/html; charset=UTF-8', body);
   };
   const text = (res: Response, body: string) => answer(res, 'application/text', body);
-  const json = (res: Response, value: unknown) => answer(res, 'application/json', JSON.stringify(value));
+  const json = (res: Response, value: unknown) =>
+    answer(res, 'application/json', JSON.stringify(value));
 
   app.get('/oauth2/v3/certs', (_req, res) => {
     res.set('Cache-Control', 'public, max-age=300').json(key.jwks);
@@ -120,7 +142,9 @@ export function createMetadataEmulator(deps: EmulatorDeps): MetadataEmulator {
     }
     stats.identityRequests += 1;
     const licenses = (single(req.query.licenses) ?? 'FALSE').toUpperCase() === 'TRUE';
-    const token = await key.sign(identityClaims(config, { audience, format, licenses, now: now() }));
+    const token = await key.sign(
+      identityClaims(config, { audience, format, licenses, now: now() }),
+    );
     logger.debug({ audience, format }, 'minted an identity token');
     text(res, token);
   });
@@ -131,7 +155,11 @@ export function createMetadataEmulator(deps: EmulatorDeps): MetadataEmulator {
     // Opaque to a client, like Google's; the local Cloud Run Admin API checks it (signing-key.ts).
     const expiresIn = 3599;
     const email = config.serviceAccount;
-    json(res, { access_token: key.accessTokens.mint(email, now() + expiresIn), expires_in: expiresIn, token_type: 'Bearer' });
+    json(res, {
+      access_token: key.accessTokens.mint(email, now() + expiresIn),
+      expires_in: expiresIn,
+      token_type: 'Bearer',
+    });
   });
 
   app.get([V1, `${V1}/`, `${V1}/*path`], (req: Request, res) => {
@@ -141,7 +169,8 @@ export function createMetadataEmulator(deps: EmulatorDeps): MetadataEmulator {
       .filter((s) => s !== '');
     const node = lookup(tree, segments);
     // A value is not a directory: with a trailing slash it is not found, as on the real server.
-    if (node === undefined || (!isDir(node) && req.path.endsWith('/'))) return reject(res, 404, notFoundBody);
+    if (node === undefined || (!isDir(node) && req.path.endsWith('/')))
+      return reject(res, 404, notFoundBody);
     const recursive = single(req.query.recursive)?.toLowerCase() === 'true';
     const alt = single(req.query.alt) ?? (recursive && isDir(node) ? 'json' : 'text');
     const [type, body] =
@@ -149,15 +178,19 @@ export function createMetadataEmulator(deps: EmulatorDeps): MetadataEmulator {
         ? [
             'application/json',
             JSON.stringify(
-              recursive || !isDir(node) ? renderJson(node) : Object.keys(node).map((name) => (isDir(node[name]!) ? `${name}/` : name)),
+              recursive || !isDir(node)
+                ? renderJson(node)
+                : Object.keys(node).map((name) => (isDir(node[name]!) ? `${name}/` : name)),
             ),
           ]
         : ['application/text', renderText(node)];
     const send = () => answer(res, type, body);
     if (single(req.query.wait_for_change)?.toLowerCase() !== 'true') return send();
-    if (isDir(node) && !recursive) return reject(res, 400, 'wait_for_change on a directory needs recursive=true\n');
+    if (isDir(node) && !recursive)
+      return reject(res, 400, 'wait_for_change on a directory needs recursive=true\n');
     const timeout = single(req.query.timeout_sec) ?? String(MAX_WAIT_S);
-    if (!/^\d+$/.test(timeout)) return reject(res, 400, 'timeout_sec must be a whole number of seconds\n');
+    if (!/^\d+$/.test(timeout))
+      return reject(res, 400, 'timeout_sec must be a whole number of seconds\n');
     // Shutting down: nothing is held any more.
     if (stopping) return send();
     // The values never change while the emulator runs, so a wait ends at its timeout, or at once
@@ -184,7 +217,8 @@ export function createMetadataEmulator(deps: EmulatorDeps): MetadataEmulator {
   app.use((_req, res) => reject(res, 404, notFoundBody));
   // What Express itself refuses (a path with a malformed %-escape): the same kind of answer, no stack.
   app.use((err: { status?: unknown }, _req: Request, res: Response, _next: NextFunction) => {
-    const status = typeof err.status === 'number' && err.status >= 400 && err.status < 500 ? err.status : 500;
+    const status =
+      typeof err.status === 'number' && err.status >= 400 && err.status < 500 ? err.status : 500;
     reject(res, status, status === 500 ? 'Internal Server Error\n' : 'Bad Request\n');
   });
 
@@ -222,7 +256,8 @@ function etag(body: string): string {
   return createHash('sha256').update(body).digest('hex').slice(0, 16);
 }
 
-const notFoundBody = '<!DOCTYPE html>\n<title>404 Not Found</title>\n<p>The requested URL was not found on this server.</p>\n';
+const notFoundBody =
+  '<!DOCTYPE html>\n<title>404 Not Found</title>\n<p>The requested URL was not found on this server.</p>\n';
 
 const METADATA_NAMES = new Set(['localhost', 'metadata.google.internal', 'metadata']);
 

@@ -7,9 +7,16 @@ import { createPublicKey, randomBytes, sign, type KeyObject } from 'node:crypto'
  * few lines of DER rather than a PKI library; the X.509 parsers of Node, OpenSSL and Java read it in
  * the tests.
  */
-export function selfSignedCertificate(privateKey: KeyObject, commonName: string, notBefore: Date, notAfter: Date): string {
+export function selfSignedCertificate(
+  privateKey: KeyObject,
+  commonName: string,
+  notBefore: Date,
+  notAfter: Date,
+): string {
   const algorithm = sequence(SHA256_WITH_RSA, NULL);
-  const name = sequence(der(SET, sequence(COMMON_NAME, der(UTF8_STRING, Buffer.from(commonName, 'utf8')))));
+  const name = sequence(
+    der(SET, sequence(COMMON_NAME, der(UTF8_STRING, Buffer.from(commonName, 'utf8')))),
+  );
   const serial = randomBytes(8);
   // A positive INTEGER in its shortest form: high bit clear, first byte not zero.
   serial[0] = (serial[0]! & 0x7f) | 0x40;
@@ -23,7 +30,11 @@ export function selfSignedCertificate(privateKey: KeyObject, commonName: string,
     createPublicKey(privateKey).export({ type: 'spki', format: 'der' }),
   );
   const signature = sign('sha256', tbs, privateKey);
-  const certificate = sequence(tbs, algorithm, der(BIT_STRING, Buffer.concat([Buffer.from([0]), signature])));
+  const certificate = sequence(
+    tbs,
+    algorithm,
+    der(BIT_STRING, Buffer.concat([Buffer.from([0]), signature])),
+  );
   const lines = certificate.toString('base64').match(/.{1,64}/g)!;
   return `-----BEGIN CERTIFICATE-----\n${lines.join('\n')}\n-----END CERTIFICATE-----\n`;
 }
@@ -52,7 +63,8 @@ function sequence(...parts: Buffer[]): Buffer {
 
 /** YYMMDDHHMMSSZ, which RFC 5280 requires for dates through 2049. */
 function utcTime(date: Date): Buffer {
-  if (date.getUTCFullYear() < 1950 || date.getUTCFullYear() > 2049) throw new RangeError('UTCTime covers 1950-2049 only');
+  if (date.getUTCFullYear() < 1950 || date.getUTCFullYear() > 2049)
+    throw new RangeError('UTCTime covers 1950-2049 only');
   const text = date.toISOString().replace(/[-:T]/g, '').slice(2, 14) + 'Z';
   return der(UTC_TIME, Buffer.from(text, 'ascii'));
 }

@@ -19,13 +19,16 @@ export function loadEmulatorConfig(env: Env): EmulatorConfig {
   const read = new EnvReader('metadata-emulator', env);
   const projectId = read.raw('PROJECT_ID') ?? 'local-project';
   if (!PROJECT_ID.test(projectId)) {
-    read.problem(`PROJECT_ID must be a Google Cloud project id (6-30 of a-z, 0-9, -), got "${projectId}"`);
+    read.problem(
+      `PROJECT_ID must be a Google Cloud project id (6-30 of a-z, 0-9, -), got "${projectId}"`,
+    );
   }
   const projectNumber = read.raw('PROJECT_NUMBER') ?? '123456789012';
   if (!/^[1-9]\d{0,18}$/.test(projectNumber)) {
     read.problem(`PROJECT_NUMBER must be digits, got "${projectNumber}"`);
   }
-  const serviceAccount = read.raw('SERVICE_ACCOUNT') ?? `${projectNumber}-compute@developer.gserviceaccount.com`;
+  const serviceAccount =
+    read.raw('SERVICE_ACCOUNT') ?? `${projectNumber}-compute@developer.gserviceaccount.com`;
   if (!EMAIL.test(serviceAccount)) {
     read.problem(`SERVICE_ACCOUNT must be a service account email, got "${serviceAccount}"`);
   }

@@ -72,10 +72,14 @@ export function renderText(node: MetadataNode): string {
 /** `?recursive=true`: the subtree as JSON, hyphenated names in camelCase as the real server does. */
 export function renderJson(node: MetadataNode): unknown {
   if (!isDir(node)) return node;
-  return Object.fromEntries(Object.entries(node).map(([name, child]) => [camelCase(name), renderJson(child)]));
+  return Object.fromEntries(
+    Object.entries(node).map(([name, child]) => [camelCase(name), renderJson(child)]),
+  );
 }
 
 function camelCase(name: string): string {
   // Keys holding emails or other data (anything but a plain hyphenated word) are kept as they are.
-  return /^[a-z][a-z0-9-]*$/.test(name) ? name.replace(/-([a-z0-9])/g, (_m, c: string) => c.toUpperCase()) : name;
+  return /^[a-z][a-z0-9-]*$/.test(name)
+    ? name.replace(/-([a-z0-9])/g, (_m, c: string) => c.toUpperCase())
+    : name;
 }

@@ -1,4 +1,12 @@
-import { createHash, createHmac, createPrivateKey, createPublicKey, KeyObject, randomBytes, timingSafeEqual } from 'node:crypto';
+import {
+  createHash,
+  createHmac,
+  createPrivateKey,
+  createPublicKey,
+  KeyObject,
+  randomBytes,
+  timingSafeEqual,
+} from 'node:crypto';
 import { exportJWK, generateKeyPair, SignJWT, type JWK, type JWTPayload } from 'jose';
 import { selfSignedCertificate } from './certificate.js';
 
@@ -30,11 +38,16 @@ const ACCESS_TOKEN = /^ya29\.emulator-([\w-]+)\.([\w-]{43})$/;
  */
 function accessTokensFor(privateKey: KeyObject): AccessTokens {
   const der = privateKey.export({ type: 'pkcs8', format: 'der' });
-  const macKey = createHash('sha256').update('metadata-emulator access tokens\0').update(der).digest();
+  const macKey = createHash('sha256')
+    .update('metadata-emulator access tokens\0')
+    .update(der)
+    .digest();
   const mac = (body: string) => createHmac('sha256', macKey).update(body).digest('base64url');
   return {
     mint(email, expiresAt) {
-      const body = Buffer.from(JSON.stringify({ email, exp: expiresAt, n: randomBytes(8).toString('hex') })).toString('base64url');
+      const body = Buffer.from(
+        JSON.stringify({ email, exp: expiresAt, n: randomBytes(8).toString('hex') }),
+      ).toString('base64url');
       return `ya29.emulator-${body}.${mac(body)}`;
     },
     verify(token, now) {
@@ -42,7 +55,10 @@ function accessTokensFor(privateKey: KeyObject): AccessTokens {
       if (match === null) return undefined;
       const [, body, sent] = match as unknown as [string, string, string];
       if (!timingSafeEqual(Buffer.from(mac(body)), Buffer.from(sent))) return undefined;
-      const { email, exp } = JSON.parse(Buffer.from(body, 'base64url').toString('utf8')) as { email?: unknown; exp?: unknown };
+      const { email, exp } = JSON.parse(Buffer.from(body, 'base64url').toString('utf8')) as {
+        email?: unknown;
+        exp?: unknown;
+      };
       return typeof email === 'string' && typeof exp === 'number' && now < exp ? email : undefined;
     },
   };
@@ -65,7 +81,10 @@ export async function loadSigningKey(pem: string): Promise<SigningKey> {
   } catch {
     throw new Error('not a PEM private key');
   }
-  if (key.asymmetricKeyType !== 'rsa') throw new Error(`an RSA key is needed for RS256, not ${key.asymmetricKeyType ?? 'a secret key'}`);
+  if (key.asymmetricKeyType !== 'rsa')
+    throw new Error(
+      `an RSA key is needed for RS256, not ${key.asymmetricKeyType ?? 'a secret key'}`,
+    );
   return signingKeyFrom(key);
 }
 
@@ -82,9 +101,17 @@ async function signingKeyFrom(privateKey: KeyObject): Promise<SigningKey> {
   const jwk = await exportJWK(createPublicKey(privateKey));
   return {
     kid,
-    sign: (claims) => new SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid, typ: 'JWT' }).sign(privateKey),
+    sign: (claims) =>
+      new SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid, typ: 'JWT' }).sign(privateKey),
     jwks: { keys: [{ kty: jwk.kty!, alg: 'RS256', use: 'sig', kid, n: jwk.n!, e: jwk.e! }] },
-    certificates: { [kid]: selfSignedCertificate(privateKey, CERTIFICATE_NAME, new Date(now - HOUR_MS), new Date(now + YEAR_MS)) },
+    certificates: {
+      [kid]: selfSignedCertificate(
+        privateKey,
+        CERTIFICATE_NAME,
+        new Date(now - HOUR_MS),
+        new Date(now + YEAR_MS),
+      ),
+    },
     accessTokens: accessTokensFor(privateKey),
   };
 }

@@ -20,7 +20,9 @@ app.get('/', async (_req, res) => {
   try {
     client ??= await auth.getIdTokenClient(audience);
     const headers = await client.getRequestHeaders();
-    const upstream = await fetch(url, { headers: { Authorization: headers.get('authorization') ?? '' } });
+    const upstream = await fetch(url, {
+      headers: { Authorization: headers.get('authorization') ?? '' },
+    });
     res.status(upstream.ok ? 200 : 502).send(`Second service says: ${await upstream.text()}`);
   } catch {
     res.status(503).send('could not call the receiving service\n');

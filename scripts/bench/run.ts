@@ -38,7 +38,13 @@ interface Options {
 }
 
 function parseArgs(argv: string[]): Options {
-  const options: Options = { durationS: 2, rounds: 6, connections: 32, spawns: 15, memoryLimit: true };
+  const options: Options = {
+    durationS: 2,
+    rounds: 6,
+    connections: 32,
+    spawns: 15,
+    memoryLimit: true,
+  };
   for (let i = 0; i < argv.length; i += 1) {
     const [flag, value] = [argv[i], argv[i + 1]];
     if (flag === '--no-memory-limit') {
@@ -57,13 +63,17 @@ function parseArgs(argv: string[]): Options {
       );
     i += 1;
   }
-  if (!(options.durationS >= 1 && options.durationS <= 60)) throw new Error('--duration must be 1 to 60 seconds');
+  if (!(options.durationS >= 1 && options.durationS <= 60))
+    throw new Error('--duration must be 1 to 60 seconds');
   if (!(options.rounds >= 1 && options.rounds <= 10)) throw new Error('--rounds must be 1 to 10');
-  if (!(options.connections >= 1 && options.connections <= 256)) throw new Error('--connections must be 1 to 256');
+  if (!(options.connections >= 1 && options.connections <= 256))
+    throw new Error('--connections must be 1 to 256');
   if (!(options.spawns >= 1 && options.spawns <= 31)) throw new Error('--spawns must be 1 to 31');
   for (const service of ['calling', 'receiving']) {
     if (options.baseline !== undefined && !existsSync(baselineEntry(options.baseline, service))) {
-      throw new Error(`--baseline ${options.baseline}: no ${baselineEntry(options.baseline, service)} (run npm run build there first)`);
+      throw new Error(
+        `--baseline ${options.baseline}: no ${baselineEntry(options.baseline, service)} (run npm run build there first)`,
+      );
     }
   }
   return options;
@@ -88,7 +98,10 @@ type LimitReport = { mib: { calling: number; receiving: number } } & (
       node_options: { calling: string | null; receiving: string | null };
       rss_after_load_mb: { calling: number; receiving: number };
       rps_vs_unlimited: number;
-      without_node_options: { rss_after_load_mb: { calling: number; receiving: number }; rps_vs_unlimited: number };
+      without_node_options: {
+        rss_after_load_mb: { calling: number; receiving: number };
+        rps_vs_unlimited: number;
+      };
     }
   | { unavailable: string }
 );
@@ -111,7 +124,11 @@ const identity = loadEmulatorConfig({});
 const here = (file: string) => fileURLToPath(new URL(file, import.meta.url));
 // Request logs off (LOG_LEVEL=warn) in every service: the benchmark measures the auth and HTTP path,
 // and the baselines log nothing either.
-const baseEnv = { PATH: process.env.PATH, LOG_LEVEL: 'warn', GOOGLE_CLOUD_PROJECT: identity.projectId };
+const baseEnv = {
+  PATH: process.env.PATH,
+  LOG_LEVEL: 'warn',
+  GOOGLE_CLOUD_PROJECT: identity.projectId,
+};
 const started: ServiceProcess[] = [];
 const groups: MemoryCgroup[] = [];
 const say = (text = '') => process.stdout.write(`${text}\n`);
@@ -132,7 +149,11 @@ async function start(
   return service;
 }
 
-async function load(url: string, headers: Record<string, string> = {}, amount?: number): Promise<autocannon.Result> {
+async function load(
+  url: string,
+  headers: Record<string, string> = {},
+  amount?: number,
+): Promise<autocannon.Result> {
   return autocannon({
     url,
     headers,
@@ -171,7 +192,8 @@ async function measureAll(
     for (let i = 0; i < targets.length; i += 1) {
       const t = targets[(i + round) % targets.length]!;
       results.get(t.name)!.push(await load(t.url, t.headers));
-      for (const service of t.loads ?? []) peakRss.set(service, Math.max(peakRss.get(service) ?? 0, rssMb(service)));
+      for (const service of t.loads ?? [])
+        peakRss.set(service, Math.max(peakRss.get(service) ?? 0, rssMb(service)));
     }
   }
   await hooks.afterRounds();
@@ -183,7 +205,9 @@ async function measureAll(
     );
     const scenario: Scenario = {
       name: t.name,
-      rps: Math.round(runs.reduce((n, r) => n + r['2xx'], 0) / runs.reduce((n, r) => n + r.duration, 0)),
+      rps: Math.round(
+        runs.reduce((n, r) => n + r['2xx'], 0) / runs.reduce((n, r) => n + r.duration, 0),
+      ),
       p50_ms: median(runs.map((r) => r.latency.p50)),
       p99_ms: median(runs.map((r) => r.latency.p99)),
       errors: runs.reduce((n, r) => n + r.errors + r.timeouts + r.non2xx, 0),
@@ -198,7 +222,13 @@ async function measureAll(
 }
 
 const warmUp = (t: Target) =>
-  autocannon({ url: t.url, headers: t.headers ?? {}, connections: options.connections, duration: 2, timeout: 10 });
+  autocannon({
+    url: t.url,
+    headers: t.headers ?? {},
+    connections: options.connections,
+    duration: 2,
+    timeout: 10,
+  });
 
 const median = (values: number[]): number => {
   const sorted = [...values].sort((a, b) => a - b);
@@ -211,7 +241,8 @@ const row = (s: Scenario) =>
   (s.rps_range ? `   ${s.rps_range[0]}-${s.rps_range[1]}` : '');
 
 const identityRequests = async (metadata: ServiceProcess): Promise<number> =>
-  ((await (await fetch(`${metadata.url}/emulator/stats`)).json()) as { identityRequests: number }).identityRequests;
+  ((await (await fetch(`${metadata.url}/emulator/stats`)).json()) as { identityRequests: number })
+    .identityRequests;
 
 const rssMb = (service: ServiceProcess): number => {
   const status = readFileSync(`/proc/${service.child.pid}/status`, 'utf8');
@@ -230,12 +261,20 @@ interface Spawnable {
  * process `spawns` times, alternating, each round starting one process later so that none always
  * follows the same neighbour. One process runs at a time, each on a fresh port.
  */
-async function coldStarts(candidates: Spawnable[]): Promise<Map<string, { ms: number[]; rssMb: number[] }>> {
-  const results = new Map(candidates.map((c) => [c.name, { ms: [] as number[], rssMb: [] as number[] }]));
+async function coldStarts(
+  candidates: Spawnable[],
+): Promise<Map<string, { ms: number[]; rssMb: number[] }>> {
+  const results = new Map(
+    candidates.map((c) => [c.name, { ms: [] as number[], rssMb: [] as number[] }]),
+  );
   for (let round = 0; round < options.spawns; round += 1) {
     for (let i = 0; i < candidates.length; i += 1) {
       const c = candidates[(i + round) % candidates.length]!;
-      const service = await startProcess(c.name, c.args, { env: { ...baseEnv, ...c.env }, port: await freePort(), readyPollMs: 2 });
+      const service = await startProcess(c.name, c.args, {
+        env: { ...baseEnv, ...c.env },
+        port: await freePort(),
+        readyPollMs: 2,
+      });
       results.get(c.name)!.ms.push(service.readyAfterMs);
       results.get(c.name)!.rssMb.push(rssMb(service));
       await service.stop();
@@ -260,14 +299,26 @@ async function main(): Promise<void> {
   );
   const jwks = `${metadata.url}/oauth2/v3/certs`;
   const rawHello = await start('raw-hello', here('./raw-server.js'), { MODE: 'hello' });
-  const rawProxy = await start('raw-proxy', here('./raw-server.js'), { MODE: 'proxy', TARGET: `${rawHello.url}/` });
+  const rawProxy = await start('raw-proxy', here('./raw-server.js'), {
+    MODE: 'proxy',
+    TARGET: `${rawHello.url}/`,
+  });
   const expressHello = await start('express-hello', here('./express-server.js'), { MODE: 'hello' });
-  const expressProxy = await start('express-proxy', here('./express-server.js'), { MODE: 'proxy', TARGET: `${expressHello.url}/` });
+  const expressProxy = await start('express-proxy', here('./express-server.js'), {
+    MODE: 'proxy',
+    TARGET: `${expressHello.url}/`,
+  });
   const receivingNone = await start('receiving', null, { TOKEN_CHECK: 'none' });
   const verifyPort = await freePort();
   const verifyUrl = `http://127.0.0.1:${verifyPort}`;
   const receivingVerify = await startService('receiving', {
-    env: { ...baseEnv, TOKEN_CHECK: 'verify', AUDIENCES: verifyUrl, JWKS_URL: jwks, INVOKERS: `serviceAccount:${identity.serviceAccount}` },
+    env: {
+      ...baseEnv,
+      TOKEN_CHECK: 'verify',
+      AUDIENCES: verifyUrl,
+      JWKS_URL: jwks,
+      INVOKERS: `serviceAccount:${identity.serviceAccount}`,
+    },
     port: verifyPort,
     readyPollMs: 5,
   });
@@ -277,7 +328,10 @@ async function main(): Promise<void> {
   const callingAuth = await start('calling', null, callingEnv);
   const official = await start('official-sample', here('./official-sample.js'), callingEnv);
   // The baseline's chain, exactly as ours: its receiving verifies, its calling gets tokens from the emulator.
-  const baselineArgs = (service: string) => [...SERVICE_NODE_FLAGS, baselineEntry(options.baseline!, service)];
+  const baselineArgs = (service: string) => [
+    ...SERVICE_NODE_FLAGS,
+    baselineEntry(options.baseline!, service),
+  ];
   const baselineVerifyUrl = `http://127.0.0.1:${await freePort()}`;
   const baselineEnv = {
     TOKEN_CHECK: 'verify',
@@ -295,7 +349,10 @@ async function main(): Promise<void> {
             readyPollMs: 5,
           });
           started.push(receiving);
-          const calling = await start('baseline-calling', baselineArgs('calling'), { ...callingEnv, URL: baselineVerifyUrl });
+          const calling = await start('baseline-calling', baselineArgs('calling'), {
+            ...callingEnv,
+            URL: baselineVerifyUrl,
+          });
           return { receiving, calling };
         })();
 
@@ -305,14 +362,19 @@ async function main(): Promise<void> {
   const runtime = { calling: deployedRuntime('calling'), receiving: deployedRuntime('receiving') };
   const limitMiB = { calling: runtime.calling.memoryMiB, receiving: runtime.receiving.memoryMiB };
   const limitLabel = `chain-auth-${limitMiB.calling}mi`;
-  const startLimited = async (label: string, withOptions: boolean): Promise<LimitedChain | { unavailable: string }> => {
+  const startLimited = async (
+    label: string,
+    withOptions: boolean,
+  ): Promise<LimitedChain | { unavailable: string }> => {
     const receivingGroup = memoryCgroup(`${label}-receiving`, limitMiB.receiving);
     const callingGroup = memoryCgroup(`${label}-calling`, limitMiB.calling);
     groups.push(receivingGroup, callingGroup);
     if (!('wrap' in receivingGroup)) return receivingGroup;
     if (!('wrap' in callingGroup)) return callingGroup;
     const nodeOptionsOf = (service: 'calling' | 'receiving') =>
-      withOptions && runtime[service].nodeOptions !== undefined ? { NODE_OPTIONS: runtime[service].nodeOptions } : {};
+      withOptions && runtime[service].nodeOptions !== undefined
+        ? { NODE_OPTIONS: runtime[service].nodeOptions }
+        : {};
     const port = await freePort();
     const url = `http://127.0.0.1:${port}`;
     const receiving = await startService('receiving', {
@@ -328,11 +390,19 @@ async function main(): Promise<void> {
       wrap: receivingGroup.wrap,
     });
     started.push(receiving);
-    const calling = await start('calling', null, { ...callingEnv, ...nodeOptionsOf('calling'), URL: url }, { wrap: callingGroup.wrap });
+    const calling = await start(
+      'calling',
+      null,
+      { ...callingEnv, ...nodeOptionsOf('calling'), URL: url },
+      { wrap: callingGroup.wrap },
+    );
     return { label, receiving, calling };
   };
-  const limited = options.memoryLimit ? await startLimited(limitLabel, true) : { unavailable: 'skipped (--no-memory-limit)' };
-  const limitedBare = 'unavailable' in limited ? limited : await startLimited(`${limitLabel}-no-options`, false);
+  const limited = options.memoryLimit
+    ? await startLimited(limitLabel, true)
+    : { unavailable: 'skipped (--no-memory-limit)' };
+  const limitedBare =
+    'unavailable' in limited ? limited : await startLimited(`${limitLabel}-no-options`, false);
 
   // Cold starts first, on a machine not yet busy with load: our two services (the bundles the images
   // ship) against a bare Express hello world, the official sample and bare node:http.
@@ -344,7 +414,12 @@ async function main(): Promise<void> {
       name: 'receiving',
       args: nodeArgsOf('receiving'),
       // Its own URL is its audience; which port it gets does not matter for /health.
-      env: { TOKEN_CHECK: 'verify', AUDIENCES: verifyUrl, JWKS_URL: jwks, INVOKERS: `serviceAccount:${identity.serviceAccount}` },
+      env: {
+        TOKEN_CHECK: 'verify',
+        AUDIENCES: verifyUrl,
+        JWKS_URL: jwks,
+        INVOKERS: `serviceAccount:${identity.serviceAccount}`,
+      },
     },
     { name: 'official-sample', args: [here('./official-sample.js')], env: callingEnv },
     { name: 'raw-hello', args: [here('./raw-server.js')], env: { MODE: 'hello' } },
@@ -352,7 +427,11 @@ async function main(): Promise<void> {
       ? []
       : [
           { name: 'baseline-calling', args: baselineArgs('calling'), env: callingEnv },
-          { name: 'baseline-receiving', args: baselineArgs('receiving'), env: { ...baselineEnv, AUDIENCES: verifyUrl } },
+          {
+            name: 'baseline-receiving',
+            args: baselineArgs('receiving'),
+            env: { ...baselineEnv, AUDIENCES: verifyUrl },
+          },
         ]),
   ]);
   const startMs = (name: string) => Math.round(median(starts.get(name)!.ms));
@@ -365,9 +444,12 @@ async function main(): Promise<void> {
   const startRatio = (name: string) => startRatioTo(name, 'express-hello');
 
   const token = await (
-    await fetch(`${metadata.url}/computeMetadata/v1/instance/service-accounts/default/identity?audience=${encodeURIComponent(verifyUrl)}`, {
-      headers: { 'Metadata-Flavor': 'Google' },
-    })
+    await fetch(
+      `${metadata.url}/computeMetadata/v1/instance/service-accounts/default/identity?audience=${encodeURIComponent(verifyUrl)}`,
+      {
+        headers: { 'Metadata-Flavor': 'Google' },
+      },
+    )
   ).text();
   const baselineToken = await (
     await fetch(
@@ -385,7 +467,11 @@ async function main(): Promise<void> {
   // Identity requests of the authenticated chain: its cold warm-up (32 connections at once on an
   // empty cache), then all measured rounds. The official sample asks the emulator too, but only in
   // its own warm-up: its token then lasts the whole run, so it adds nothing to the rounds.
-  const chainAuth: Target = { name: 'chain-auth', url: `${callingAuth.url}/`, loads: [callingAuth, receivingVerify] };
+  const chainAuth: Target = {
+    name: 'chain-auth',
+    url: `${callingAuth.url}/`,
+    loads: [callingAuth, receivingVerify],
+  };
   const beforeWarmUp = await identityRequests(metadata);
   await warmUp(chainAuth);
   let authIdentityRequests = (await identityRequests(metadata)) - beforeWarmUp;
@@ -396,8 +482,17 @@ async function main(): Promise<void> {
       { name: 'raw-two-hop', url: `${rawProxy.url}/` },
       { name: 'express-two-hop', url: `${expressProxy.url}/`, loads: [expressProxy] },
       // The same request, token included, to both: the ratio is the cost of checking it.
-      { name: 'receiving-none', url: `${receivingNone.url}/`, headers: { Authorization: `Bearer ${token}` } },
-      { name: 'receiving-verify', url: `${verifyUrl}/`, headers: { Authorization: `Bearer ${token}` }, loads: [receivingVerify] },
+      {
+        name: 'receiving-none',
+        url: `${receivingNone.url}/`,
+        headers: { Authorization: `Bearer ${token}` },
+      },
+      {
+        name: 'receiving-verify',
+        url: `${verifyUrl}/`,
+        headers: { Authorization: `Bearer ${token}` },
+        loads: [receivingVerify],
+      },
       { name: 'chain-none', url: `${callingNone.url}/` },
       chainAuth,
       { name: 'official-sample', url: `${official.url}/`, loads: [official, receivingVerify] },
@@ -410,10 +505,22 @@ async function main(): Promise<void> {
               headers: { Authorization: `Bearer ${baselineToken}` },
               loads: [baseline.receiving],
             },
-            { name: 'baseline-chain-auth', url: `${baseline.calling.url}/`, loads: [baseline.calling, baseline.receiving] },
+            {
+              name: 'baseline-chain-auth',
+              url: `${baseline.calling.url}/`,
+              loads: [baseline.calling, baseline.receiving],
+            },
           ]),
       ...[limited, limitedBare].flatMap((chain) =>
-        'calling' in chain ? [{ name: chain.label, url: `${chain.calling.url}/`, loads: [chain.calling, chain.receiving] }] : [],
+        'calling' in chain
+          ? [
+              {
+                name: chain.label,
+                url: `${chain.calling.url}/`,
+                loads: [chain.calling, chain.receiving],
+              },
+            ]
+          : [],
       ),
     ],
     {
@@ -470,10 +577,20 @@ async function main(): Promise<void> {
     scenarios,
     ratios,
     metadata_identity_requests: authIdentityRequests,
-    cold_burst: { requests: 200, errors: burstScenario.errors, identity_requests: burstIdentityRequests },
-    cold_start_ms: Object.fromEntries([...starts.keys()].map((name) => [name.replaceAll('-', '_'), startMs(name)])),
+    cold_burst: {
+      requests: 200,
+      errors: burstScenario.errors,
+      identity_requests: burstIdentityRequests,
+    },
+    cold_start_ms: Object.fromEntries(
+      [...starts.keys()].map((name) => [name.replaceAll('-', '_'), startMs(name)]),
+    ),
     cold_start_vs_express: { calling: startRatio('calling'), receiving: startRatio('receiving') },
-    rss_first_200_mb: { calling: startRss('calling'), receiving: startRss('receiving'), express_hello: startRss('express-hello') },
+    rss_first_200_mb: {
+      calling: startRss('calling'),
+      receiving: startRss('receiving'),
+      express_hello: startRss('express-hello'),
+    },
     rss_after_load_mb: {
       calling: afterLoad(callingAuth),
       receiving: afterLoad(receivingVerify),
@@ -485,17 +602,31 @@ async function main(): Promise<void> {
     memory_limit: ('calling' in limited && 'calling' in limitedBare
       ? {
           mib: limitMiB,
-          node_options: { calling: runtime.calling.nodeOptions ?? null, receiving: runtime.receiving.nodeOptions ?? null },
-          rss_after_load_mb: { calling: afterLoad(limited.calling), receiving: afterLoad(limited.receiving) },
+          node_options: {
+            calling: runtime.calling.nodeOptions ?? null,
+            receiving: runtime.receiving.nodeOptions ?? null,
+          },
+          rss_after_load_mb: {
+            calling: afterLoad(limited.calling),
+            receiving: afterLoad(limited.receiving),
+          },
           rps_vs_unlimited: ratio(limited.label, 'chain-auth'),
           without_node_options: {
-            rss_after_load_mb: { calling: afterLoad(limitedBare.calling), receiving: afterLoad(limitedBare.receiving) },
+            rss_after_load_mb: {
+              calling: afterLoad(limitedBare.calling),
+              receiving: afterLoad(limitedBare.receiving),
+            },
             rps_vs_unlimited: ratio(limitedBare.label, 'chain-auth'),
           },
         }
       : {
           mib: limitMiB,
-          unavailable: 'unavailable' in limited ? limited.unavailable : 'unavailable' in limitedBare ? limitedBare.unavailable : '',
+          unavailable:
+            'unavailable' in limited
+              ? limited.unavailable
+              : 'unavailable' in limitedBare
+                ? limitedBare.unavailable
+                : '',
         }) as LimitReport,
     vs_baseline: vsBaseline === undefined ? null : { dir: options.baseline, ...vsBaseline },
     settings: {
@@ -513,18 +644,66 @@ async function main(): Promise<void> {
     ['chain_vs_limit', ratios.chain_vs_limit, '>=', 0.6, 'chain-auth / raw-two-hop'],
     ['chain_vs_framework', ratios.chain_vs_framework, '>=', 0.95, 'chain-auth / express-two-hop'],
     ['vs_official_sample', ratios.vs_official_sample, '>=', 1.5, 'chain-auth / official-sample'],
-    ['metadata_identity_requests', authIdentityRequests, '=', 1, 'identity requests during chain-auth (= 1)'],
-    ['cold_start_vs_express.calling', report.cold_start_vs_express.calling, '<=', 1, 'spawn to first 200: calling / bare Express'],
-    ['cold_start_vs_express.receiving', report.cold_start_vs_express.receiving, '<=', 1, 'spawn to first 200: receiving / bare Express'],
+    [
+      'metadata_identity_requests',
+      authIdentityRequests,
+      '=',
+      1,
+      'identity requests during chain-auth (= 1)',
+    ],
+    [
+      'cold_start_vs_express.calling',
+      report.cold_start_vs_express.calling,
+      '<=',
+      1,
+      'spawn to first 200: calling / bare Express',
+    ],
+    [
+      'cold_start_vs_express.receiving',
+      report.cold_start_vs_express.receiving,
+      '<=',
+      1,
+      'spawn to first 200: receiving / bare Express',
+    ],
     ['rss_first_200_mb.calling', report.rss_first_200_mb.calling, '<=', 60, 'MB at its first 200'],
-    ['rss_first_200_mb.receiving', report.rss_first_200_mb.receiving, '<=', 60, 'MB at its first 200'],
-    ['rss_after_load_mb.calling', report.rss_after_load_mb.calling, '<=', 90, 'highest MB right after a round of its load'],
-    ['rss_after_load_mb.receiving', report.rss_after_load_mb.receiving, '<=', 90, 'highest MB right after a round of its load'],
+    [
+      'rss_first_200_mb.receiving',
+      report.rss_first_200_mb.receiving,
+      '<=',
+      60,
+      'MB at its first 200',
+    ],
+    [
+      'rss_after_load_mb.calling',
+      report.rss_after_load_mb.calling,
+      '<=',
+      90,
+      'highest MB right after a round of its load',
+    ],
+    [
+      'rss_after_load_mb.receiving',
+      report.rss_after_load_mb.receiving,
+      '<=',
+      90,
+      'highest MB right after a round of its load',
+    ],
     ...(vsBaseline === undefined
       ? []
       : ([
-          ['vs_baseline.chain_auth', vsBaseline.chain_auth, '>=', 0.95, 'chain-auth / the baseline chain-auth'],
-          ['vs_baseline.receiving_verify', vsBaseline.receiving_verify, '>=', 0.95, 'receiving-verify / the baseline receiving-verify'],
+          [
+            'vs_baseline.chain_auth',
+            vsBaseline.chain_auth,
+            '>=',
+            0.95,
+            'chain-auth / the baseline chain-auth',
+          ],
+          [
+            'vs_baseline.receiving_verify',
+            vsBaseline.receiving_verify,
+            '>=',
+            0.95,
+            'receiving-verify / the baseline receiving-verify',
+          ],
           [
             'vs_baseline.cold_start_calling',
             vsBaseline.cold_start_calling,
@@ -532,7 +711,13 @@ async function main(): Promise<void> {
             1.05,
             'spawn to first 200: calling / the baseline calling',
           ],
-          ['vs_baseline.cold_start_receiving', vsBaseline.cold_start_receiving, '<=', 1.05, 'the same for receiving'],
+          [
+            'vs_baseline.cold_start_receiving',
+            vsBaseline.cold_start_receiving,
+            '<=',
+            1.05,
+            'the same for receiving',
+          ],
           [
             'vs_baseline.rss_after_load_calling',
             round3(vsBaseline.rss_after_load_calling),
@@ -540,19 +725,33 @@ async function main(): Promise<void> {
             1.05,
             'RSS after load: calling / the baseline calling',
           ],
-          ['vs_baseline.rss_after_load_receiving', round3(vsBaseline.rss_after_load_receiving), '<=', 1.05, 'the same for receiving'],
+          [
+            'vs_baseline.rss_after_load_receiving',
+            round3(vsBaseline.rss_after_load_receiving),
+            '<=',
+            1.05,
+            'the same for receiving',
+          ],
         ] as [string, number, '>=' | '<=' | '=', number, string][])),
   ];
-  const meets = { '>=': (v: number, t: number) => v >= t, '<=': (v: number, t: number) => v <= t, '=': (v: number, t: number) => v === t };
+  const meets = {
+    '>=': (v: number, t: number) => v >= t,
+    '<=': (v: number, t: number) => v <= t,
+    '=': (v: number, t: number) => v === t,
+  };
   say();
   for (const [name, value, op, target, what] of targets) {
     say(
       `${name.padEnd(32)} ${String(value).padStart(7)}  target ${op} ${target}  ${meets[op](value, target) ? 'met' : 'MISSED'}  (${what})`,
     );
   }
-  say(`cold burst: 200 requests on a fresh calling service, ${burstScenario.errors} errors, ${burstIdentityRequests} identity request(s)`);
   say(
-    `cold start (spawn to first 200, medians of ${options.spawns}): ${Object.entries(report.cold_start_ms)
+    `cold burst: 200 requests on a fresh calling service, ${burstScenario.errors} errors, ${burstIdentityRequests} identity request(s)`,
+  );
+  say(
+    `cold start (spawn to first 200, medians of ${options.spawns}): ${Object.entries(
+      report.cold_start_ms,
+    )
       .map(([k, v]) => `${k} ${v} ms`)
       .join(', ')}`,
   );

@@ -21,7 +21,8 @@ export interface ChainFile {
 const root = fileURLToPath(new URL('../../', import.meta.url).href.replace(/\/dist\/$/, '/'));
 
 /** The state directory: LOCAL_STATE_DIR, else .local-state at the repository's root. */
-export const stateDirOf = (env: NodeJS.ProcessEnv): string => env.LOCAL_STATE_DIR?.trim() || join(root, '.local-state');
+export const stateDirOf = (env: NodeJS.ProcessEnv): string =>
+  env.LOCAL_STATE_DIR?.trim() || join(root, '.local-state');
 
 export const chainFilePath = (stateDir: string): string => join(stateDir, 'chain.json');
 
@@ -70,7 +71,8 @@ export function readChainFile(env: NodeJS.ProcessEnv = process.env): ChainFile {
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`${path} cannot be read: ${(err as Error).message}`);
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
+      throw new Error(`${path} cannot be read: ${(err as Error).message}`);
     throw new Error(
       `no chain is running with its state in ${stateDirOf(env)} (no chain.json): start it with npm start (LOCAL_STATE_DIR names its state directory)`,
     );
@@ -81,9 +83,19 @@ export function readChainFile(env: NodeJS.ProcessEnv = process.env): ChainFile {
   } catch {
     chain = {};
   }
-  const fields: (keyof ChainFile)[] = ['admin', 'metadataHost', 'projectId', 'projectNumber', 'region', 'gcloudConfig'];
+  const fields: (keyof ChainFile)[] = [
+    'admin',
+    'metadataHost',
+    'projectId',
+    'projectNumber',
+    'region',
+    'gcloudConfig',
+  ];
   const missing = fields.filter((field) => typeof chain[field] !== 'string' || chain[field] === '');
-  if (missing.length > 0) throw new Error(`${path} is not what npm start writes (${missing.join(', ')} missing): restart npm start`);
+  if (missing.length > 0)
+    throw new Error(
+      `${path} is not what npm start writes (${missing.join(', ')} missing): restart npm start`,
+    );
   return chain as ChainFile;
 }
 

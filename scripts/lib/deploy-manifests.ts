@@ -8,7 +8,11 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
-import { CUSTOM_AUDIENCES, serviceFrom, type ServiceManifest } from '../../local/cloud-run-front/service.js';
+import {
+  CUSTOM_AUDIENCES,
+  serviceFrom,
+  type ServiceManifest,
+} from '../../local/cloud-run-front/service.js';
 import { ConfigError } from '../../services/shared/env.js';
 
 interface Placeholder {
@@ -23,11 +27,13 @@ const IMAGE =
 export const PLACEHOLDERS: Readonly<Record<string, Placeholder>> = {
   PROJECT_ID: {
     pattern: /^[a-z][a-z0-9-]{4,28}[a-z0-9]$/,
-    meaning: 'the project id: 6 to 30 lowercase letters, digits or hyphens (gcloud config get-value project)',
+    meaning:
+      'the project id: 6 to 30 lowercase letters, digits or hyphens (gcloud config get-value project)',
   },
   PROJECT_NUMBER: {
     pattern: /^[1-9]\d{0,18}$/,
-    meaning: "the project's number (gcloud projects describe PROJECT_ID --format='value(projectNumber)')",
+    meaning:
+      "the project's number (gcloud projects describe PROJECT_ID --format='value(projectNumber)')",
   },
   REGION: {
     pattern: /^[a-z]+(?:-[a-z]+)+\d+$/,
@@ -35,11 +41,13 @@ export const PLACEHOLDERS: Readonly<Record<string, Placeholder>> = {
   },
   RECEIVING_IMAGE: {
     pattern: IMAGE,
-    meaning: "receiving's image, e.g. us-central1-docker.pkg.dev/PROJECT_ID/cloudrun-auth/receiving:TAG",
+    meaning:
+      "receiving's image, e.g. us-central1-docker.pkg.dev/PROJECT_ID/cloudrun-auth/receiving:TAG",
   },
   CALLING_IMAGE: {
     pattern: IMAGE,
-    meaning: "calling's image, e.g. us-central1-docker.pkg.dev/PROJECT_ID/cloudrun-auth/calling:TAG",
+    meaning:
+      "calling's image, e.g. us-central1-docker.pkg.dev/PROJECT_ID/cloudrun-auth/calling:TAG",
   },
 };
 
@@ -64,14 +72,18 @@ export function placeholdersIn(text: string): string[] {
   return [...new Set([...text.matchAll(PLACEHOLDER)].map((m) => m[1]!))];
 }
 
-const DEFAULT_IDENTITY = /-compute@developer\.gserviceaccount\.com$|@appspot\.gserviceaccount\.com$/;
+const DEFAULT_IDENTITY =
+  /-compute@developer\.gserviceaccount\.com$|@appspot\.gserviceaccount\.com$/;
 
 /**
  * Resolves every placeholder in `files` with `values` and checks the result. Throws a ConfigError
  * naming every problem at once: a placeholder without a value, a value for no placeholder, a
  * malformed value, and the checks on the resolved services.
  */
-export function renderDeploy(files: readonly DeployFile[], values: Readonly<Record<string, string>>): DeployFile[] {
+export function renderDeploy(
+  files: readonly DeployFile[],
+  values: Readonly<Record<string, string>>,
+): DeployFile[] {
   const problems: string[] = [];
   const found = new Set(files.flatMap((f) => placeholdersIn(f.text)));
   // In the table's order, so messages and usage read alike; unknown names last.
@@ -79,22 +91,32 @@ export function renderDeploy(files: readonly DeployFile[], values: Readonly<Reco
   for (const name of used) {
     const placeholder = PLACEHOLDERS[name];
     const value = values[name];
-    if (placeholder === undefined) problems.push(`\${${name}} in deploy/ is not a known placeholder`);
+    if (placeholder === undefined)
+      problems.push(`\${${name}} in deploy/ is not a known placeholder`);
     else if (value === undefined) problems.push(`${name} is required: ${placeholder.meaning}`);
-    else if (!placeholder.pattern.test(value)) problems.push(`${name} must be ${placeholder.meaning}; got "${value}"`);
+    else if (!placeholder.pattern.test(value))
+      problems.push(`${name} must be ${placeholder.meaning}; got "${value}"`);
   }
   for (const name of Object.keys(values)) {
-    if (!used.has(name)) problems.push(`${name} is not a placeholder in deploy/ (they are: ${[...used].join(', ')})`);
+    if (!used.has(name))
+      problems.push(`${name} is not a placeholder in deploy/ (they are: ${[...used].join(', ')})`);
   }
   if (problems.length > 0) throw new ConfigError('render-deploy', problems);
 
-  const rendered = files.map((f) => ({ name: f.name, text: f.text.replace(PLACEHOLDER, (_m, name: string) => values[name]!) }));
+  const rendered = files.map((f) => ({
+    name: f.name,
+    text: f.text.replace(PLACEHOLDER, (_m, name: string) => values[name]!),
+  }));
   checkServices(rendered, values, problems);
   if (problems.length > 0) throw new ConfigError('render-deploy', problems);
   return rendered;
 }
 
-function checkServices(files: readonly DeployFile[], values: Readonly<Record<string, string>>, problems: string[]): void {
+function checkServices(
+  files: readonly DeployFile[],
+  values: Readonly<Record<string, string>>,
+  problems: string[],
+): void {
   /** Each service's own URLs and custom audiences: the audiences Cloud Run accepts for it. */
   const accepted = new Map<string, { name: string; audiences: string[] }>();
   const callers: { file: string; url: string; audience: string | undefined }[] = [];
@@ -116,9 +138,13 @@ function checkServices(files: readonly DeployFile[], values: Readonly<Record<str
       }
       const { name, serviceAccount: account } = service;
       if (account === undefined || account === '') {
-        problems.push(`${file.name}: ${name} has no serviceAccountName; it would run as the default compute identity, a project Editor`);
+        problems.push(
+          `${file.name}: ${name} has no serviceAccountName; it would run as the default compute identity, a project Editor`,
+        );
       } else if (DEFAULT_IDENTITY.test(account)) {
-        problems.push(`${file.name}: ${name} runs as ${account}, a default identity (a project Editor); give it its own service account`);
+        problems.push(
+          `${file.name}: ${name} runs as ${account}, a default identity (a project Editor); give it its own service account`,
+        );
       }
       if (service.region !== undefined && values.PROJECT_NUMBER !== undefined) {
         const url = `https://${name}-${values.PROJECT_NUMBER}.${service.region}.run.app`;

@@ -120,10 +120,18 @@ export async function startLocalChain(options: ChainOptions): Promise<LocalChain
     // The project's own policy: Google makes the default compute identity an Editor, and Editor
     // carries run.routes.invoke on every service (the tutorial's second stage).
     projectPolicy: {
-      bindings: [{ role: 'roles/editor', members: [`serviceAccount:${projectNumber}-compute@developer.gserviceaccount.com`] }],
+      bindings: [
+        {
+          role: 'roles/editor',
+          members: [`serviceAccount:${projectNumber}-compute@developer.gserviceaccount.com`],
+        },
+      ],
     },
     // Local "DNS": a service's run.app URL is its front here.
-    runAppUrls: Object.values(live).map((service) => [`https://${service.manifest.name}-${projectNumber}.${REGION}.run.app`, service.url]),
+    runAppUrls: Object.values(live).map((service) => [
+      `https://${service.manifest.name}-${projectNumber}.${REGION}.run.app`,
+      service.url,
+    ]),
   };
   const callingAccount = options.metadata?.SERVICE_ACCOUNT ?? deployed.calling.serviceAccount!;
   try {
@@ -133,10 +141,27 @@ export async function startLocalChain(options: ChainOptions): Promise<LocalChain
     // Each Cloud Run service has its own metadata server, all minting tokens Google signs with one
     // key set: two emulators, one per service, sharing the key.
     const key = writeSigningKey(options.stateDir);
-    const metadata = await startEmulator(chain, key.path, callingAccount, options.ports.metadata, options.metadata);
-    const receivingMetadata = await startEmulator(chain, key.path, deployed.receiving.serviceAccount!, await freePort());
+    const metadata = await startEmulator(
+      chain,
+      key.path,
+      callingAccount,
+      options.ports.metadata,
+      options.metadata,
+    );
+    const receivingMetadata = await startEmulator(
+      chain,
+      key.path,
+      deployed.receiving.serviceAccount!,
+      await freePort(),
+    );
     const jwksUrl = new URL(`${metadata.url}/oauth2/v3/certs`);
-    const receiving = await startBehindFront(chain, live.receiving, receivingMetadata, jwksUrl, options.receiving);
+    const receiving = await startBehindFront(
+      chain,
+      live.receiving,
+      receivingMetadata,
+      jwksUrl,
+      options.receiving,
+    );
     const calling = {
       ...(await startBehindFront(chain, live.calling, metadata, jwksUrl, options.calling)),
       serviceAccount: callingAccount,
@@ -192,7 +217,13 @@ interface Chain {
 }
 
 /** A metadata server reporting `account`, signing with the chain's key. */
-async function startEmulator(chain: Chain, keyFile: string, account: string, port: number, extra: Record<string, string | undefined> = {}) {
+async function startEmulator(
+  chain: Chain,
+  keyFile: string,
+  account: string,
+  port: number,
+  extra: Record<string, string | undefined> = {},
+) {
   const process = await startService('metadata-emulator', {
     env: { ...chain.base, ...extra, SERVICE_ACCOUNT: account, SIGNING_KEY_FILE: keyFile },
     port,
@@ -243,9 +274,20 @@ async function startBehindFront(
     policies: () => [chain.store.current(manifest.name), chain.projectPolicy],
     logger: lineLogger(`${manifest.name} front`, chain.options),
   });
-  await listen(front, Number(new URL(service.url).port), `${manifest.name}'s front`, `${manifest.name.toUpperCase()}_PORT`);
+  await listen(
+    front,
+    Number(new URL(service.url).port),
+    `${manifest.name}'s front`,
+    `${manifest.name.toUpperCase()}_PORT`,
+  );
   chain.started.server(front);
-  return { name: manifest.name, url: service.url, process, manifest, serviceAccount: manifest.serviceAccount! };
+  return {
+    name: manifest.name,
+    url: service.url,
+    process,
+    manifest,
+    serviceAccount: manifest.serviceAccount!,
+  };
 }
 
 /** chain.json, and the gcloud config directory it names; removed when the chain stops. */
@@ -268,13 +310,18 @@ function readDeployed(env: Record<string, string | undefined> | undefined) {
     RECEIVING_IMAGE: 'localhost/cloudrun-auth/receiving:local',
     CALLING_IMAGE: 'localhost/cloudrun-auth/calling:local',
   };
-  const rendered = new Map(renderDeploy(readDeployDir(join(root, 'deploy')), values).map((f) => [f.name, f.text]));
+  const rendered = new Map(
+    renderDeploy(readDeployDir(join(root, 'deploy')), values).map((f) => [f.name, f.text]),
+  );
   return {
     projectId: project.projectId,
     projectNumber: project.projectNumber,
     receiving: parseServiceManifest(rendered.get('receiving.yaml')!, 'deploy/receiving.yaml'),
     calling: parseServiceManifest(rendered.get('calling.yaml')!, 'deploy/calling.yaml'),
-    receivingPolicy: parsePolicy(rendered.get('receiving-policy.yaml')!, 'deploy/receiving-policy.yaml'),
+    receivingPolicy: parsePolicy(
+      rendered.get('receiving-policy.yaml')!,
+      'deploy/receiving-policy.yaml',
+    ),
   };
 }
 
@@ -310,7 +357,9 @@ function listen(server: Server, port: number, what: string, variable: string): P
     server.once('error', (err: NodeJS.ErrnoException) =>
       reject(
         err.code === 'EADDRINUSE'
-          ? new Error(`port ${port} on 127.0.0.1 (${what}) is already in use: stop what holds it or set ${variable}`)
+          ? new Error(
+              `port ${port} on 127.0.0.1 (${what}) is already in use: stop what holds it or set ${variable}`,
+            )
           : err,
       ),
     );

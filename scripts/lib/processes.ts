@@ -32,7 +32,9 @@ function distDir(): string {
  */
 export function entryOf(name: ServiceName): string {
   const dist = distDir();
-  return name === 'metadata-emulator' ? join(dist, 'local', name, 'main.js') : join(dist, 'bundle', name, 'main.mjs');
+  return name === 'metadata-emulator'
+    ? join(dist, 'local', name, 'main.js')
+    : join(dist, 'bundle', name, 'main.mjs');
 }
 
 /**
@@ -57,7 +59,11 @@ export function freePort(): Promise<number> {
     server.once('error', reject);
     server.listen(0, '127.0.0.1', () => {
       const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+      server.close(() =>
+        typeof address === 'object' && address
+          ? resolve(address.port)
+          : reject(new Error('no port')),
+      );
     });
   });
 }
@@ -93,9 +99,18 @@ export function startService(name: ServiceName, options: StartOptions): Promise<
 }
 
 /** Any node script (its path, or node's arguments) as a service process (the benchmark's baselines). */
-export async function startProcess(name: string, entry: string | string[], options: StartOptions): Promise<ServiceProcess> {
+export async function startProcess(
+  name: string,
+  entry: string | string[],
+  options: StartOptions,
+): Promise<ServiceProcess> {
   const spawnedAt = performance.now();
-  const command = [...DIE_WITH_PARENT, ...(options.wrap ?? []), process.execPath, ...(typeof entry === 'string' ? [entry] : entry)];
+  const command = [
+    ...DIE_WITH_PARENT,
+    ...(options.wrap ?? []),
+    process.execPath,
+    ...(typeof entry === 'string' ? [entry] : entry),
+  ];
   const child = spawn(command[0]!, command.slice(1), {
     env: { ...cleanEnv(options.env), PORT: String(options.port), HOST: '127.0.0.1' },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -104,7 +119,9 @@ export async function startProcess(name: string, entry: string | string[], optio
     const lines = createInterface({ input: stream });
     lines.on('line', (line) => options.onLine?.(name, line));
   }
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const exited = new Promise<number | null>((resolve) =>
+    child.once('exit', (code) => resolve(code)),
+  );
   const url = `http://127.0.0.1:${options.port}`;
   const service: ServiceProcess = {
     name,
@@ -147,9 +164,13 @@ async function waitUntilReady(
   void service.exited.then((code) => (exitCode = code));
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (exitCode !== undefined) throw new Error(`${service.name} exited with code ${exitCode} before it was ready`);
+    if (exitCode !== undefined)
+      throw new Error(`${service.name} exited with code ${exitCode} before it was ready`);
     try {
-      const response = await fetch(`${service.url}${path}`, { headers, signal: AbortSignal.timeout(1000) });
+      const response = await fetch(`${service.url}${path}`, {
+        headers,
+        signal: AbortSignal.timeout(1000),
+      });
       await response.arrayBuffer();
       if (response.ok) return;
     } catch {
@@ -162,5 +183,7 @@ async function waitUntilReady(
 
 /** Drops undefined values (an explicit undefined removes an inherited variable). */
 function cleanEnv(env: Record<string, string | undefined>): Record<string, string> {
-  return Object.fromEntries(Object.entries(env).filter((entry): entry is [string, string] => entry[1] !== undefined));
+  return Object.fromEntries(
+    Object.entries(env).filter((entry): entry is [string, string] => entry[1] !== undefined),
+  );
 }

@@ -25,8 +25,10 @@ export function createCalling(config: CallingConfig, logger: Logger): Express {
     const headers: Record<string, string> = outboundTraceHeaders(req.headers);
     const token = config.auth === 'id-token' ? await idTokens.getIdToken(config.audience) : null;
     if (token !== null) {
-      if (config.tokenHeader !== 'x-serverless-authorization') headers.authorization = `Bearer ${token}`;
-      if (config.tokenHeader !== 'authorization') headers['x-serverless-authorization'] = `Bearer ${token}`;
+      if (config.tokenHeader !== 'x-serverless-authorization')
+        headers.authorization = `Bearer ${token}`;
+      if (config.tokenHeader !== 'authorization')
+        headers['x-serverless-authorization'] = `Bearer ${token}`;
     }
     const answer = await upstream(headers);
     if (answer.status < 200 || answer.status > 299) {

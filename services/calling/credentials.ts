@@ -23,7 +23,8 @@ const REFUSED: Readonly<Record<string, string>> = {
   authorized_user:
     "user credentials (type authorized_user): their ID tokens are for an OAuth client, not the receiving service's URL, " +
     'and Cloud Run refuses them',
-  external_account: 'workload identity federation credentials (type external_account), which google-auth-library mints no ID tokens from',
+  external_account:
+    'workload identity federation credentials (type external_account), which google-auth-library mints no ID tokens from',
   external_account_authorized_user:
     'workforce identity federation credentials (type external_account_authorized_user), which google-auth-library mints no ID tokens from',
 };
@@ -31,7 +32,8 @@ const REFUSED: Readonly<Record<string, string>> = {
 const MAX_BYTES = 64 * 1024;
 // As gcloud writes it (…/serviceAccounts/TARGET:generateAccessToken), at most 256 characters, as
 // google-auth-library takes no more; the source is the user's credentials or a key.
-const IMPERSONATION_URL = /^https:\/\/iamcredentials\.[a-z0-9.-]+\/v1\/projects\/-\/serviceAccounts\/([^/:]+):generate(?:Access|Id)Token$/;
+const IMPERSONATION_URL =
+  /^https:\/\/iamcredentials\.[a-z0-9.-]+\/v1\/projects\/-\/serviceAccounts\/([^/:]+):generate(?:Access|Id)Token$/;
 const SOURCE_TYPES: readonly unknown[] = ['authorized_user', 'service_account'];
 
 /**
@@ -49,30 +51,49 @@ function check(file: string, json: Record<string, unknown>): Credentials {
   if (type === 'service_account') {
     const account = json.client_email;
     if (!nonEmpty(account) || !nonEmpty(json.private_key)) {
-      throw new Error(`${file} is a service-account key without client_email or private_key; download the key again, or ${IMPERSONATE}`);
+      throw new Error(
+        `${file} is a service-account key without client_email or private_key; download the key again, or ${IMPERSONATE}`,
+      );
     }
     return { type, file, account };
   }
   if (type === 'impersonated_service_account') {
-    const url = typeof json.service_account_impersonation_url === 'string' ? json.service_account_impersonation_url : '';
+    const url =
+      typeof json.service_account_impersonation_url === 'string'
+        ? json.service_account_impersonation_url
+        : '';
     const account = url.length <= 256 ? IMPERSONATION_URL.exec(url)?.[1] : undefined;
     const source = json.source_credentials as { type?: unknown } | null | undefined;
     const delegates = json.delegates ?? [];
-    if (account === undefined || typeof source !== 'object' || source === null || !SOURCE_TYPES.includes(source.type)) {
+    if (
+      account === undefined ||
+      typeof source !== 'object' ||
+      source === null ||
+      !SOURCE_TYPES.includes(source.type)
+    ) {
       throw new Error(
         `${file} is impersonated credentials without an IAM Credentials service_account_impersonation_url ` +
           `or user or service-account source_credentials; ${IMPERSONATE}`,
       );
     }
     if (!Array.isArray(delegates) || !delegates.every(nonEmpty)) {
-      throw new Error(`${file}: its delegates must be a list of service-account emails; ${IMPERSONATE}`);
+      throw new Error(
+        `${file}: its delegates must be a list of service-account emails; ${IMPERSONATE}`,
+      );
     }
     return { type, file, account, delegates };
   }
-  if (type !== undefined && Object.hasOwn(REFUSED, type)) throw new Error(`${file} holds ${REFUSED[type]}; ${IMPERSONATE}`);
+  if (type !== undefined && Object.hasOwn(REFUSED, type))
+    throw new Error(`${file} holds ${REFUSED[type]}; ${IMPERSONATE}`);
   // A type is named only when it looks like one: the field could hold anything, a secret too.
-  const named = type !== undefined && /^[a-z_]{1,40}$/.test(type) ? `of type ${type}` : 'of a type it does not know';
-  const what = type === undefined ? 'has no "type"' : `holds credentials ${named}, which calling mints no ID tokens from`;
+  const named =
+    type !== undefined && /^[a-z_]{1,40}$/.test(type)
+      ? `of type ${type}`
+      : 'of a type it does not know';
+  const what =
+    type === undefined
+      ? 'has no "type"'
+      : `holds credentials ${named}, which calling mints no ID tokens from`;
   throw new Error(`${file} ${what}; use a service-account key, or ${IMPERSONATE}`);
 }
 
@@ -87,12 +108,20 @@ function readSmallFile(file: string): string {
     fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    throw new Error(`${file}: ${code === 'ENOENT' ? 'no such file' : `cannot be read (${code ?? 'error'})`}; ${IMPERSONATE}`);
+    throw new Error(
+      `${file}: ${code === 'ENOENT' ? 'no such file' : `cannot be read (${code ?? 'error'})`}; ${IMPERSONATE}`,
+    );
   }
   try {
     const stat = fstatSync(fd);
-    if (!stat.isFile()) throw new Error(`${file} is not a regular file; name the credentials file itself, or ${IMPERSONATE}`);
-    if (stat.size > MAX_BYTES) throw new Error(`${file} is too large for a credentials file (${stat.size} bytes); ${IMPERSONATE}`);
+    if (!stat.isFile())
+      throw new Error(
+        `${file} is not a regular file; name the credentials file itself, or ${IMPERSONATE}`,
+      );
+    if (stat.size > MAX_BYTES)
+      throw new Error(
+        `${file} is too large for a credentials file (${stat.size} bytes); ${IMPERSONATE}`,
+      );
     const buffer = Buffer.alloc(stat.size);
     const read = readSync(fd, buffer, 0, stat.size, 0);
     return buffer.subarray(0, read).toString('utf8');
@@ -109,6 +138,7 @@ function parse(file: string, text: string): Record<string, unknown> {
     // Not the parser's message: it quotes the file, which holds a secret.
     throw new Error(`${file} is not JSON; ${IMPERSONATE}`);
   }
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new Error(`${file} is not a JSON object; ${IMPERSONATE}`);
+  if (typeof json !== 'object' || json === null || Array.isArray(json))
+    throw new Error(`${file} is not a JSON object; ${IMPERSONATE}`);
   return json as Record<string, unknown>;
 }

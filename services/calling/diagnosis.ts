@@ -24,7 +24,10 @@ export function explainRefusal(refusal: Refusal): UpstreamRefusedError {
   const said = reasonIn(refusal.challenge, refusal.token);
   const extensions = { upstreamStatus, caller, audience: auth === 'none' ? null : audience };
   const head = `the receiving service at ${url.href} answered ${upstreamStatus}`;
-  const as = caller === null ? 'calling sent no token (AUTH=none)' : `calling called as ${caller} with a token for audience ${audience}`;
+  const as =
+    caller === null
+      ? 'calling sent no token (AUTH=none)'
+      : `calling called as ${caller} with a token for audience ${audience}`;
   const receivingSaid = said ? ` Receiving said: ${said}.` : '';
 
   if ((upstreamStatus === 401 || upstreamStatus === 403) && auth === 'none') {
@@ -56,10 +59,14 @@ export function explainRefusal(refusal: Refusal): UpstreamRefusedError {
           'TOKEN_CHECK=platform, or set TOKEN_HEADER=both on calling so Authorization reaches receiving untouched'
         : `the audience must be the receiving service's URL origin (${url.origin}) or a custom audience set on it: ` +
           `set AUDIENCE on calling to match (it is ${audience})`;
-    return new UpstreamRefusedError('UPSTREAM_UNAUTHORIZED', `${head}: it did not accept the token; ${as}.${receivingSaid}\nFix: ${fix}.`, {
-      ...extensions,
-      fix,
-    });
+    return new UpstreamRefusedError(
+      'UPSTREAM_UNAUTHORIZED',
+      `${head}: it did not accept the token; ${as}.${receivingSaid}\nFix: ${fix}.`,
+      {
+        ...extensions,
+        fix,
+      },
+    );
   }
   return new UpstreamRefusedError('UPSTREAM_ERROR', `${head}.`, extensions);
 }
@@ -85,12 +92,15 @@ function reasonIn(challenge: string | undefined, token: string | null): string |
   return match
     ? match[1]!
         .replace(/[^\x20-\x7e]/g, '')
-        .replace(/[\w-]{8,}/g, (run) => (run.length >= 20 || sharesEight(run, token) ? '[redacted]' : run))
+        .replace(/[\w-]{8,}/g, (run) =>
+          run.length >= 20 || sharesEight(run, token) ? '[redacted]' : run,
+        )
     : undefined;
 }
 
 function sharesEight(run: string, token: string | null): boolean {
-  for (let i = 0; i + 8 <= run.length; i += 1) if (token?.includes(run.slice(i, i + 8))) return true;
+  for (let i = 0; i + 8 <= run.length; i += 1)
+    if (token?.includes(run.slice(i, i + 8))) return true;
   return false;
 }
 
@@ -103,6 +113,7 @@ function serviceOf(url: URL): { name: string; region?: string } {
   // https://SERVICE-HASH-REGIONCODE.a.run.app
   const legacy = /^(.+)-[a-z0-9]{10}-[a-z]{2}\.a\.run\.app$/.exec(host);
   if (legacy) return { name: legacy[1]! };
-  if (host === '127.0.0.1' || host === 'localhost' || host === '[::1]') return { name: 'receiving' };
+  if (host === '127.0.0.1' || host === 'localhost' || host === '[::1]')
+    return { name: 'receiving' };
   return { name: 'RECEIVING_SERVICE' };
 }

@@ -40,7 +40,10 @@ interface Cached {
  * one in-flight fetch, and a token nearing expiry is refreshed in the background while requests
  * go on using it. Transient failures are retried with backoff and jitter within a deadline.
  */
-export function createCachingIdTokenSource(fetchIdToken: FetchIdToken, options: IdTokenCacheOptions): IdTokenSource {
+export function createCachingIdTokenSource(
+  fetchIdToken: FetchIdToken,
+  options: IdTokenCacheOptions,
+): IdTokenSource {
   const attempts = options.attempts ?? 3;
   const attemptTimeoutMs = options.attemptTimeoutMs ?? 2000;
   const baseDelayMs = options.baseDelayMs ?? 100;
@@ -56,10 +59,16 @@ export function createCachingIdTokenSource(fetchIdToken: FetchIdToken, options: 
     const deadline = started + deadlineMs;
     for (let attempt = 1; ; attempt += 1) {
       try {
-        const token = await fetchIdToken(audience, Math.max(1, Math.min(attemptTimeoutMs, deadline - now())));
+        const token = await fetchIdToken(
+          audience,
+          Math.max(1, Math.min(attemptTimeoutMs, deadline - now())),
+        );
         return { token, expiresAtMs: expiryOf(token, now()) };
       } catch (err) {
-        const error = err instanceof IdTokenFetchError ? err : new IdTokenFetchError(String(err), false, { cause: err });
+        const error =
+          err instanceof IdTokenFetchError
+            ? err
+            : new IdTokenFetchError(String(err), false, { cause: err });
         const delay = Math.random() * Math.min(maxDelayMs, baseDelayMs * 2 ** (attempt - 1));
         if (!error.transient || attempt >= attempts || now() + delay >= deadline) {
           const reason =
@@ -94,7 +103,11 @@ export function createCachingIdTokenSource(fetchIdToken: FetchIdToken, options: 
       const cached = cache.get(audience);
       const at = now();
       if (cached !== undefined && at < cached.expiresAtMs - MIN_VALIDITY_MS) {
-        if (at >= cached.expiresAtMs - REFRESH_AHEAD_MS && !inFlight.has(audience) && at >= (quietUntil.get(audience) ?? 0)) {
+        if (
+          at >= cached.expiresAtMs - REFRESH_AHEAD_MS &&
+          !inFlight.has(audience) &&
+          at >= (quietUntil.get(audience) ?? 0)
+        ) {
           refresh(audience).catch((err: Error) => {
             // The cached token is still good; try again a little later rather than on every request.
             quietUntil.set(audience, now() + 5000);

@@ -38,7 +38,12 @@ export function createMetadataIdTokenFetcher(host: string): FetchIdToken {
     );
     let answer: HttpAnswer;
     try {
-      answer = await httpGet(url, { agent, headers: { 'Metadata-Flavor': 'Google' }, timeoutMs, maxBytes: MAX_TOKEN_ANSWER_BYTES });
+      answer = await httpGet(url, {
+        agent,
+        headers: { 'Metadata-Flavor': 'Google' },
+        timeoutMs,
+        maxBytes: MAX_TOKEN_ANSWER_BYTES,
+      });
     } catch (err) {
       const failure = err as HttpFailure;
       // A token is about 1 KB: an answer over the cap is not a metadata server's, and asking again will not change that.
@@ -80,9 +85,13 @@ export function createGoogleAuthIdTokenFetcher(makeAuth: () => Promise<GoogleAut
       timer = setTimeout(
         () =>
           reject(
-            new IdTokenFetchError(`google-auth-library did not get a token within ${timeoutMs} ms`, true, {
-              silent: 'google-auth-library',
-            }),
+            new IdTokenFetchError(
+              `google-auth-library did not get a token within ${timeoutMs} ms`,
+              true,
+              {
+                silent: 'google-auth-library',
+              },
+            ),
           ),
         timeoutMs,
       );
@@ -107,7 +116,9 @@ export function createGoogleAuthIdTokenFetcher(makeAuth: () => Promise<GoogleAut
       const status = (err as { status?: number; response?: { status?: number } }).response?.status;
       const transient = status === undefined || status >= 500 || status === 429;
       const message = err instanceof Error ? err.message : String(err);
-      throw new IdTokenFetchError(`google-auth-library failed: ${message}`, transient, { cause: err });
+      throw new IdTokenFetchError(`google-auth-library failed: ${message}`, transient, {
+        cause: err,
+      });
     } finally {
       clearTimeout(timer);
     }

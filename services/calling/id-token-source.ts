@@ -1,10 +1,14 @@
 import type { Logger } from '../shared/logger.js';
 import type { CheckedCredentials } from './credentials.js';
 import { createCachingIdTokenSource, type IdTokenSource } from './id-token-cache.js';
-import { createGoogleAuthIdTokenFetcher, createMetadataIdTokenFetcher } from './id-token-fetchers.js';
+import {
+  createGoogleAuthIdTokenFetcher,
+  createMetadataIdTokenFetcher,
+} from './id-token-fetchers.js';
 
 /** metadata: Cloud Run's metadata server or the emulator; google-auth: a key or impersonation, through google-auth-library. */
-export type TokenOrigin = { kind: 'metadata'; host: string } | ({ kind: 'google-auth' } & CheckedCredentials);
+export type TokenOrigin =
+  { kind: 'metadata'; host: string } | ({ kind: 'google-auth' } & CheckedCredentials);
 
 export function createIdTokenSource(origin: TokenOrigin, logger: Logger): IdTokenSource {
   const fetcher =
@@ -27,6 +31,9 @@ export function createIdTokenSource(origin: TokenOrigin, logger: Logger): IdToke
   return createCachingIdTokenSource(fetcher, {
     hint,
     onBackgroundRefreshError: (audience, error) =>
-      logger.warn({ audience, cause: error.message }, 'background ID token refresh failed; the cached token is still valid'),
+      logger.warn(
+        { audience, cause: error.message },
+        'background ID token refresh failed; the cached token is still valid',
+      ),
   });
 }

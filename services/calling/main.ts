@@ -16,9 +16,13 @@ logger.info(
     tokenHeader: config.tokenHeader,
     upstreamTimeoutMs: config.upstreamTimeoutMs,
     // Never the credentials' JSON: it holds a secret.
-    tokens: config.tokenOrigin.kind === 'google-auth' ? config.tokenOrigin.credentials : config.tokenOrigin,
+    tokens:
+      config.tokenOrigin.kind === 'google-auth'
+        ? config.tokenOrigin.credentials
+        : config.tokenOrigin,
   },
   `calling listening on ${config.host}:${portOf(server)}`,
 );
-if (config.auth === 'none') logger.warn('AUTH=none: requests to the receiving service carry no token');
+if (config.auth === 'none')
+  logger.warn('AUTH=none: requests to the receiving service carry no token');
 exitOnSignals(server, logger);

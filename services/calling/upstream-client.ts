@@ -21,15 +21,23 @@ const MAX_BODY_BYTES = 1024 * 1024;
  */
 export function createUpstreamClient(url: URL, timeoutMs: number): UpstreamClient {
   // Node's agents hand out the most recently used socket first (scheduling 'lifo' is the default).
-  const agent = url.protocol === 'https:' ? new https.Agent({ keepAlive: true }) : new http.Agent({ keepAlive: true });
+  const agent =
+    url.protocol === 'https:'
+      ? new https.Agent({ keepAlive: true })
+      : new http.Agent({ keepAlive: true });
   return async (headers) => {
     try {
       const answer = await httpGet(url, { agent, headers, timeoutMs, maxBytes: MAX_BODY_BYTES });
       const challenge = answer.headers['www-authenticate'];
-      return { status: answer.status, body: answer.body, ...(challenge === undefined ? {} : { challenge }) };
+      return {
+        status: answer.status,
+        body: answer.body,
+        ...(challenge === undefined ? {} : { challenge }),
+      };
     } catch (err) {
       const failure = err as HttpFailure;
-      if (failure.kind === 'timeout') throw new UpstreamTimeoutError(url.href, timeoutMs, { cause: failure });
+      if (failure.kind === 'timeout')
+        throw new UpstreamTimeoutError(url.href, timeoutMs, { cause: failure });
       throw new UpstreamUnreachableError(url.href, failure.message, { cause: failure });
     }
   };

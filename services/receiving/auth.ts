@@ -2,7 +2,12 @@ import type { RequestHandler } from 'express';
 import { CallerNotInvokerError, TokenInvalidError, TokenMissingError } from '../shared/errors.js';
 import { emailKey } from '../shared/iam.js';
 import type { Invokers, ReceivingConfig } from './config.js';
-import { createJwksTokenVerifier, createPlatformTokenVerifier, type Caller, type TokenVerifier } from './token-verifier.js';
+import {
+  createJwksTokenVerifier,
+  createPlatformTokenVerifier,
+  type Caller,
+  type TokenVerifier,
+} from './token-verifier.js';
 
 // HTTP trims the value, so nothing can follow the token.
 const BEARER = /^bearer[ \t]+(\S+)$/i;
@@ -25,13 +30,20 @@ const PLATFORM_TOKEN_HEADERS = ['x-serverless-authorization', 'authorization'];
  * Lets a request through only with a valid ID token and, when invokers are set, only when the
  * token's verified email is one of them (matched as IAM matches it, shared/iam.ts).
  */
-function authenticate(verifier: TokenVerifier, invokers: Invokers | null, tokenHeaders: readonly string[]): RequestHandler {
+function authenticate(
+  verifier: TokenVerifier,
+  invokers: Invokers | null,
+  tokenHeaders: readonly string[],
+): RequestHandler {
   return async (req, res, next) => {
-    const header = tokenHeaders.map((name) => req.headers[name]).find((value) => typeof value === 'string');
+    const header = tokenHeaders
+      .map((name) => req.headers[name])
+      .find((value) => typeof value === 'string');
     const caller: Caller = await verifier.verify(readBearerToken(header));
     res.locals.caller = caller;
     if (invokers !== null) {
-      if (caller.email === undefined || !caller.emailVerified) throw new CallerNotInvokerError(null, caller.subject);
+      if (caller.email === undefined || !caller.emailVerified)
+        throw new CallerNotInvokerError(null, caller.subject);
       if (!invokers.has(emailKey(caller.email))) throw new CallerNotInvokerError(caller.email);
     }
     next();
@@ -47,8 +59,17 @@ export function createTokenCheck(config: ReceivingConfig): RequestHandler | null
   if (config.tokenCheck === 'none') return null;
   const signedTokens =
     config.audiences.length > 0
-      ? createJwksTokenVerifier({ jwksUrl: config.jwksUrl, audiences: config.audiences, issuers: config.issuers })
+      ? createJwksTokenVerifier({
+          jwksUrl: config.jwksUrl,
+          audiences: config.audiences,
+          issuers: config.issuers,
+        })
       : null;
-  if (config.tokenCheck === 'verify') return authenticate(signedTokens!, config.invokers, ['authorization']);
-  return authenticate(createPlatformTokenVerifier({ issuers: config.issuers, signedTokens }), config.invokers, PLATFORM_TOKEN_HEADERS);
+  if (config.tokenCheck === 'verify')
+    return authenticate(signedTokens!, config.invokers, ['authorization']);
+  return authenticate(
+    createPlatformTokenVerifier({ issuers: config.issuers, signedTokens }),
+    config.invokers,
+    PLATFORM_TOKEN_HEADERS,
+  );
 }

@@ -42,9 +42,12 @@ export function loadReceivingConfig(env: Env): ReceivingConfig {
   const issuers = read.list('ISSUERS', GOOGLE_ISSUERS);
   if (issuers.length === 0) read.problem('ISSUERS must name at least one issuer');
   const invokerList = read.list('INVOKERS');
-  const invokers = invokerList.length > 0 ? parseInvokers(invokerList, (p) => read.problem(p)) : null;
+  const invokers =
+    invokerList.length > 0 ? parseInvokers(invokerList, (p) => read.problem(p)) : null;
   if (invokers !== null && tokenCheck === 'none') {
-    read.problem('INVOKERS needs TOKEN_CHECK=verify or platform: without reading tokens there is no caller to match');
+    read.problem(
+      'INVOKERS needs TOKEN_CHECK=verify or platform: without reading tokens there is no caller to match',
+    );
   }
   return read.done({
     ...read.common(),
@@ -65,7 +68,9 @@ function parseInvokers(members: readonly string[], problem: (message: string) =>
   for (const member of members) {
     const match = MEMBER.exec(member);
     if (match === null) {
-      problem(`INVOKERS entry "${member}" is not an IAM member: use serviceAccount:EMAIL or user:EMAIL`);
+      problem(
+        `INVOKERS entry "${member}" is not an IAM member: use serviceAccount:EMAIL or user:EMAIL`,
+      );
       continue;
     }
     emails.add(emailKey(match[2]!));

@@ -18,7 +18,9 @@ logger.info(
   `receiving listening on ${config.host}:${portOf(server)}`,
 );
 if (config.tokenCheck === 'none') {
-  logger.warn('TOKEN_CHECK=none: every request is answered; deploy only with --no-allow-unauthenticated');
+  logger.warn(
+    'TOKEN_CHECK=none: every request is answered; deploy only with --no-allow-unauthenticated',
+  );
 }
 if (config.tokenCheck === 'platform') {
   logger.warn(

@@ -59,7 +59,8 @@ export function createSigningKeySet(options: SigningKeySetOptions): SigningKeySe
   const timeoutMs = options.timeoutMs ?? 5000;
   const now = options.now ?? Date.now;
   // ca undefined: Node's own list.
-  const agent = options.url.protocol === 'https:' ? new https.Agent({ ca: options.ca }) : new http.Agent();
+  const agent =
+    options.url.protocol === 'https:' ? new https.Agent({ ca: options.ca }) : new http.Agent();
 
   let cached: Cached | undefined;
   let inFlight: Promise<void> | undefined;
@@ -89,7 +90,11 @@ export function createSigningKeySet(options: SigningKeySetOptions): SigningKeySe
   };
 
   const unavailable = () =>
-    new SigningKeysUnavailableError(options.url.href, lastFailure!, Math.max(1, Math.ceil((nextFetchAtMs - now()) / 1000)));
+    new SigningKeysUnavailableError(
+      options.url.href,
+      lastFailure!,
+      Math.max(1, Math.ceil((nextFetchAtMs - now()) / 1000)),
+    );
 
   const refreshIfStale = () => {
     if (cached !== undefined && now() >= cached.staleAtMs) void refresh();
@@ -145,7 +150,11 @@ async function fetchKeys(
   } catch {
     throw new Error('answered a malformed key set');
   }
-  const kids = new Set(keys.map((k) => (k as { kid?: unknown }).kid).filter((kid): kid is string => typeof kid === 'string'));
+  const kids = new Set(
+    keys
+      .map((k) => (k as { kid?: unknown }).kid)
+      .filter((kid): kid is string => typeof kid === 'string'),
+  );
   return { getKey, kids, maxAgeS: maxAgeOf(answer.headers['cache-control']) };
 }
 

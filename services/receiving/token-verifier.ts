@@ -41,7 +41,10 @@ export function createJwksTokenVerifier(options: JwksVerifierOptions): TokenVeri
   // twice the rest of a request's cost, on every request of a token's hour. It is remembered with
   // the key set it was checked against, and trusted again only while that set is in use: a fetch
   // that withdraws or replaces its key (under the same kid too) makes it checked afresh.
-  const verified = new Map<string, { caller: Caller; fromS: number; expS: number; keys: object | undefined }>();
+  const verified = new Map<
+    string,
+    { caller: Caller; fromS: number; expS: number; keys: object | undefined }
+  >();
   const nowS = () => Math.floor((options.now?.() ?? new Date()).getTime() / 1000);
 
   return {
@@ -50,7 +53,11 @@ export function createJwksTokenVerifier(options: JwksVerifierOptions): TokenVeri
       if (known !== undefined) {
         // Its times checked again as a fresh check would (a clock stepped back makes iat or nbf future).
         const at = nowS();
-        if (known.fromS <= at + CLOCK_TOLERANCE_S && known.expS > at - CLOCK_TOLERANCE_S && known.keys === keySet.current()) {
+        if (
+          known.fromS <= at + CLOCK_TOLERANCE_S &&
+          known.expS > at - CLOCK_TOLERANCE_S &&
+          known.keys === keySet.current()
+        ) {
           return known.caller;
         }
         verified.delete(token);
@@ -66,12 +73,18 @@ export function createJwksTokenVerifier(options: JwksVerifierOptions): TokenVeri
           now: options.now?.(),
         });
       } catch (err) {
-        if (err instanceof SigningKeysUnavailableError || err instanceof TokenInvalidError) throw err;
+        if (err instanceof SigningKeysUnavailableError || err instanceof TokenInvalidError)
+          throw err;
         throw new TokenInvalidError(describeFailure(err), { cause: err });
       }
       const caller = callerFrom(payload);
       if (verified.size >= REMEMBERED_TOKENS) verified.delete(verified.keys().next().value!);
-      verified.set(token, { caller, fromS: Math.max(payload.iat, payload.nbf ?? payload.iat), expS: payload.exp, keys });
+      verified.set(token, {
+        caller,
+        fromS: Math.max(payload.iat, payload.nbf ?? payload.iat),
+        expS: payload.exp,
+        keys,
+      });
       return caller;
     },
   };
@@ -112,7 +125,8 @@ export function createPlatformTokenVerifier(options: {
       if (typeof claims.iss !== 'string' || !options.issuers.includes(claims.iss)) {
         throw new TokenInvalidError('token issuer is not trusted');
       }
-      if (typeof claims.exp !== 'number' || claims.exp <= nowS - CLOCK_TOLERANCE_S) throw new TokenInvalidError('token has expired');
+      if (typeof claims.exp !== 'number' || claims.exp <= nowS - CLOCK_TOLERANCE_S)
+        throw new TokenInvalidError('token has expired');
       if (typeof claims.sub !== 'string') throw new TokenInvalidError('token has no subject');
       return callerFrom(claims);
     },
@@ -148,7 +162,8 @@ function describeFailure(err: unknown): string {
     return CLAIM_FAILURE[`${err.reason} ${err.claim}`] ?? 'token is malformed';
   }
   if (err instanceof errors.JOSEAlgNotAllowed) return 'token algorithm is not RS256';
-  if (err instanceof errors.JWSSignatureVerificationFailed) return 'token signature does not verify';
+  if (err instanceof errors.JWSSignatureVerificationFailed)
+    return 'token signature does not verify';
   if (err instanceof errors.JWKSNoMatchingKey) return 'token is signed by an unknown key';
   if (err instanceof errors.JWKSMultipleMatchingKeys) return 'token key id is ambiguous';
   if (err instanceof errors.JOSENotSupported) return 'token uses an unsupported algorithm or key';

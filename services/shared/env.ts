@@ -139,7 +139,9 @@ export class EnvReader {
       const hostname = url !== undefined && /^(?:[a-z\d.-]+|\[[\da-f:.]+\])$/.test(url.hostname);
       // The value is the URL's host exactly (no scheme, user, path or query), a host name or IP, not port 0.
       if (url === undefined || !same || !hostname || url.port === '0') {
-        this.problem(`${name} must be host[:port] with no scheme or path (e.g. 127.0.0.1:8082), got "${withoutUser(value)}"`);
+        this.problem(
+          `${name} must be host[:port] with no scheme or path (e.g. 127.0.0.1:8082), got "${withoutUser(value)}"`,
+        );
       }
       return value;
     });
@@ -149,7 +151,8 @@ export class EnvReader {
   /** The value when it matches pattern; else undefined, and a problem saying what it must be. */
   private matching(name: string, pattern: RegExp, what: string): string | undefined {
     const value = this.raw(name);
-    if (value !== undefined && !pattern.test(value)) this.problem(`${name} must be ${what}, got "${value}"`);
+    if (value !== undefined && !pattern.test(value))
+      this.problem(`${name} must be ${what}, got "${value}"`);
     return value;
   }
 
@@ -157,7 +160,11 @@ export class EnvReader {
   common(): CommonConfig {
     return {
       logLevel: this.oneOf('LOG_LEVEL', LOG_LEVELS, 'info'),
-      projectId: this.matching('GOOGLE_CLOUD_PROJECT', PROJECT_ID, 'a Google Cloud project id (6-30 of a-z, 0-9, -)'),
+      projectId: this.matching(
+        'GOOGLE_CLOUD_PROJECT',
+        PROJECT_ID,
+        'a Google Cloud project id (6-30 of a-z, 0-9, -)',
+      ),
       metadataHost: this.metadataHost(),
       onCloudRun: this.raw('K_SERVICE') !== undefined,
     };

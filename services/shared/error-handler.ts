@@ -33,7 +33,8 @@ export function errorHandler(): ErrorRequestHandler {
       return;
     }
     // Body-parser style errors carry their own 4xx status.
-    const status = typeof err.status === 'number' && err.status >= 400 && err.status < 500 ? err.status : 500;
+    const status =
+      typeof err.status === 'number' && err.status >= 400 && err.status < 500 ? err.status : 500;
     if (status === 500) (res as Response & { err?: unknown }).err = err;
     const title = status === 500 ? 'Internal error' : 'Bad request';
     res.status(status);

@@ -112,10 +112,15 @@ export class SigningKeysUnavailableError extends ServiceError {
 export class IdTokenUnavailableError extends ServiceError {
   /** reason: what went wrong, e.g. "the metadata server at 127.0.0.1:8082 refused the connection"; hint: what to check. */
   constructor(audience: string, reason: string, hint: string, options?: { cause?: unknown }) {
-    super('ID_TOKEN_UNAVAILABLE', 503, `could not get an identity token for audience ${audience}: ${reason}. ${hint}`, {
-      ...options,
-      headers: { 'Retry-After': '5' },
-    });
+    super(
+      'ID_TOKEN_UNAVAILABLE',
+      503,
+      `could not get an identity token for audience ${audience}: ${reason}. ${hint}`,
+      {
+        ...options,
+        headers: { 'Retry-After': '5' },
+      },
+    );
   }
 }
 
@@ -133,13 +138,23 @@ export class UpstreamRefusedError extends ServiceError {
 export class UpstreamUnreachableError extends ServiceError {
   /** how: what happened on the wire, e.g. "could not be reached (the connection was refused)". */
   constructor(url: string, how: string, options?: { cause?: unknown }) {
-    super('UPSTREAM_UNREACHABLE', 502, `the receiving service at ${url} ${how}: check URL and that the service is up`, options);
+    super(
+      'UPSTREAM_UNREACHABLE',
+      502,
+      `the receiving service at ${url} ${how}: check URL and that the service is up`,
+      options,
+    );
   }
 }
 
 export class UpstreamTimeoutError extends ServiceError {
   constructor(url: string, timeoutMs: number, options?: { cause?: unknown }) {
-    super('UPSTREAM_TIMEOUT', 504, `the receiving service at ${url} did not answer within ${timeoutMs} ms`, options);
+    super(
+      'UPSTREAM_TIMEOUT',
+      504,
+      `the receiving service at ${url} did not answer within ${timeoutMs} ms`,
+      options,
+    );
   }
 }
 

@@ -7,7 +7,10 @@ import { jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import { TokenInvalidError } from './errors.js';
 
 /** The issuers Google's ID tokens name. */
-export const GOOGLE_ISSUERS: readonly string[] = ['https://accounts.google.com', 'accounts.google.com'];
+export const GOOGLE_ISSUERS: readonly string[] = [
+  'https://accounts.google.com',
+  'accounts.google.com',
+];
 
 /** Google's ID tokens live one hour; like google-auth-library, refuse any that claims more than a day. */
 const MAX_TOKEN_LIFETIME_S = 24 * 60 * 60;
@@ -31,7 +34,11 @@ export type IdTokenClaims = JWTPayload & { aud: string; exp: number; iat: number
  * caller words it: its own reader differs), with TokenInvalidError for the rest, and with whatever
  * getKey rejects with.
  */
-export async function verifyIdToken(token: string, getKey: JWTVerifyGetKey, rules: IdTokenRules): Promise<IdTokenClaims> {
+export async function verifyIdToken(
+  token: string,
+  getKey: JWTVerifyGetKey,
+  rules: IdTokenRules,
+): Promise<IdTokenClaims> {
   const { payload } = await jwtVerify(token, getKey, {
     algorithms: ['RS256'],
     audience: [...rules.audiences],
@@ -43,8 +50,10 @@ export async function verifyIdToken(token: string, getKey: JWTVerifyGetKey, rule
     ...(rules.now === undefined ? {} : { currentDate: rules.now }),
   });
   // Google's ID tokens carry one audience; google-auth-library refuses a list, and so do we.
-  if (typeof payload.aud !== 'string') throw new TokenInvalidError('token audience must be one string, not a list');
-  if (payload.exp! - payload.iat! > MAX_TOKEN_LIFETIME_S) throw new TokenInvalidError('token is valid for more than a day');
+  if (typeof payload.aud !== 'string')
+    throw new TokenInvalidError('token audience must be one string, not a list');
+  if (payload.exp! - payload.iat! > MAX_TOKEN_LIFETIME_S)
+    throw new TokenInvalidError('token is valid for more than a day');
   if (typeof payload.sub !== 'string') throw new TokenInvalidError('token has no subject');
   return payload as IdTokenClaims;
 }

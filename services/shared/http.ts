@@ -75,7 +75,10 @@ export function httpGet(url: URL, options: HttpGetOptions): Promise<HttpAnswer> 
         reject(failure);
       }
     };
-    const timer = setTimeout(() => settle(new HttpFailure('timeout', `did not answer within ${options.timeoutMs} ms`)), options.timeoutMs);
+    const timer = setTimeout(
+      () => settle(new HttpFailure('timeout', `did not answer within ${options.timeoutMs} ms`)),
+      options.timeoutMs,
+    );
     const send = (mayRetry: boolean) => {
       let req: ClientRequest;
       try {
@@ -83,7 +86,13 @@ export function httpGet(url: URL, options: HttpGetOptions): Promise<HttpAnswer> 
         req = http.get(url, { agent: options.agent, headers: options.headers ?? {} });
       } catch (err) {
         // A header Node refuses to send (a control character in a value): nothing went out.
-        settle(new HttpFailure('network', `was not asked: Node refused the request (${(err as Error).message})`, { cause: err }));
+        settle(
+          new HttpFailure(
+            'network',
+            `was not asked: Node refused the request (${(err as Error).message})`,
+            { cause: err },
+          ),
+        );
         return;
       }
       request = req;
@@ -96,20 +105,43 @@ export function httpGet(url: URL, options: HttpGetOptions): Promise<HttpAnswer> 
         res.on('data', (chunk: Buffer) => {
           size += chunk.length;
           if (size > options.maxBytes) {
-            settle(new HttpFailure('too-large', `answered more than ${Math.floor(options.maxBytes / 1024)} KB`));
+            settle(
+              new HttpFailure(
+                'too-large',
+                `answered more than ${Math.floor(options.maxBytes / 1024)} KB`,
+              ),
+            );
           } else chunks.push(chunk);
         });
-        res.on('end', () => settle(undefined, { status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks).toString() }));
+        res.on('end', () =>
+          settle(undefined, {
+            status: res.statusCode!,
+            headers: res.headers,
+            body: Buffer.concat(chunks).toString(),
+          }),
+        );
         // The connection closed before the whole body arrived (Content-Length or chunked alike).
         res.on('error', (err) =>
-          settle(new HttpFailure('reset', 'could not be reached (the connection was reset before the whole answer came)', { cause: err })),
+          settle(
+            new HttpFailure(
+              'reset',
+              'could not be reached (the connection was reset before the whole answer came)',
+              { cause: err },
+            ),
+          ),
         );
       });
       req.on('error', (err) => {
         if (settled) return;
         const code = (err as { code?: unknown }).code;
         const answered = req.socket !== null && req.socket.bytesRead > readBefore;
-        if (mayRetry && !answered && req.reusedSocket && (code === 'ECONNRESET' || code === 'EPIPE')) send(false);
+        if (
+          mayRetry &&
+          !answered &&
+          req.reusedSocket &&
+          (code === 'ECONNRESET' || code === 'EPIPE')
+        )
+          send(false);
         else settle(connectionFailure(err));
       });
     };

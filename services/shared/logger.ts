@@ -15,7 +15,11 @@ const SEVERITY: Record<string, string> = {
 };
 
 /** A logger at the level config read from LOG_LEVEL (env.ts), writing to stdout unless told. */
-export function createLogger(service: string, level: LogLevel, destination: DestinationStream = defaultDestination()): Logger {
+export function createLogger(
+  service: string,
+  level: LogLevel,
+  destination: DestinationStream = defaultDestination(),
+): Logger {
   return pino(
     {
       level,

@@ -17,14 +17,25 @@ export function projectIdFrom(config: CommonConfig, logger: Logger): () => strin
     void (async () => {
       for (let attempt = 1; attempt <= 3 && projectId === undefined; attempt += 1) {
         try {
-          const answer = await httpGet(url, { agent, headers: { 'Metadata-Flavor': 'Google' }, timeoutMs: 2000, maxBytes: 1024 });
+          const answer = await httpGet(url, {
+            agent,
+            headers: { 'Metadata-Flavor': 'Google' },
+            timeoutMs: 2000,
+            maxBytes: 1024,
+          });
           const text = answer.body.trim();
-          if (answer.status === 200 && answer.headers['metadata-flavor'] === 'Google' && text !== '') projectId = text;
+          if (
+            answer.status === 200 &&
+            answer.headers['metadata-flavor'] === 'Google' &&
+            text !== ''
+          )
+            projectId = text;
         } catch {
           await new Promise((resolve) => setTimeout(resolve, 500 * attempt).unref());
         }
       }
-      if (projectId === undefined) logger.warn({ host }, 'no project id: log lines carry no trace field');
+      if (projectId === undefined)
+        logger.warn({ host }, 'no project id: log lines carry no trace field');
     })();
   }
   return () => projectId;

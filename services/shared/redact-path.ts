@@ -9,7 +9,8 @@
  * (the lookahead and back-reference make it atomic). Without both, a 16 KB run of letters took the
  * regex engine over a second. A token glued to a word before it ("x_eyJ...") is not matched.
  */
-const JWT_SHAPED = /(?<=^|[^\w-]|%[\da-f]{2})ey(?=([\w-]{8,}))\1(?:\.|%2e)[\w-]{2,}(?:\.|%2e)[\w-]*/gi;
+const JWT_SHAPED =
+  /(?<=^|[^\w-]|%[\da-f]{2})ey(?=([\w-]{8,}))\1(?:\.|%2e)[\w-]{2,}(?:\.|%2e)[\w-]*/gi;
 /**
  * An OAuth access token of Google's (or of the metadata emulator): "ya29." and all that follows of
  * base64url, dots and %XX escapes, wherever it starts ("ya29." glued to a word is still a token).

@@ -44,7 +44,13 @@ export function requestLog(
       const left = aborted && held === true;
       const failure = (res as ServerResponse & { err?: unknown }).err;
       const level =
-        status >= 500 ? 'error' : status >= 400 || (aborted && !left) ? 'warn' : req.path === '/health' ? 'debug' : successLevel;
+        status >= 500
+          ? 'error'
+          : status >= 400 || (aborted && !left)
+            ? 'warn'
+            : req.path === '/health'
+              ? 'debug'
+              : successLevel;
       if (!logger.isLevelEnabled(level)) return;
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
       const path = pathOf(req);
@@ -58,7 +64,9 @@ export function requestLog(
             latency: `${(ms / 1000).toFixed(3)}s`,
             protocol: `HTTP/${req.httpVersion}`,
             // pino leaves out a field that is undefined, here and below.
-            userAgent: req.headers['user-agent'] ? redactPath(req.headers['user-agent']) : undefined,
+            userAgent: req.headers['user-agent']
+              ? redactPath(req.headers['user-agent'])
+              : undefined,
             remoteIp: req.socket.remoteAddress || undefined,
             responseSize: res.getHeader('content-length')?.toString(),
           },

@@ -47,7 +47,8 @@ export async function listenOrExit(app: Express, host: string, port: number): Pr
 /** The port a listening server got (useful with port 0). */
 export function portOf(server: Server): number {
   const address = server.address();
-  if (address === null || typeof address === 'string') throw new Error('server is not listening on TCP');
+  if (address === null || typeof address === 'string')
+    throw new Error('server is not listening on TCP');
   return address.port;
 }
 

@@ -26,7 +26,9 @@ export function readTraceContext(headers: IncomingHttpHeaders): TraceContext | u
     const span = google[2] === undefined ? undefined : BigInt(google[2]);
     return {
       traceId: google[1]!.toLowerCase(),
-      ...(span !== undefined && span > 0n && span < 2n ** 64n ? { spanId: span.toString(16).padStart(16, '0') } : {}),
+      ...(span !== undefined && span > 0n && span < 2n ** 64n
+        ? { spanId: span.toString(16).padStart(16, '0') }
+        : {}),
       sampled: google[3] === '1',
     };
   }

@@ -7,7 +7,13 @@ import { decodeJwt } from 'jose';
 import request from 'supertest';
 import { freePort } from '../../scripts/lib/processes.js';
 import { capturingLogger } from '../helpers/logs.js';
-import { serve, startCalling, startEmulator, type Running, type RunningEmulator } from '../helpers/servers.js';
+import {
+  serve,
+  startCalling,
+  startEmulator,
+  type Running,
+  type RunningEmulator,
+} from '../helpers/servers.js';
 
 describe('calling over HTTP', () => {
   let upstream: Running;
@@ -16,7 +22,8 @@ describe('calling over HTTP', () => {
   let answer: { status: number; body: string; challenge?: string };
   let calling: Running | undefined;
   /** The audiences calling asked the emulator for, and the token it got. */
-  const audienceOf = (header: string | string[] | undefined) => decodeJwt(String(header).replace(/^Bearer /, '')).aud;
+  const audienceOf = (header: string | string[] | undefined) =>
+    decodeJwt(String(header).replace(/^Bearer /, '')).aud;
 
   beforeAll(async () => {
     const app = express();
@@ -43,7 +50,12 @@ describe('calling over HTTP', () => {
 
   /** calling from its env; metadata: where its metadata server is (the emulator unless given). */
   const start = async (env: Record<string, string> = {}, metadata = emulator.host) => {
-    calling = await startCalling({ URL: upstream.url, AUDIENCE: 'https://receiving.example', GCE_METADATA_HOST: metadata, ...env });
+    calling = await startCalling({
+      URL: upstream.url,
+      AUDIENCE: 'https://receiving.example',
+      GCE_METADATA_HOST: metadata,
+      ...env,
+    });
     return calling.url;
   };
   const noMetadataServer = async () => `127.0.0.1:${await freePort()}`;
@@ -60,15 +72,22 @@ describe('calling over HTTP', () => {
     ['authorization', true, false],
     ['x-serverless-authorization', false, true],
     ['both', true, true],
-  ] as const)('with TOKEN_HEADER=%s puts the token where Cloud Run expects it', async (tokenHeader, authorization, serverless) => {
-    await request(await start({ AUDIENCE: 'a', TOKEN_HEADER: tokenHeader })).get('/');
-    const headers = seen[0]!;
-    expect([headers.authorization !== undefined, headers['x-serverless-authorization'] !== undefined]).toEqual([authorization, serverless]);
-    for (const header of [headers.authorization, headers['x-serverless-authorization']]) {
-      if (header !== undefined) expect(audienceOf(header)).toBe('a');
-    }
-    if (tokenHeader === 'both') expect(headers.authorization).toBe(headers['x-serverless-authorization']);
-  });
+  ] as const)(
+    'with TOKEN_HEADER=%s puts the token where Cloud Run expects it',
+    async (tokenHeader, authorization, serverless) => {
+      await request(await start({ AUDIENCE: 'a', TOKEN_HEADER: tokenHeader })).get('/');
+      const headers = seen[0]!;
+      expect([
+        headers.authorization !== undefined,
+        headers['x-serverless-authorization'] !== undefined,
+      ]).toEqual([authorization, serverless]);
+      for (const header of [headers.authorization, headers['x-serverless-authorization']]) {
+        if (header !== undefined) expect(audienceOf(header)).toBe('a');
+      }
+      if (tokenHeader === 'both')
+        expect(headers.authorization).toBe(headers['x-serverless-authorization']);
+    },
+  );
 
   it('relays any 2xx as a 200, and says nothing of its framework or of freshness', async () => {
     answer = { status: 299, body: 'Hello World!' };
@@ -98,16 +117,23 @@ describe('calling over HTTP', () => {
     expect(headers['x-serverless-authorization']).toBeUndefined();
   });
 
-  it.each([401, 403, 404, 500, 503])('answers 502 saying what came back when receiving answers %i', async (status) => {
-    answer = { status, body: 'Forbidden page' };
-    const res = await request(await start()).get('/');
-    expect(res.status).toBe(502);
-    expect(res.text).toContain(`answered ${status}`);
-    expect(res.text).not.toContain('Second service says');
-  });
+  it.each([401, 403, 404, 500, 503])(
+    'answers 502 saying what came back when receiving answers %i',
+    async (status) => {
+      answer = { status, body: 'Forbidden page' };
+      const res = await request(await start()).get('/');
+      expect(res.status).toBe(502);
+      expect(res.text).toContain(`answered ${status}`);
+      expect(res.text).not.toContain('Second service says');
+    },
+  );
 
   it("passes on receiving's reason for a 401, from its WWW-Authenticate, with no ETag on the answer", async () => {
-    answer = { status: 401, body: 'Unauthorized', challenge: 'Bearer error="invalid_token", error_description="token has expired"' };
+    answer = {
+      status: 401,
+      body: 'Unauthorized',
+      challenge: 'Bearer error="invalid_token", error_description="token has expired"',
+    };
     const res = await request(await start()).get('/');
     expect(res.status).toBe(502);
     expect(res.text).toContain('Receiving said: token has expired.');
@@ -149,11 +175,19 @@ describe('calling over HTTP', () => {
 
   it('logs what happened on the wire as the cause of a 502', async () => {
     const { logger, lines } = capturingLogger();
-    calling = await startCalling({ URL: `http://127.0.0.1:${await freePort()}/`, AUTH: 'none' }, logger);
+    calling = await startCalling(
+      { URL: `http://127.0.0.1:${await freePort()}/`, AUTH: 'none' },
+      logger,
+    );
     await request(calling.url).get('/').expect(502);
     await new Promise((resolve) => setTimeout(resolve, 50));
-    const line = lines.map((l) => JSON.parse(l) as { error?: { code: string; cause?: string } }).find((l) => l.error !== undefined);
-    expect(line?.error).toMatchObject({ code: 'UPSTREAM_UNREACHABLE', cause: 'could not be reached (the connection was refused)' });
+    const line = lines
+      .map((l) => JSON.parse(l) as { error?: { code: string; cause?: string } })
+      .find((l) => l.error !== undefined);
+    expect(line?.error).toMatchObject({
+      code: 'UPSTREAM_UNREACHABLE',
+      cause: 'could not be reached (the connection was refused)',
+    });
   });
 
   it('calls an https URL over TLS, checking its certificate', async () => {
@@ -165,7 +199,10 @@ describe('calling over HTTP', () => {
     await new Promise<void>((resolve) => tls.listen(0, '127.0.0.1', resolve));
     try {
       const { port } = tls.address() as AddressInfo;
-      calling = await startCalling({ URL: `https://127.0.0.1:${port}/`, GCE_METADATA_HOST: emulator.host });
+      calling = await startCalling({
+        URL: `https://127.0.0.1:${port}/`,
+        GCE_METADATA_HOST: emulator.host,
+      });
       const res = await request(calling.url).get('/');
       // Node's own CAs do not hold the self-signed loopback certificate: refused by TLS, not sent in clear.
       expect(res.status).toBe(502);
@@ -179,7 +216,9 @@ describe('calling over HTTP', () => {
     const res = await request(await start({}, await noMetadataServer())).get('/');
     expect(res.status).toBe(503);
     expect(res.headers['retry-after']).toBeDefined();
-    expect(res.text).toMatch(/could not get an identity token for audience https:\/\/receiving.example/);
+    expect(res.text).toMatch(
+      /could not get an identity token for audience https:\/\/receiving.example/,
+    );
     expect(res.text).toMatch(/GCE_METADATA_HOST/);
     expect(seen).toHaveLength(0);
   });

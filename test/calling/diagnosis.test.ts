@@ -4,19 +4,32 @@ import { b64url } from '../helpers/tokens.js';
 const SA = 'cloudrun-authenticated-sa@my-project.iam.gserviceaccount.com';
 const tokenFor = (claims: object) => `${b64url({ alg: 'RS256' })}.${b64url(claims)}.c2ln`;
 const url = new URL('https://receiving-abc123defg-uc.a.run.app/');
-const base = { url, audience: url.origin, auth: 'id-token' as const, token: tokenFor({ email: SA }) };
+const base = {
+  url,
+  audience: url.origin,
+  auth: 'id-token' as const,
+  token: tokenFor({ email: SA }),
+};
 
 describe('explainRefusal', () => {
   it('on 403 names the caller and gives the invoker binding that fixes it', () => {
     const error = explainRefusal({ ...base, upstreamStatus: 403 });
     expect(error.status).toBe(502);
     expect(error.code).toBe('UPSTREAM_FORBIDDEN');
-    expect(error.message).toContain(`calling called as ${SA} with a token for audience ${url.origin}`);
+    expect(error.message).toContain(
+      `calling called as ${SA} with a token for audience ${url.origin}`,
+    );
     expect(error.message).toContain(
       `gcloud run services add-iam-policy-binding receiving --member=serviceAccount:${SA} --role=roles/run.invoker`,
     );
-    expect(error.message).toContain('(locally, on npm start: the same command, in a shell set up by eval "$(npm run -s local-env)")');
-    expect(error.extensions).toMatchObject({ upstreamStatus: 403, caller: SA, audience: url.origin });
+    expect(error.message).toContain(
+      '(locally, on npm start: the same command, in a shell set up by eval "$(npm run -s local-env)")',
+    );
+    expect(error.extensions).toMatchObject({
+      upstreamStatus: 403,
+      caller: SA,
+      audience: url.origin,
+    });
   });
 
   it('on 401 points at the audience and relays what receiving said', () => {
@@ -24,11 +37,14 @@ describe('explainRefusal', () => {
       ...base,
       audience: 'https://wrong.example',
       upstreamStatus: 401,
-      challenge: 'Bearer error="invalid_token", error_description="token audience is not this service"',
+      challenge:
+        'Bearer error="invalid_token", error_description="token audience is not this service"',
     });
     expect(error.code).toBe('UPSTREAM_UNAUTHORIZED');
     expect(error.message).toContain('Receiving said: token audience is not this service.');
-    expect(error.message).toContain(`the audience must be the receiving service's URL origin (${url.origin})`);
+    expect(error.message).toContain(
+      `the audience must be the receiving service's URL origin (${url.origin})`,
+    );
     expect(error.message).toContain('(it is https://wrong.example)');
   });
 
@@ -42,10 +58,16 @@ describe('explainRefusal', () => {
       `${signature.slice(3, 12)} and ${payload.slice(5, 14)}`,
       padded,
     ]) {
-      const error = explainRefusal({ ...base, token, upstreamStatus: 401, challenge: `Bearer error_description="bad token ${echoed}"` });
+      const error = explainRefusal({
+        ...base,
+        token,
+        upstreamStatus: 401,
+        challenge: `Bearer error_description="bad token ${echoed}"`,
+      });
       expect(error.message).toContain('Receiving said: bad token [redacted]');
       for (const part of [signature, header, payload]) {
-        for (let i = 0; i + 8 <= part.length; i += 1) expect(error.message).not.toContain(part.slice(i, i + 8));
+        for (let i = 0; i + 8 <= part.length; i += 1)
+          expect(error.message).not.toContain(part.slice(i, i + 8));
       }
     }
   });
@@ -74,25 +96,42 @@ describe('explainRefusal', () => {
     expect(error.message).toBe(
       `the receiving service at ${url.href} answered 401: it did not accept the token; calling called as ${SA} with a token for audience ${url.origin}.\nFix: ${fix}.`,
     );
-    expect(error.extensions).toEqual({ upstreamStatus: 401, caller: SA, audience: url.origin, fix });
+    expect(error.extensions).toEqual({
+      upstreamStatus: 401,
+      caller: SA,
+      audience: url.origin,
+      fix,
+    });
   });
 
   it.each([
     [{ sub: '1234' }, 'subject 1234'],
     [{ email: 42, sub: '1234' }, 'subject 1234'],
     [{}, 'an identity its token does not name'],
-  ])('names a caller whose token has no email by its subject, or says it cannot (%j)', (claims, caller) => {
-    expect(explainRefusal({ ...base, token: tokenFor(claims), upstreamStatus: 403 }).extensions.caller).toBe(caller);
-  });
+  ])(
+    'names a caller whose token has no email by its subject, or says it cannot (%j)',
+    (claims, caller) => {
+      expect(
+        explainRefusal({ ...base, token: tokenFor(claims), upstreamStatus: 403 }).extensions.caller,
+      ).toBe(caller);
+    },
+  );
 
   it('names no caller for a token that is not a JWT', () => {
-    expect(explainRefusal({ ...base, token: 'opaque', upstreamStatus: 403 }).extensions.caller).toBe('an identity its token does not name');
+    expect(
+      explainRefusal({ ...base, token: 'opaque', upstreamStatus: 403 }).extensions.caller,
+    ).toBe('an identity its token does not name');
   });
 
   it("keeps receiving's reason printable, and leaves out long runs and runs the token shares, to the last 8 characters", () => {
     const token = `${tokenFor({ email: SA }).slice(0, -4)}zzzzzzzzzzzzzzzz`; // its signature: 16 z's
     const said = (reason: string) =>
-      explainRefusal({ ...base, token, upstreamStatus: 401, challenge: `Bearer error_description="${reason}"` })
+      explainRefusal({
+        ...base,
+        token,
+        upstreamStatus: 401,
+        challenge: `Bearer error_description="${reason}"`,
+      })
         .message.split('Receiving said: ')[1]!
         .split('.\n')[0];
     expect(said('bad\u0007 token\u00e9')).toBe('bad token');
@@ -114,7 +153,10 @@ describe('explainRefusal', () => {
 
   it('on a status that is no refusal says only what came back, sending a token or not', () => {
     const error = explainRefusal({ ...base, auth: 'none', token: null, upstreamStatus: 500 });
-    expect([error.code, error.message]).toEqual(['UPSTREAM_ERROR', `the receiving service at ${url.href} answered 500.`]);
+    expect([error.code, error.message]).toEqual([
+      'UPSTREAM_ERROR',
+      `the receiving service at ${url.href} answered 500.`,
+    ]);
   });
 
   it('on other statuses says only what came back', () => {

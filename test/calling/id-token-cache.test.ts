@@ -35,7 +35,8 @@ function fakeFetcher(clock: { now: number }) {
   };
 }
 
-const serial = (token: string): number => JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()).n;
+const serial = (token: string): number =>
+  JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()).n;
 
 const ignore = (): void => undefined;
 
@@ -44,7 +45,10 @@ describe('createCachingIdTokenSource', () => {
   beforeEach(() => {
     clock = { now: Date.UTC(2026, 0, 1) };
   });
-  const sourceWith = (fetcher: FetchIdToken, onBackgroundRefreshError: (a: string, e: Error) => void = () => undefined) =>
+  const sourceWith = (
+    fetcher: FetchIdToken,
+    onBackgroundRefreshError: (a: string, e: Error) => void = () => undefined,
+  ) =>
     createCachingIdTokenSource(fetcher, {
       hint: 'Check the metadata server.',
       now: () => clock.now,
@@ -57,7 +61,9 @@ describe('createCachingIdTokenSource', () => {
     const fake = fakeFetcher(clock);
     const source = sourceWith(fake.fetcher);
     const release = fake.hold();
-    const tokens = Promise.all(Array.from({ length: 200 }, () => source.getIdToken('https://r.example')));
+    const tokens = Promise.all(
+      Array.from({ length: 200 }, () => source.getIdToken('https://r.example')),
+    );
     release();
     const all = await tokens;
     expect(new Set(all).size).toBe(1);
@@ -104,14 +110,22 @@ describe('createCachingIdTokenSource', () => {
 
   it('retries transient failures and succeeds', async () => {
     const fake = fakeFetcher(clock);
-    fake.failWith(new IdTokenFetchError('answered 500', true), new IdTokenFetchError('refused', true));
+    fake.failWith(
+      new IdTokenFetchError('answered 500', true),
+      new IdTokenFetchError('refused', true),
+    );
     const source = sourceWith(fake.fetcher);
     expect(serial(await source.getIdToken('a'))).toBe(3);
   });
 
   it('gives up after three attempts with a 503 naming the last reason and the hint', async () => {
     const fake = fakeFetcher(clock);
-    fake.failWith(...Array.from({ length: 5 }, () => new IdTokenFetchError('the metadata server at h refused the connection', true)));
+    fake.failWith(
+      ...Array.from(
+        { length: 5 },
+        () => new IdTokenFetchError('the metadata server at h refused the connection', true),
+      ),
+    );
     const error = await sourceWith(fake.fetcher)
       .getIdToken('https://r.example')
       .catch((err: unknown) => err);
@@ -126,7 +140,9 @@ describe('createCachingIdTokenSource', () => {
   it('does not retry what retrying cannot fix', async () => {
     const fake = fakeFetcher(clock);
     fake.failWith(new IdTokenFetchError('h answered without Metadata-Flavor: Google', false));
-    await expect(sourceWith(fake.fetcher).getIdToken('a')).rejects.toThrow(/without Metadata-Flavor/);
+    await expect(sourceWith(fake.fetcher).getIdToken('a')).rejects.toThrow(
+      /without Metadata-Flavor/,
+    );
     expect(fake.calls).toHaveLength(1);
   });
 
@@ -160,9 +176,13 @@ describe('createCachingIdTokenSource', () => {
     const source = createCachingIdTokenSource(
       async (_audience, timeoutMs) => {
         fakeNow += timeoutMs;
-        throw new IdTokenFetchError(`the metadata server at h did not answer within ${timeoutMs} ms`, true, {
-          silent: 'the metadata server at h',
-        });
+        throw new IdTokenFetchError(
+          `the metadata server at h did not answer within ${timeoutMs} ms`,
+          true,
+          {
+            silent: 'the metadata server at h',
+          },
+        );
       },
       {
         hint: 'Check it.',
@@ -175,7 +195,9 @@ describe('createCachingIdTokenSource', () => {
         maxDelayMs: 0,
       },
     );
-    const error = (await source.getIdToken('https://r.example').catch((err: unknown) => err)) as Error;
+    const error = (await source
+      .getIdToken('https://r.example')
+      .catch((err: unknown) => err)) as Error;
     expect(error.message).toBe(
       'could not get an identity token for audience https://r.example: the metadata server at h did not answer ' +
         'within 6000 ms (3 attempts). Check it.',
@@ -189,9 +211,17 @@ describe('createCachingIdTokenSource', () => {
         fakeNow += timeoutMs;
         throw new IdTokenFetchError('slow', true, { silent: 'google-auth-library' });
       },
-      { hint: '', onBackgroundRefreshError: ignore, now: () => fakeNow, attempts: 1, attemptTimeoutMs: 700 },
+      {
+        hint: '',
+        onBackgroundRefreshError: ignore,
+        now: () => fakeNow,
+        attempts: 1,
+        attemptTimeoutMs: 700,
+      },
     );
-    await expect(source.getIdToken('a')).rejects.toThrow('google-auth-library did not answer within 700 ms (1 attempt)');
+    await expect(source.getIdToken('a')).rejects.toThrow(
+      'google-auth-library did not answer within 700 ms (1 attempt)',
+    );
   });
 
   it('recovers: after a failed fetch the next request fetches again', async () => {
@@ -271,7 +301,11 @@ describe('createCachingIdTokenSource', () => {
     process.on('unhandledRejection', onUnhandled);
     try {
       const fake = fakeFetcher(clock);
-      const source = createCachingIdTokenSource(fake.fetcher, { hint: '', onBackgroundRefreshError: ignore, now: () => clock.now });
+      const source = createCachingIdTokenSource(fake.fetcher, {
+        hint: '',
+        onBackgroundRefreshError: ignore,
+        now: () => clock.now,
+      });
       const first = await source.getIdToken('a');
       clock.now += 57 * 60_000;
       fake.failWith(new IdTokenFetchError('answered 404', false));
@@ -285,7 +319,10 @@ describe('createCachingIdTokenSource', () => {
   });
 
   it('keeps a token without exp (opaque, or a JWT without the claim) for one minute', async () => {
-    for (const shape of [(n: number) => `opaque-${n}`, (n: number) => `${b64url({ alg: 'RS256' })}.${b64url({ n })}.sig`]) {
+    for (const shape of [
+      (n: number) => `opaque-${n}`,
+      (n: number) => `${b64url({ alg: 'RS256' })}.${b64url({ n })}.sig`,
+    ]) {
       let fetches = 0;
       const source = createCachingIdTokenSource(
         async () => {
@@ -312,9 +349,13 @@ describe('createCachingIdTokenSource', () => {
       },
       { hint: 'Hint.', onBackgroundRefreshError: ignore, now: () => clock.now },
     );
-    const error = (await source.getIdToken('https://r.example').catch((err: unknown) => err)) as Error;
+    const error = (await source
+      .getIdToken('https://r.example')
+      .catch((err: unknown) => err)) as Error;
     expect(fetches).toBe(1);
-    expect(error.message).toBe('could not get an identity token for audience https://r.example: TypeError: fetcher bug. Hint.');
+    expect(error.message).toBe(
+      'could not get an identity token for audience https://r.example: TypeError: fetcher bug. Hint.',
+    );
     expect((error.cause as IdTokenFetchError).cause).toBe(thrown);
   });
 
@@ -343,7 +384,9 @@ describe('createCachingIdTokenSource', () => {
 
     const failing = (times: number) => {
       const fake = fakeFetcher(clock);
-      fake.failWith(...Array.from({ length: times }, () => new IdTokenFetchError('answered 500', true)));
+      fake.failWith(
+        ...Array.from({ length: times }, () => new IdTokenFetchError('answered 500', true)),
+      );
       return fake;
     };
 

@@ -44,7 +44,9 @@ describe('IdTokenFetchError', () => {
 });
 
 /** A metadata-like server answering whatever `answer` does, counting requests. */
-async function fakeMetadata(answer: express.RequestHandler): Promise<Running & { readonly requests: number }> {
+async function fakeMetadata(
+  answer: express.RequestHandler,
+): Promise<Running & { readonly requests: number }> {
   const app = express();
   let requests = 0;
   app.use((_req, _res, next) => {
@@ -66,7 +68,11 @@ describe('createMetadataIdTokenFetcher', () => {
   let running: Running;
   beforeAll(async () => {
     emulator = await startEmulator();
-    front = faultyFront(createMetadataEmulator({ config: emulator.config, key: emulator.key, logger: silentLogger() }).app, 1000);
+    front = faultyFront(
+      createMetadataEmulator({ config: emulator.config, key: emulator.key, logger: silentLogger() })
+        .app,
+      1000,
+    );
     running = await serve(front.app);
   });
   afterEach(() => {
@@ -80,7 +86,10 @@ describe('createMetadataIdTokenFetcher', () => {
   it('gets a token, URL-encoding the audience so it arrives whole', async () => {
     const audience = 'https://receiving.example/path?a=1&b=2';
     const token = await createMetadataIdTokenFetcher(running.host)(audience, 2000);
-    expect(decodeJwt(token)).toMatchObject({ aud: audience, email: emulator.config.serviceAccount });
+    expect(decodeJwt(token)).toMatchObject({
+      aud: audience,
+      email: emulator.config.serviceAccount,
+    });
   });
 
   it('reports a refused connection as transient', async () => {
@@ -128,7 +137,10 @@ describe('createMetadataIdTokenFetcher', () => {
   it('leaves no timer behind once a token has come', async () => {
     const fetcher = createMetadataIdTokenFetcher(running.host);
     await fetcher('https://warm.example', 60_000);
-    expect(await timersOf(60_000, () => fetcher('https://after.example', 60_000))).toEqual({ set: 1, uncleared: 0 });
+    expect(await timersOf(60_000, () => fetcher('https://after.example', 60_000))).toEqual({
+      set: 1,
+      uncleared: 0,
+    });
   });
 
   it('trims the answer, and refuses one that is not a token as not transient', async () => {
@@ -160,7 +172,10 @@ describe('createMetadataIdTokenFetcher', () => {
     });
     try {
       const error = await failureOf(createMetadataIdTokenFetcher(redirecting.host)('a', 2000));
-      expect(error).toMatchObject({ transient: false, reason: `the metadata server at ${redirecting.host} answered 302` });
+      expect(error).toMatchObject({
+        transient: false,
+        reason: `the metadata server at ${redirecting.host} answered 302`,
+      });
       expect(target.requests).toBe(0);
     } finally {
       await redirecting.close();
@@ -174,7 +189,10 @@ describe('createMetadataIdTokenFetcher', () => {
     });
     try {
       const error = await failureOf(createMetadataIdTokenFetcher(server.host)('a', 2000));
-      expect(error).toMatchObject({ transient: true, reason: `the metadata server at ${server.host} answered 429` });
+      expect(error).toMatchObject({
+        transient: true,
+        reason: `the metadata server at ${server.host} answered 429`,
+      });
     } finally {
       await server.close();
     }
@@ -193,7 +211,10 @@ describe('createMetadataIdTokenFetcher', () => {
   it('reports a 500 as transient', async () => {
     front.fault = 'error-500';
     const error = await failureOf(createMetadataIdTokenFetcher(running.host)('a', 2000));
-    expect(error).toMatchObject({ transient: true, reason: `the metadata server at ${running.host} answered 500` });
+    expect(error).toMatchObject({
+      transient: true,
+      reason: `the metadata server at ${running.host} answered 500`,
+    });
   });
 
   it('refuses an answer without Metadata-Flavor: it is not a metadata server', async () => {
@@ -215,7 +236,10 @@ describe('createMetadataIdTokenFetcher', () => {
     const flood = await serve(app);
     const error = await failureOf(createMetadataIdTokenFetcher(flood.host)('a', 2000));
     await flood.close();
-    expect(error).toMatchObject({ transient: false, reason: `the metadata server at ${flood.host} answered more than 64 KB` });
+    expect(error).toMatchObject({
+      transient: false,
+      reason: `the metadata server at ${flood.host} answered more than 64 KB`,
+    });
     expect((error.cause as HttpFailure).kind).toBe('too-large');
   });
 
@@ -227,7 +251,10 @@ describe('createMetadataIdTokenFetcher', () => {
     const notFound = await serve(app);
     const error = await failureOf(createMetadataIdTokenFetcher(notFound.host)('a', 2000));
     await notFound.close();
-    expect(error).toMatchObject({ transient: false, reason: `the metadata server at ${notFound.host} answered 404` });
+    expect(error).toMatchObject({
+      transient: false,
+      reason: `the metadata server at ${notFound.host} answered 404`,
+    });
   });
 });
 
@@ -239,7 +266,10 @@ describe('createGoogleAuthIdTokenFetcher (off Google Cloud, with a service-accou
     const tokenEndpoint = express();
     tokenEndpoint.post('/token', express.urlencoded({ extended: false }), async (req, res) => {
       // As oauth2.googleapis.com does: check the signed assertion, answer with an ID token.
-      const spki = await importSPKI(publicKey.export({ type: 'spki', format: 'pem' }).toString(), 'RS256');
+      const spki = await importSPKI(
+        publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+        'RS256',
+      );
       const { payload } = await jwtVerify(String(req.body.assertion), spki);
       assertion = payload;
       const idToken = `e30.${Buffer.from(JSON.stringify({ aud: payload.target_audience, email, exp: 4102444800 })).toString('base64url')}.sig`;
@@ -266,11 +296,14 @@ describe('createGoogleAuthIdTokenFetcher (off Google Cloud, with a service-accou
       const transporter = new Gaxios();
       transporter.interceptors.request.add({
         resolved: async <T extends { url?: string | URL }>(options: T) => {
-          if (String(options.url).startsWith('https://oauth2.googleapis.com/token')) options.url = new URL(`${endpoint.url}/token`);
+          if (String(options.url).startsWith('https://oauth2.googleapis.com/token'))
+            options.url = new URL(`${endpoint.url}/token`);
           return options;
         },
       });
-      const fetcher = createGoogleAuthIdTokenFetcher(async () => new GoogleAuth({ keyFilename: keyFile, clientOptions: { transporter } }));
+      const fetcher = createGoogleAuthIdTokenFetcher(
+        async () => new GoogleAuth({ keyFilename: keyFile, clientOptions: { transporter } }),
+      );
       const token = await fetcher('https://receiving.example', 5000);
       expect(decodeJwt(token)).toMatchObject({ aud: 'https://receiving.example', email });
       expect(assertion).toMatchObject({ iss: email, target_audience: 'https://receiving.example' });
@@ -281,7 +314,9 @@ describe('createGoogleAuthIdTokenFetcher (off Google Cloud, with a service-accou
   });
 
   it('reports a key file that does not exist as a failure, not a crash', async () => {
-    const fetcher = createGoogleAuthIdTokenFetcher(async () => new GoogleAuth({ keyFilename: '/nonexistent/key.json' }));
+    const fetcher = createGoogleAuthIdTokenFetcher(
+      async () => new GoogleAuth({ keyFilename: '/nonexistent/key.json' }),
+    );
     const error = await failureOf(fetcher('a', 5000));
     expect(error.reason).toMatch(/^google-auth-library failed: /);
     expect((error.cause as { code?: string }).code).toBe('ENOENT');
@@ -290,7 +325,8 @@ describe('createGoogleAuthIdTokenFetcher (off Google Cloud, with a service-accou
 
 describe('createGoogleAuthIdTokenFetcher (its failures, with stand-in credentials)', () => {
   /** A GoogleAuth stand-in whose getClient does what the test says: a unit test of this module alone. */
-  const authWith = (getClient: () => Promise<unknown>) => async () => ({ getClient }) as unknown as GoogleAuth;
+  const authWith = (getClient: () => Promise<unknown>) => async () =>
+    ({ getClient }) as unknown as GoogleAuth;
 
   it('gives up on credentials that never answer, naming google-auth-library as silent', async () => {
     const fetcher = createGoogleAuthIdTokenFetcher(authWith(() => new Promise(() => undefined)));
@@ -304,10 +340,13 @@ describe('createGoogleAuthIdTokenFetcher (its failures, with stand-in credential
 
   it('says so when the credentials cannot mint ID tokens, and does not call that transient', async () => {
     for (const client of [{}, { fetchIdToken: 'not a function' }]) {
-      const error = await failureOf(createGoogleAuthIdTokenFetcher(authWith(async () => client))('a', 1000));
+      const error = await failureOf(
+        createGoogleAuthIdTokenFetcher(authWith(async () => client))('a', 1000),
+      );
       expect(error).toMatchObject({
         transient: false,
-        reason: 'these credentials cannot mint ID tokens (use a service-account key or impersonation, or run on Google Cloud)',
+        reason:
+          'these credentials cannot mint ID tokens (use a service-account key or impersonation, or run on Google Cloud)',
       });
     }
   });
@@ -317,7 +356,10 @@ describe('createGoogleAuthIdTokenFetcher (its failures, with stand-in credential
       createGoogleAuthIdTokenFetcher(
         authWith(async () => ({
           fetchIdToken: async () => {
-            throw Object.assign(new Error(`token endpoint said ${status}`), status === undefined ? {} : { response: { status } });
+            throw Object.assign(
+              new Error(`token endpoint said ${status}`),
+              status === undefined ? {} : { response: { status } },
+            );
           },
         })),
       );
@@ -327,7 +369,15 @@ describe('createGoogleAuthIdTokenFetcher (its failures, with stand-in credential
       expect(error.reason).toBe(`google-auth-library failed: token endpoint said ${status}`);
       verdicts[String(status)] = error.transient;
     }
-    expect(verdicts).toEqual({ undefined: true, 500: true, 503: true, 429: true, 400: false, 403: false, 499: false });
+    expect(verdicts).toEqual({
+      undefined: true,
+      500: true,
+      503: true,
+      429: true,
+      400: false,
+      403: false,
+      499: false,
+    });
   });
 
   it('asks makeAuth once, and leaves no timer behind once a token has come', async () => {
@@ -335,12 +385,17 @@ describe('createGoogleAuthIdTokenFetcher (its failures, with stand-in credential
     const fetcher = createGoogleAuthIdTokenFetcher(async () => {
       made += 1;
       return {
-        getClient: async () => ({ fetchIdToken: async (audience: string) => `h.token-for-${audience}.s` }),
+        getClient: async () => ({
+          fetchIdToken: async (audience: string) => `h.token-for-${audience}.s`,
+        }),
       } as unknown as GoogleAuth;
     });
     await expect(fetcher('a', 60_000)).resolves.toBe('h.token-for-a.s');
     let second: Promise<string> | undefined;
-    expect(await timersOf(60_000, () => (second = fetcher('b', 60_000)))).toEqual({ set: 1, uncleared: 0 });
+    expect(await timersOf(60_000, () => (second = fetcher('b', 60_000)))).toEqual({
+      set: 1,
+      uncleared: 0,
+    });
     await expect(second).resolves.toBe('h.token-for-b.s');
     expect(made).toBe(1);
   });
@@ -348,9 +403,14 @@ describe('createGoogleAuthIdTokenFetcher (its failures, with stand-in credential
   it('refuses what is not a token, as not transient, without quoting it (it would go out in a header)', async () => {
     for (const answer of ['h.secret\nX-Injected: 1.s', '', 'no-dots', 42, undefined]) {
       const error = await failureOf(
-        createGoogleAuthIdTokenFetcher(authWith(async () => ({ fetchIdToken: async () => answer })))('a', 1000),
+        createGoogleAuthIdTokenFetcher(
+          authWith(async () => ({ fetchIdToken: async () => answer })),
+        )('a', 1000),
       );
-      expect(error).toMatchObject({ transient: false, reason: 'google-auth-library returned something that is not a token' });
+      expect(error).toMatchObject({
+        transient: false,
+        reason: 'google-auth-library returned something that is not a token',
+      });
     }
   });
 });

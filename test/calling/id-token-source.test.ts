@@ -26,7 +26,10 @@ describe('createIdTokenSource', () => {
   it('metadata origin: gets the token for the audience from the metadata server', async () => {
     const source = createIdTokenSource({ kind: 'metadata', host: emulator.host }, silentLogger());
     const token = await source.getIdToken(AUDIENCE);
-    expect(decodeJwt(token)).toMatchObject({ aud: AUDIENCE, email: emulator.config.serviceAccount });
+    expect(decodeJwt(token)).toMatchObject({
+      aud: AUDIENCE,
+      email: emulator.config.serviceAccount,
+    });
   });
 
   it('metadata origin: a missing metadata server gets a 503 that says where to point GCE_METADATA_HOST', async () => {
@@ -45,30 +48,51 @@ describe('createIdTokenSource', () => {
     const source = createIdTokenSource(
       {
         kind: 'google-auth',
-        credentials: { type: 'service_account', file: '/nonexistent/key.json', account: 'a@p.iam.gserviceaccount.com' },
-        json: { type: 'service_account', client_email: 'a@p.iam.gserviceaccount.com', private_key: 'not a key' },
+        credentials: {
+          type: 'service_account',
+          file: '/nonexistent/key.json',
+          account: 'a@p.iam.gserviceaccount.com',
+        },
+        json: {
+          type: 'service_account',
+          client_email: 'a@p.iam.gserviceaccount.com',
+          private_key: 'not a key',
+        },
       },
       silentLogger(),
     );
     const error = await failureOf(source.getIdToken(AUDIENCE));
     expect(error).toMatchObject({ status: 503 });
     // The key itself was tried, so google-auth-library was given these credentials and signed with them.
-    expect(error.message).toMatch(/: google-auth-library failed: (?:Error: )?error:\w+:DECODER routines::unsupported\. /);
+    expect(error.message).toMatch(
+      /: google-auth-library failed: (?:Error: )?error:\w+:DECODER routines::unsupported\. /,
+    );
     expect(error.message).not.toContain('not a key');
-    expect(error.message).toMatch(/\. Check the service-account key in GOOGLE_APPLICATION_CREDENTIALS \(\/nonexistent\/key\.json\)$/);
+    expect(error.message).toMatch(
+      /\. Check the service-account key in GOOGLE_APPLICATION_CREDENTIALS \(\/nonexistent\/key\.json\)$/,
+    );
   });
 
   it('google-auth origin, impersonated: a failure names the file and the role the account that made it needs', async () => {
     const source = createIdTokenSource(
       {
         kind: 'google-auth',
-        credentials: { type: 'impersonated_service_account', file: '/x/adc.json', account: 'sa@p.iam.gserviceaccount.com', delegates: [] },
+        credentials: {
+          type: 'impersonated_service_account',
+          file: '/x/adc.json',
+          account: 'sa@p.iam.gserviceaccount.com',
+          delegates: [],
+        },
         json: {
           type: 'impersonated_service_account',
           service_account_impersonation_url:
             'https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/sa@p.iam.gserviceaccount.com:generateAccessToken',
           // A key source that fails to sign before any request could go out.
-          source_credentials: { type: 'service_account', client_email: 'me@p.iam.gserviceaccount.com', private_key: 'not a key' },
+          source_credentials: {
+            type: 'service_account',
+            client_email: 'me@p.iam.gserviceaccount.com',
+            private_key: 'not a key',
+          },
         },
       },
       silentLogger(),
@@ -83,20 +107,28 @@ describe('createIdTokenSource', () => {
     const { logger, lines } = capturingLogger();
     // An emulator whose clock is behind: its tokens have four minutes left, inside the refresh-ahead
     // window (five) and far from the minimum validity (30 s).
-    const other = await startEmulator({}, { now: () => Math.floor(Date.now() / 1000) - (3600 - 240) });
+    const other = await startEmulator(
+      {},
+      { now: () => Math.floor(Date.now() / 1000) - (3600 - 240) },
+    );
     const source = createIdTokenSource({ kind: 'metadata', host: other.host }, logger);
     const token = await source.getIdToken(AUDIENCE);
     await other.close();
     await expect(source.getIdToken(AUDIENCE)).resolves.toBe(token);
     // Three attempts at the closed port, with backoff: well under two seconds.
-    const warningIn = () => lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.severity === 'WARNING');
+    const warningIn = () =>
+      lines
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        .find((l) => l.severity === 'WARNING');
     for (const deadline = Date.now() + 5000; warningIn() === undefined && Date.now() < deadline;) {
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
     const warning = warningIn();
     expect(warning).toMatchObject({
       audience: AUDIENCE,
-      cause: expect.stringContaining(`could not get an identity token for audience ${AUDIENCE}: the metadata server at ${other.host} `),
+      cause: expect.stringContaining(
+        `could not get an identity token for audience ${AUDIENCE}: the metadata server at ${other.host} `,
+      ),
       message: 'background ID token refresh failed; the cached token is still valid',
     });
     expect(lines.join('\n')).not.toContain(token.split('.')[2]);

@@ -6,7 +6,13 @@
 import { spawn } from 'node:child_process';
 
 const runs = 7;
-const base = { PATH: process.env.PATH, HOST: '127.0.0.1', LOG_LEVEL: 'warn', URL: 'http://127.0.0.1:9/', TOKEN_CHECK: 'none' };
+const base = {
+  PATH: process.env.PATH,
+  HOST: '127.0.0.1',
+  LOG_LEVEL: 'warn',
+  URL: 'http://127.0.0.1:9/',
+  TOKEN_CHECK: 'none',
+};
 let port = 18_000;
 
 const deployedOptions = process.env.DEPLOYED_NODE_OPTIONS ?? '';
@@ -19,7 +25,11 @@ async function once(withCache, withOptions) {
     ...(withOptions && deployedOptions ? { NODE_OPTIONS: deployedOptions } : {}),
   };
   const started = performance.now();
-  const child = spawn(process.execPath, process.argv.slice(2), { cwd: '/app', env, stdio: 'ignore' });
+  const child = spawn(process.execPath, process.argv.slice(2), {
+    cwd: '/app',
+    env,
+    stdio: 'ignore',
+  });
   try {
     for (const deadline = Date.now() + 10_000; Date.now() < deadline;) {
       try {

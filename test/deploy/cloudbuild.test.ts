@@ -1,5 +1,13 @@
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,14 +30,19 @@ interface Step {
   args: string[];
   waitFor?: string[];
 }
-const config = parse(text) as { steps: Step[]; images: string[]; substitutions: Record<string, string> };
+const config = parse(text) as {
+  steps: Step[];
+  images: string[];
+  substitutions: Record<string, string>;
+};
 const step = (id: string): Step => {
   const found = config.steps.find((s) => s.id === id);
   if (!found) throw new Error(`no step ${id}`);
   return found;
 };
 /** A step's command line as one string. */
-const commandOf = (id: string): string => [step(id).entrypoint ?? '', ...step(id).args].join(' ').replace(/\s+/g, ' ');
+const commandOf = (id: string): string =>
+  [step(id).entrypoint ?? '', ...step(id).args].join(' ').replace(/\s+/g, ' ');
 
 /** Loads a config with gcloud's own Cloud Build loader (gcloud's bundled python); resolves with its step ids. */
 async function loadWithGcloud(sdk: GcloudSdk, path: string): Promise<string[]> {
@@ -49,11 +62,17 @@ async function loadWithGcloud(sdk: GcloudSdk, path: string): Promise<string[]> {
 describe('cloudbuild.yaml', () => {
   it('passes the cloudbuild JSON schema from the schemastore package', () => {
     const require = createRequire(import.meta.url);
-    const schemaPath = join(require.resolve('schemastore/package.json'), '..', 'schemas/json/cloudbuild.json');
+    const schemaPath = join(
+      require.resolve('schemastore/package.json'),
+      '..',
+      'schemas/json/cloudbuild.json',
+    );
     const schema = JSON.parse(readFileSync(schemaPath, 'utf8')) as object;
     // The schema's formats (google-duration, int64...) are Google's own names, annotations here;
     // the patterns and types beside them are what get checked.
-    const validate = new Ajv({ strict: false, allErrors: true, validateFormats: false }).compile(schema);
+    const validate = new Ajv({ strict: false, allErrors: true, validateFormats: false }).compile(
+      schema,
+    );
     const valid = validate(config);
     expect(validate.errors ?? []).toEqual([]);
     expect(valid).toBe(true);
@@ -109,7 +128,10 @@ describe('cloudbuild.yaml', () => {
 
   it('runs its node steps (install, test, render) on the Node image the Dockerfiles build on', () => {
     const bases = ['calling', 'receiving'].map(
-      (service) => /^FROM (\S+) AS build$/m.exec(readFileSync(join(root, `Dockerfile.${service}`), 'utf8'))?.[1],
+      (service) =>
+        /^FROM (\S+) AS build$/m.exec(
+          readFileSync(join(root, `Dockerfile.${service}`), 'utf8'),
+        )?.[1],
     );
     expect(bases[0]).toMatch(/^node:\d+-slim$/);
     expect(bases[1]).toBe(bases[0]);
@@ -120,14 +142,23 @@ describe('cloudbuild.yaml', () => {
 
   it('builds from the real Dockerfiles and pushes to Artifact Registry, never gcr.io', () => {
     const registry = '${_REGION}-docker.pkg.dev/$PROJECT_ID/${_REPOSITORY}';
-    expect(commandOf('build-receiving')).toContain(`--file=Dockerfile.receiving --tag=${registry}/receiving:$BUILD_ID`);
-    expect(commandOf('build-calling')).toContain(`--file=Dockerfile.calling --tag=${registry}/calling:$BUILD_ID`);
-    expect(config.images).toEqual([`${registry}/receiving:$BUILD_ID`, `${registry}/calling:$BUILD_ID`]);
+    expect(commandOf('build-receiving')).toContain(
+      `--file=Dockerfile.receiving --tag=${registry}/receiving:$BUILD_ID`,
+    );
+    expect(commandOf('build-calling')).toContain(
+      `--file=Dockerfile.calling --tag=${registry}/calling:$BUILD_ID`,
+    );
+    expect(config.images).toEqual([
+      `${registry}/receiving:$BUILD_ID`,
+      `${registry}/calling:$BUILD_ID`,
+    ]);
     for (const s of config.steps) expect(s.args.join(' ')).not.toMatch(/gcr\.io\//);
   });
 
   it('deploys from deploy/ only: every gcloud command is services replace or set-iam-policy, with no flag a manifest holds', () => {
-    const gcloudSteps = config.steps.filter((s) => s.entrypoint === 'gcloud' || s.args.join(' ').includes('gcloud'));
+    const gcloudSteps = config.steps.filter(
+      (s) => s.entrypoint === 'gcloud' || s.args.join(' ').includes('gcloud'),
+    );
     expect(gcloudSteps.map((s) => commandOf(s.id))).toEqual([
       'gcloud run services replace dist/deploy/receiving.yaml',
       'gcloud run services set-iam-policy receiving dist/deploy/receiving-policy.yaml --region=${_REGION} --quiet',
@@ -142,15 +173,27 @@ describe('cloudbuild.yaml', () => {
     const render = step('render-manifests');
     expect(render.entrypoint).toBe('node');
     expect(render.args.slice(0, 2)).toEqual(['dist/scripts/render-deploy.js', '--out=dist/deploy']);
-    const values = Object.fromEntries(render.args.slice(2).map((a) => a.split(/=(.*)/s, 2) as [string, string]));
-    const used = new Set(readDeployDir(join(root, 'deploy')).flatMap((f) => placeholdersIn(f.text)));
+    const values = Object.fromEntries(
+      render.args.slice(2).map((a) => a.split(/=(.*)/s, 2) as [string, string]),
+    );
+    const used = new Set(
+      readDeployDir(join(root, 'deploy')).flatMap((f) => placeholdersIn(f.text)),
+    );
     expect(Object.keys(values).sort()).toEqual([...used].sort());
-    expect(values).toMatchObject({ PROJECT_ID: '$PROJECT_ID', PROJECT_NUMBER: '$PROJECT_NUMBER', REGION: '${_REGION}' });
+    expect(values).toMatchObject({
+      PROJECT_ID: '$PROJECT_ID',
+      PROJECT_NUMBER: '$PROJECT_NUMBER',
+      REGION: '${_REGION}',
+    });
     expect([values.RECEIVING_IMAGE, values.CALLING_IMAGE]).toEqual(config.images);
   });
 
   describe('run as Cloud Build runs it, from resolving deploy/ on (gcloud replaced by its own offline parsing)', () => {
-    const BUILTIN: Record<string, string> = { PROJECT_ID: 'my-project', PROJECT_NUMBER: '123456789012', BUILD_ID: 'b1' };
+    const BUILTIN: Record<string, string> = {
+      PROJECT_ID: 'my-project',
+      PROJECT_NUMBER: '123456789012',
+      BUILD_ID: 'b1',
+    };
     /** Cloud Build's substitution: $NAME and ${NAME} from the built-ins and the defaults; $$ is a $. */
     const substitute = (arg: string) =>
       arg.replace(/\$\$|\$\{(\w+)\}|\$(\w+)/g, (m, braced?: string, bare?: string) => {
@@ -167,7 +210,8 @@ describe('cloudbuild.yaml', () => {
       // /workspace after the test step: the repository with dist/ built (npm test builds it).
       workspace = mkdtempSync(join(tmpdir(), 'workspace-'));
       mkdirSync(join(workspace, 'dist'));
-      for (const dir of ['scripts', 'services']) symlinkSync(join(root, 'dist', dir), join(workspace, 'dist', dir));
+      for (const dir of ['scripts', 'services'])
+        symlinkSync(join(root, 'dist', dir), join(workspace, 'dist', dir));
     });
     afterAll(() => rmSync(workspace, { recursive: true, force: true }));
 
@@ -188,11 +232,20 @@ describe('cloudbuild.yaml', () => {
             `us-central1-docker.pkg.dev/my-project/cloudrun-auth/${manifest.metadata.name}:b1`,
           );
         } else {
-          expect(args.slice(0, 4)).toEqual(['run', 'services', 'set-iam-policy', receiving.metadata.name]);
+          expect(args.slice(0, 4)).toEqual([
+            'run',
+            'services',
+            'set-iam-policy',
+            receiving.metadata.name,
+          ]);
           expect(args).toContain('--region=us-central1');
         }
         if (sdk === undefined) continue;
-        const verdict = await checkWithGcloud(sdk, args[2] === 'replace' ? 'service' : 'policy', join(workspace, file));
+        const verdict = await checkWithGcloud(
+          sdk,
+          args[2] === 'replace' ? 'service' : 'policy',
+          join(workspace, file),
+        );
         expect({ id, verdict: verdict.slice(0, 3) }).toEqual({ id, verdict: 'OK ' });
       }
     });

@@ -24,7 +24,8 @@ function prose(page: string): string {
     .join('\n');
 }
 
-const anchorsOf = (page: string) => new Set([...prose(page).matchAll(/^#{1,6} (.*)$/gm)].map((m) => slug(m[1]!)));
+const anchorsOf = (page: string) =>
+  new Set([...prose(page).matchAll(/^#{1,6} (.*)$/gm)].map((m) => slug(m[1]!)));
 
 /** Every relative link of a page: [file, anchor] resolved from the repository root. */
 function linksOf(page: string): { link: string; file: string; anchor: string | undefined }[] {
@@ -49,7 +50,9 @@ describe('README.md, CONTRIBUTING.md and docs/: every relative link leads somewh
     expect(anchors.has('what-is-checked-where')).toBe(true);
     expect(anchors.has('no-such-heading')).toBe(false);
     expect(existsSync(join(root, 'docs/no-such-page.md'))).toBe(false);
-    expect(slug("How receiving caches Google's signing keys")).toBe('how-receiving-caches-googles-signing-keys');
+    expect(slug("How receiving caches Google's signing keys")).toBe(
+      'how-receiving-caches-googles-signing-keys',
+    );
     expect(slug('receiving (`services/receiving`)')).toBe('receiving-servicesreceiving');
   });
 

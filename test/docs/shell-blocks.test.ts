@@ -19,7 +19,17 @@
  * `gcloud ...` must exist (its help page) or, shown with flags, pass gcloud's argument parser.
  */
 import { execFile, spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -44,7 +54,12 @@ interface Block {
 
 function parseMark(line: string): Mark | undefined {
   const runnable = /^<!-- runnable: (?:exits (\d+), )?expects (.+) -->$/.exec(line);
-  if (runnable) return { kind: 'runnable', exits: Number(runnable[1] ?? 0), expects: JSON.parse(`[${runnable[2]}]`) as string[] };
+  if (runnable)
+    return {
+      kind: 'runnable',
+      exits: Number(runnable[1] ?? 0),
+      expects: JSON.parse(`[${runnable[2]}]`) as string[],
+    };
   if (line === '<!-- cloud -->') return { kind: 'cloud' };
   const notRun = /^<!-- not run: (.+) -->$/.exec(line);
   if (notRun) return { kind: 'not run', reason: notRun[1]! };
@@ -58,7 +73,14 @@ function shellBlocks(): Block[] {
     return lines.flatMap((line, i) => {
       if (line !== '```sh') return [];
       const end = lines.indexOf('```', i + 1);
-      return [{ page, where: `${page}:${i + 1}`, script: lines.slice(i + 1, end).join('\n'), mark: parseMark(lines[i - 1] ?? '') }];
+      return [
+        {
+          page,
+          where: `${page}:${i + 1}`,
+          script: lines.slice(i + 1, end).join('\n'),
+          mark: parseMark(lines[i - 1] ?? ''),
+        },
+      ];
     });
   });
 }
@@ -77,7 +99,9 @@ describe('the shell blocks of README.md, CONTRIBUTING.md and docs/', () => {
     const stray = pages.flatMap((page) => {
       const lines = readFileSync(join(root, page), 'utf8').split('\n');
       return lines.flatMap((line, i) =>
-        /^<!-- (runnable|cloud|not run)\b/.test(line) && lines[i + 1] !== '```sh' ? [`${page}:${i + 1}`] : [],
+        /^<!-- (runnable|cloud|not run)\b/.test(line) && lines[i + 1] !== '```sh'
+          ? [`${page}:${i + 1}`]
+          : [],
       );
     });
     expect(stray).toEqual([]);
@@ -86,18 +110,34 @@ describe('the shell blocks of README.md, CONTRIBUTING.md and docs/', () => {
 
 describe('the runnable blocks, against npm start', () => {
   it('each runs as written and prints what the page says', async () => {
-    const runnable = ofKind('runnable').filter((b): b is Block & { mark: Runnable } => b.mark?.kind === 'runnable');
+    const runnable = ofKind('runnable').filter(
+      (b): b is Block & { mark: Runnable } => b.mark?.kind === 'runnable',
+    );
     const usesGcloud = (block: Block) => /\bgcloud\b/.test(block.script);
-    const gcloud = runnable.some(usesGcloud) ? await findGcloud('the runnable blocks that use gcloud') : undefined;
+    const gcloud = runnable.some(usesGcloud)
+      ? await findGcloud('the runnable blocks that use gcloud')
+      : undefined;
     // In a loopback-only network namespace (gcloud runs there, and only there) npm start has its
     // documented ports, and /etc/hosts gives it the Admin API's regional host, as the docs tell a
     // developer to. Without one (not root, outside CI), the ports are moved and gcloud's blocks skipped.
-    const ns = await loopbackNamespace('127.0.0.1 localhost us-central1-localhost\n', 'the runnable blocks that use gcloud');
+    const ns = await loopbackNamespace(
+      '127.0.0.1 localhost us-central1-localhost\n',
+      'the runnable blocks that use gcloud',
+    );
     const ports = ns
       ? { calling: 8080, receiving: 8081, metadata: 8082, admin: 8083 }
-      : { calling: await freePort(), receiving: await freePort(), metadata: await freePort(), admin: await freePort() };
+      : {
+          calling: await freePort(),
+          receiving: await freePort(),
+          metadata: await freePort(),
+          admin: await freePort(),
+        };
     const stateDir = mkdtempSync(join(tmpdir(), 'runnable-'));
-    const env = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', LOCAL_STATE_DIR: stateDir };
+    const env = {
+      PATH: process.env.PATH ?? '',
+      HOME: process.env.HOME ?? '',
+      LOCAL_STATE_DIR: stateDir,
+    };
     const chainEnv = {
       ...env,
       CALLING_PORT: String(ports.calling),
@@ -112,7 +152,10 @@ describe('the runnable blocks, against npm start', () => {
     chain.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
     const exited = new Promise((resolve) => chain.once('exit', resolve));
     try {
-      for (const deadline = Date.now() + 20_000; !output.includes('Ctrl-C stops them all') && Date.now() < deadline;) {
+      for (
+        const deadline = Date.now() + 20_000;
+        !output.includes('Ctrl-C stops them all') && Date.now() < deadline;
+      ) {
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
       expect(output).toContain('Ctrl-C stops them all');
@@ -123,20 +166,36 @@ describe('the runnable blocks, against npm start', () => {
           .replace(/\b(localhost|127\.0\.0\.1):8081\b/g, `127.0.0.1:${ports.receiving}`)
           .replace(/\b(localhost|127\.0\.0\.1):8082\b/g, `127.0.0.1:${ports.metadata}`);
         const result = ns
-          ? await ns.run('bash', ['-eo', 'pipefail', '-c', `cd '${root}'\n${script}`], { env, timeoutMs: 120_000 }).then((r) => ({
-              code: r.code,
-              printed: r.stdout + r.stderr,
-            }))
-          : await run('bash', ['-eo', 'pipefail', '-c', script], { cwd: root, env, timeout: 60_000 }).then(
+          ? await ns
+              .run('bash', ['-eo', 'pipefail', '-c', `cd '${root}'\n${script}`], {
+                env,
+                timeoutMs: 120_000,
+              })
+              .then((r) => ({
+                code: r.code,
+                printed: r.stdout + r.stderr,
+              }))
+          : await run('bash', ['-eo', 'pipefail', '-c', script], {
+              cwd: root,
+              env,
+              timeout: 60_000,
+            }).then(
               ({ stdout, stderr }) => ({ code: 0, printed: stdout + stderr }),
               (err: { code?: number; stdout?: string; stderr?: string }) => ({
                 code: err.code ?? -1,
                 printed: `${err.stdout ?? ''}${err.stderr ?? ''}`,
               }),
             );
-        expect({ where: block.where, exit: result.code }).toEqual({ where: block.where, exit: block.mark.exits });
+        expect({ where: block.where, exit: result.code }).toEqual({
+          where: block.where,
+          exit: block.mark.exits,
+        });
         for (const text of block.mark.expects)
-          expect({ where: block.where, printed: result.printed.includes(text), text }).toEqual({ where: block.where, printed: true, text });
+          expect({ where: block.where, printed: result.printed.includes(text), text }).toEqual({
+            where: block.where,
+            printed: true,
+            text,
+          });
       }
     } finally {
       chain.kill('SIGINT');
@@ -211,7 +270,9 @@ async function gcloudVerdict(args: string[], cwd: string): Promise<string> {
     return await pending.then(
       () => 'accepted',
       (err: { stderr?: string }) =>
-        err.stderr?.includes(NO_ACCOUNT) || err.stderr?.includes(SIGN_IN) ? 'accepted' : (err.stderr ?? String(err)).trim(),
+        err.stderr?.includes(NO_ACCOUNT) || err.stderr?.includes(SIGN_IN)
+          ? 'accepted'
+          : (err.stderr ?? String(err)).trim(),
     );
   } finally {
     rmSync(home, { recursive: true, force: true });
@@ -244,7 +305,12 @@ describe('the cloud blocks: what gcloud, npm and docker are given', () => {
           .join('\n');
         await run('bash', ['-eo', 'pipefail', '-c', script], {
           cwd: work,
-          env: { PATH: `${bin}:${process.env.PATH ?? ''}`, HOME: work, SHIM_LOG: log, RENDER: join(root, 'dist/scripts/render-deploy.js') },
+          env: {
+            PATH: `${bin}:${process.env.PATH ?? ''}`,
+            HOME: work,
+            SHIM_LOG: log,
+            RENDER: join(root, 'dist/scripts/render-deploy.js'),
+          },
           timeout: 60_000,
         });
         const calls = readFileSync(log, 'utf8')
@@ -264,7 +330,10 @@ describe('the cloud blocks: what gcloud, npm and docker are given', () => {
             ? []
             : await inTwos(
                 calls.filter(([name]) => name === 'gcloud'),
-                async ([, ...args]) => ({ command: `gcloud ${args.join(' ')}`, verdict: await gcloudVerdict(args, work) }),
+                async ([, ...args]) => ({
+                  command: `gcloud ${args.join(' ')}`,
+                  verdict: await gcloudVerdict(args, work),
+                }),
               );
         expect([...problems, ...verdicts.filter((v) => v.verdict !== 'accepted')]).toEqual([]);
       } finally {
@@ -278,12 +347,16 @@ describe('the cloud blocks: what gcloud, npm and docker are given', () => {
 /** The commands written inline in the pages' prose, `like this`. */
 const inline = (prefix: string) =>
   pages.flatMap((page) =>
-    [...readFileSync(join(root, page), 'utf8').matchAll(new RegExp(`\`(${prefix} [^\`]*)\``, 'g'))].map((m) => ({ page, command: m[1]! })),
+    [
+      ...readFileSync(join(root, page), 'utf8').matchAll(new RegExp(`\`(${prefix} [^\`]*)\``, 'g')),
+    ].map((m) => ({ page, command: m[1]! })),
   );
 
 describe('the commands written inline', () => {
   it('each `npm run NAME` names a script of package.json', () => {
-    const scripts = Object.keys((JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: object }).scripts);
+    const scripts = Object.keys(
+      (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: object }).scripts,
+    );
     const named = inline('npm run').flatMap(({ page, command }) =>
       command
         .split(/\s+/)[2]!
@@ -291,7 +364,10 @@ describe('the commands written inline', () => {
         .map((name) => ({ page, name })),
     );
     expect(named.length).toBeGreaterThan(20);
-    const unknown = named.filter(({ name }) => !scripts.some((script) => new RegExp(`^${name.replace('*', '.*')}$`).test(script)));
+    const unknown = named.filter(
+      ({ name }) =>
+        !scripts.some((script) => new RegExp(`^${name.replace('*', '.*')}$`).test(script)),
+    );
     expect(unknown).toEqual([]);
   });
 
@@ -303,7 +379,9 @@ describe('the commands written inline', () => {
     const verdicts = await inTwos(commands, async (command) => {
       const words = command.split(/\s+/).slice(1);
       // A command shown with its flags is checked whole; one named without (`gcloud run deploy`) by its help page.
-      const args = words.some((w) => w.startsWith('--')) ? words : [...words.filter((w) => /^[a-z-]+$/.test(w)), '--help'];
+      const args = words.some((w) => w.startsWith('--'))
+        ? words
+        : [...words.filter((w) => /^[a-z-]+$/.test(w)), '--help'];
       return { command, verdict: await gcloudVerdict(args, root) };
     });
     expect(verdicts.filter((v) => v.verdict !== 'accepted')).toEqual([]);

@@ -7,7 +7,10 @@ export type Fault = 'none' | 'slow' | 'error-500' | 'no-flavor' | 'silent';
  * An app in front of another that misbehaves on demand: answers late, 500, without
  * Metadata-Flavor, or not at all. `fault` can be changed between requests.
  */
-export function faultyFront(inner: Express, slowMs = 3000): { app: Express; fault: Fault; requests: number } {
+export function faultyFront(
+  inner: Express,
+  slowMs = 3000,
+): { app: Express; fault: Fault; requests: number } {
   const state = { app: express(), fault: 'none' as Fault, requests: 0 };
   state.app.use((_req, res, next) => {
     state.requests += 1;

@@ -22,7 +22,9 @@ export interface GcloudSdk {
 export async function findGcloud(what: string): Promise<GcloudSdk | undefined> {
   let root: string | undefined;
   try {
-    const { stdout } = await run('gcloud', ['info', '--format=value(installation.sdk_root)'], { timeout: 60_000 });
+    const { stdout } = await run('gcloud', ['info', '--format=value(installation.sdk_root)'], {
+      timeout: 60_000,
+    });
     root = stdout.trim() || undefined;
   } catch {
     root = undefined;
@@ -45,7 +47,11 @@ const checker = fileURLToPath(new URL('../deploy/check_run_manifest.py', import.
  * gcloud's verdict on a resolved Cloud Run manifest (`service`, as `gcloud run services replace`
  * parses it) or IAM policy (`policy`, as `set-iam-policy` does): `OK ...` or `ERROR <its message>`.
  */
-export async function checkWithGcloud(sdk: GcloudSdk, kind: 'service' | 'policy', file: string): Promise<string> {
+export async function checkWithGcloud(
+  sdk: GcloudSdk,
+  kind: 'service' | 'policy',
+  file: string,
+): Promise<string> {
   try {
     const { stdout } = await run(sdk.python, [checker, kind, file], {
       timeout: 60_000,

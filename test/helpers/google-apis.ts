@@ -11,7 +11,13 @@ import type { SigningKey } from '../../local/metadata-emulator/signing-key.js';
 export interface GoogleApis {
   env: { HTTPS_PROXY: string; NODE_EXTRA_CA_CERTS: string };
   /** Every request the stand-ins answered, in order; `host` is where the client asked to connect. */
-  requests: { host: string; method: string; path: string; authorization: string | undefined; body: Record<string, unknown> }[];
+  requests: {
+    host: string;
+    method: string;
+    path: string;
+    authorization: string | undefined;
+    body: Record<string, unknown>;
+  }[];
   /** The ID tokens they issued: for whom, for which audience. */
   issued: { email: string; audience: string }[];
   close(): Promise<void>;
@@ -28,7 +34,8 @@ export interface GoogleApisOptions {
   tokenCreators?: Record<string, string[]>;
 }
 
-const TLS = (ext: string) => fileURLToPath(new URL(`../fixtures/tls/google-apis.${ext}`, import.meta.url));
+const TLS = (ext: string) =>
+  fileURLToPath(new URL(`../fixtures/tls/google-apis.${ext}`, import.meta.url));
 const DENIED = (permission: string) => ({
   error: {
     code: 403,
@@ -78,7 +85,8 @@ export async function startGoogleApis(options: GoogleApisOptions): Promise<Googl
       sub,
     });
   };
-  const mayCreateTokens = (member: string, account: string) => (options.tokenCreators?.[account] ?? []).includes(member);
+  const mayCreateTokens = (member: string, account: string) =>
+    (options.tokenCreators?.[account] ?? []).includes(member);
 
   const answer = async (
     host: string,
@@ -90,21 +98,32 @@ export async function startGoogleApis(options: GoogleApisOptions): Promise<Googl
     if (host === 'oauth2.googleapis.com' && method === 'POST' && path === '/token') {
       if (body.grant_type === 'refresh_token') {
         const user = options.users?.[String(body.refresh_token)];
-        if (user === undefined) return [400, { error: 'invalid_grant', error_description: 'Bad Request' }];
+        if (user === undefined)
+          return [400, { error: 'invalid_grant', error_description: 'Bad Request' }];
         const token = `ya29.standin-${randomBytes(12).toString('hex')}`;
         accessTokens.set(token, `user:${user}`);
         return [
           200,
-          { access_token: token, expires_in: 3599, scope: 'https://www.googleapis.com/auth/cloud-platform', token_type: 'Bearer' },
+          {
+            access_token: token,
+            expires_in: 3599,
+            scope: 'https://www.googleapis.com/auth/cloud-platform',
+            token_type: 'Bearer',
+          },
         ];
       }
       if (body.grant_type === 'urn:ietf:params:oauth:grant-type:jwt-bearer') {
         try {
-          const { iss } = JSON.parse(Buffer.from(String(body.assertion).split('.')[1] ?? '', 'base64url').toString()) as { iss?: string };
+          const { iss } = JSON.parse(
+            Buffer.from(String(body.assertion).split('.')[1] ?? '', 'base64url').toString(),
+          ) as { iss?: string };
           const publicKey = options.keys?.[iss ?? ''];
           if (iss !== undefined && publicKey !== undefined) {
-            const { payload } = await jwtVerify(String(body.assertion), publicKey, { algorithms: ['RS256'] });
-            if (typeof payload.target_audience === 'string') return [200, { id_token: await idToken(iss, payload.target_audience) }];
+            const { payload } = await jwtVerify(String(body.assertion), publicKey, {
+              algorithms: ['RS256'],
+            });
+            if (typeof payload.target_audience === 'string')
+              return [200, { id_token: await idToken(iss, payload.target_audience) }];
           }
         } catch {
           // Falls through to Google's answer for an assertion it does not take.
@@ -118,7 +137,10 @@ export async function startGoogleApis(options: GoogleApisOptions): Promise<Googl
       const caller = accessTokens.get(/^Bearer (\S+)$/.exec(authorization ?? '')?.[1] ?? '');
       if (caller === undefined) return [401, UNAUTHENTICATED];
       if (typeof body.audience !== 'string' || body.audience === '') {
-        return [400, { error: { code: 400, message: 'Audience is required.', status: 'INVALID_ARGUMENT' } }];
+        return [
+          400,
+          { error: { code: 400, message: 'Audience is required.', status: 'INVALID_ARGUMENT' } },
+        ];
       }
       // Each hop of the chain needs the role on the next: caller → delegates... → target.
       const delegates = Array.isArray(body.delegates)
@@ -126,29 +148,49 @@ export async function startGoogleApis(options: GoogleApisOptions): Promise<Googl
         : [];
       const chain = [caller, ...delegates.map((d) => `serviceAccount:${d}`)];
       const accounts = [...delegates, target];
-      if (!chain.every((member, i) => mayCreateTokens(member, accounts[i]!))) return [403, DENIED('iam.serviceAccounts.getOpenIdToken')];
+      if (!chain.every((member, i) => mayCreateTokens(member, accounts[i]!)))
+        return [403, DENIED('iam.serviceAccounts.getOpenIdToken')];
       return [200, { token: await idToken(target, body.audience, body.includeEmail === true) }];
     }
-    return [404, { error: { code: 404, message: `${method} ${path} is not served here`, status: 'NOT_FOUND' } }];
+    return [
+      404,
+      {
+        error: { code: 404, message: `${method} ${path} is not served here`, status: 'NOT_FOUND' },
+      },
+    ];
   };
 
-  const https = createHttpsServer({ key: readFileSync(TLS('key')), cert: readFileSync(TLS('crt')) }, (req, res) => {
-    let raw = '';
-    req.on('data', (chunk: Buffer) => (raw += chunk.toString()));
-    req.on('end', () => {
-      const type = req.headers['content-type'] ?? '';
-      const body = (type.includes('json') ? JSON.parse(raw || '{}') : Object.fromEntries(new URLSearchParams(raw))) as Record<
-        string,
-        unknown
-      >;
-      const host = (req.headers.host ?? '').replace(/:443$/, '');
-      const path = (req.url ?? '').split('?')[0]!;
-      requests.push({ host, method: req.method ?? '', path, authorization: req.headers.authorization, body });
-      void answer(host, req.method ?? '', path, req.headers.authorization, body).then(([status, reply]) => {
-        res.writeHead(status, { 'content-type': 'application/json; charset=UTF-8' }).end(JSON.stringify(reply));
+  const https = createHttpsServer(
+    { key: readFileSync(TLS('key')), cert: readFileSync(TLS('crt')) },
+    (req, res) => {
+      let raw = '';
+      req.on('data', (chunk: Buffer) => (raw += chunk.toString()));
+      req.on('end', () => {
+        const type = req.headers['content-type'] ?? '';
+        const body = (
+          type.includes('json')
+            ? JSON.parse(raw || '{}')
+            : Object.fromEntries(new URLSearchParams(raw))
+        ) as Record<string, unknown>;
+        const host = (req.headers.host ?? '').replace(/:443$/, '');
+        const path = (req.url ?? '').split('?')[0]!;
+        requests.push({
+          host,
+          method: req.method ?? '',
+          path,
+          authorization: req.headers.authorization,
+          body,
+        });
+        void answer(host, req.method ?? '', path, req.headers.authorization, body).then(
+          ([status, reply]) => {
+            res
+              .writeHead(status, { 'content-type': 'application/json; charset=UTF-8' })
+              .end(JSON.stringify(reply));
+          },
+        );
       });
-    });
-  });
+    },
+  );
   await new Promise<void>((resolve) => https.listen(0, '127.0.0.1', resolve));
   const httpsPort = (https.address() as AddressInfo).port;
   // An HTTPS proxy: CONNECT to Google's names reaches the stand-ins, and nothing else is reached.
@@ -158,7 +200,10 @@ export async function startGoogleApis(options: GoogleApisOptions): Promise<Googl
     client.on('error', () => client.destroy());
     client.once('data', (head: Buffer) => {
       const target = /^CONNECT (\S+) /.exec(head.toString())?.[1] ?? '';
-      if (target !== 'oauth2.googleapis.com:443' && target !== 'iamcredentials.googleapis.com:443') {
+      if (
+        target !== 'oauth2.googleapis.com:443' &&
+        target !== 'iamcredentials.googleapis.com:443'
+      ) {
         client.end('HTTP/1.1 403 Forbidden\r\n\r\n');
         return;
       }
@@ -171,19 +216,29 @@ export async function startGoogleApis(options: GoogleApisOptions): Promise<Googl
   });
   await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
   return {
-    env: { HTTPS_PROXY: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`, NODE_EXTRA_CA_CERTS: TLS('crt') },
+    env: {
+      HTTPS_PROXY: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`,
+      NODE_EXTRA_CA_CERTS: TLS('crt'),
+    },
     requests,
     issued,
     close: async () => {
       https.closeAllConnections();
       for (const tunnel of tunnels) tunnel.destroy();
-      await Promise.all([new Promise((resolve) => https.close(resolve)), new Promise((resolve) => proxy.close(resolve))]);
+      await Promise.all([
+        new Promise((resolve) => https.close(resolve)),
+        new Promise((resolve) => proxy.close(resolve)),
+      ]);
     },
   };
 }
 
 /** Impersonated ADC as `gcloud auth application-default login --impersonate-service-account=DELEGATES...,TARGET` writes it. */
-export function impersonatedAdc(target: string, delegates: string[] = [], refreshToken = 'dev-refresh-token') {
+export function impersonatedAdc(
+  target: string,
+  delegates: string[] = [],
+  refreshToken = 'dev-refresh-token',
+) {
   return {
     delegates,
     service_account_impersonation_url: `https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/${target}:generateAccessToken`,

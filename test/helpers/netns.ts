@@ -17,13 +17,20 @@ export interface Result {
  */
 export interface LoopbackNamespace {
   /** Runs a command inside, to its end. */
-  run(command: string, args: string[], options?: { env?: NodeJS.ProcessEnv; timeoutMs?: number }): Promise<Result>;
+  run(
+    command: string,
+    args: string[],
+    options?: { env?: NodeJS.ProcessEnv; timeoutMs?: number },
+  ): Promise<Result>;
   /** Starts a long-running command inside. */
   spawn(command: string, args: string[], env?: NodeJS.ProcessEnv): ChildProcess;
   close(): void;
 }
 
-export async function loopbackNamespace(hosts: string, what: string): Promise<LoopbackNamespace | undefined> {
+export async function loopbackNamespace(
+  hosts: string,
+  what: string,
+): Promise<LoopbackNamespace | undefined> {
   const dir = mkdtempSync(join(tmpdir(), 'netns-'));
   const hostsFile = join(dir, 'hosts');
   writeFileSync(hostsFile, hosts);
@@ -56,7 +63,15 @@ export async function loopbackNamespace(hosts: string, what: string): Promise<Lo
     console.warn(`${why}: ${what} not checked`);
     return undefined;
   }
-  const enter = (command: string, args: string[]) => ['-t', String(holder.pid), '--net', '--mount', '--', command, ...args];
+  const enter = (command: string, args: string[]) => [
+    '-t',
+    String(holder.pid),
+    '--net',
+    '--mount',
+    '--',
+    command,
+    ...args,
+  ];
   return {
     run: (command, args, options = {}) =>
       new Promise<Result>((resolve) => {
@@ -64,10 +79,16 @@ export async function loopbackNamespace(hosts: string, what: string): Promise<Lo
           'nsenter',
           enter(command, args),
           { env: options.env ?? process.env, timeout: options.timeoutMs ?? 60_000 },
-          (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }),
+          (err, stdout, stderr) =>
+            resolve({
+              code: err ? (typeof err.code === 'number' ? err.code : 1) : 0,
+              stdout,
+              stderr,
+            }),
         );
       }),
-    spawn: (command, args, env = process.env) => spawn('nsenter', enter(command, args), { env, stdio: ['ignore', 'pipe', 'pipe'] }),
+    spawn: (command, args, env = process.env) =>
+      spawn('nsenter', enter(command, args), { env, stdio: ['ignore', 'pipe', 'pipe'] }),
     close: () => {
       holder.kill('SIGKILL');
       rmSync(dir, { recursive: true, force: true });

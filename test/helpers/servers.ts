@@ -51,7 +51,12 @@ export async function startEmulator(
   const config = loadEmulatorConfig(env);
   const key = options.key ?? (await createSigningKey());
   const logger = options.logger ?? silentLogger();
-  const emulator = createMetadataEmulator({ config, key, logger, ...(options.now ? { now: options.now } : {}) });
+  const emulator = createMetadataEmulator({
+    config,
+    key,
+    logger,
+    ...(options.now ? { now: options.now } : {}),
+  });
   const running = await serve(emulator.app);
   return {
     ...running,
@@ -66,7 +71,11 @@ export async function startEmulator(
 export const nowS = (): number => Math.floor(Date.now() / 1000);
 
 /** receiving from its env, wired as main.ts wires it, on an ephemeral port. */
-export function startReceiving(env: Env, logger: Logger = silentLogger(), port = 0): Promise<Running> {
+export function startReceiving(
+  env: Env,
+  logger: Logger = silentLogger(),
+  port = 0,
+): Promise<Running> {
   return serve(createReceiving(loadReceivingConfig(env), logger), port);
 }
 

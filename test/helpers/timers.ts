@@ -3,7 +3,10 @@
  * many of them were never cleared. Watching the calls, not the process's timers, keeps other test
  * files in the same worker out of the count.
  */
-export async function timersOf(ms: number, fn: () => Promise<unknown>): Promise<{ set: number; uncleared: number }> {
+export async function timersOf(
+  ms: number,
+  fn: () => Promise<unknown>,
+): Promise<{ set: number; uncleared: number }> {
   const [realSet, realClear] = [globalThis.setTimeout, globalThis.clearTimeout];
   const created: unknown[] = [];
   const cleared = new Set<unknown>();

@@ -3,7 +3,11 @@ import type { RunningEmulator } from './servers.js';
 import { nowS } from './servers.js';
 
 /** Claims like the emulator's, signed with its key; override any to make a bad token. */
-export function claimsFor(emulator: RunningEmulator, audience: string, overrides: JWTPayload = {}): JWTPayload {
+export function claimsFor(
+  emulator: RunningEmulator,
+  audience: string,
+  overrides: JWTPayload = {},
+): JWTPayload {
   const now = nowS();
   return {
     aud: audience,
@@ -18,4 +22,5 @@ export function claimsFor(emulator: RunningEmulator, audience: string, overrides
   };
 }
 
-export const b64url = (value: unknown): string => Buffer.from(JSON.stringify(value)).toString('base64url');
+export const b64url = (value: unknown): string =>
+  Buffer.from(JSON.stringify(value)).toString('base64url');

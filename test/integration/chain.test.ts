@@ -27,20 +27,35 @@ describe('the chain: calling → receiving, tokens from the metadata emulator', 
   const startReceiving = async (invokers: string[]) => {
     // The audience is receiving's own URL, so its port is chosen first.
     const port = await freePort();
-    const env = { AUDIENCES: `http://127.0.0.1:${port}`, JWKS_URL: emulator.jwksUrl.href, INVOKERS: invokers.join(',') };
+    const env = {
+      AUDIENCES: `http://127.0.0.1:${port}`,
+      JWKS_URL: emulator.jwksUrl.href,
+      INVOKERS: invokers.join(','),
+    };
     const receiving = await serveReceiving(env, undefined, port);
     running.push(receiving);
     return { receiving, audience: receiving.url };
   };
 
-  const startCalling = async (receivingUrl: string, audience: string, auth: 'id-token' | 'none' = 'id-token') => {
-    const calling = await serveCalling({ URL: receivingUrl, AUDIENCE: audience, AUTH: auth, GCE_METADATA_HOST: emulator.host });
+  const startCalling = async (
+    receivingUrl: string,
+    audience: string,
+    auth: 'id-token' | 'none' = 'id-token',
+  ) => {
+    const calling = await serveCalling({
+      URL: receivingUrl,
+      AUDIENCE: audience,
+      AUTH: auth,
+      GCE_METADATA_HOST: emulator.host,
+    });
     running.push(calling);
     return calling;
   };
 
   it('answers "Second service says: Hello World!" when calling is an invoker', async () => {
-    const { receiving, audience } = await startReceiving([`serviceAccount:${emulator.config.serviceAccount}`]);
+    const { receiving, audience } = await startReceiving([
+      `serviceAccount:${emulator.config.serviceAccount}`,
+    ]);
     const calling = await startCalling(receiving.url, audience);
     const before = emulator.stats.identityRequests;
     for (let i = 0; i < 3; i += 1) {
@@ -53,7 +68,9 @@ describe('the chain: calling → receiving, tokens from the metadata emulator', 
   });
 
   it('is refused (502 naming the 401) when calling sends no token', async () => {
-    const { receiving, audience } = await startReceiving([`serviceAccount:${emulator.config.serviceAccount}`]);
+    const { receiving, audience } = await startReceiving([
+      `serviceAccount:${emulator.config.serviceAccount}`,
+    ]);
     const calling = await startCalling(receiving.url, audience, 'none');
     const res = await request(calling.url).get('/');
     expect(res.status).toBe(502);
@@ -61,7 +78,9 @@ describe('the chain: calling → receiving, tokens from the metadata emulator', 
   });
 
   it('is refused (502 naming the 403) when calling is not an invoker', async () => {
-    const { receiving, audience } = await startReceiving(['serviceAccount:someone-else@p.iam.gserviceaccount.com']);
+    const { receiving, audience } = await startReceiving([
+      'serviceAccount:someone-else@p.iam.gserviceaccount.com',
+    ]);
     const calling = await startCalling(receiving.url, audience);
     const res = await request(calling.url).get('/');
     expect(res.status).toBe(502);
@@ -81,7 +100,9 @@ describe('the chain: calling → receiving, tokens from the metadata emulator', 
     expect(res.status).toBe(502);
     expect(res.text).toContain('answered 401');
     expect(res.text).toContain('Receiving said: token audience is not this service.');
-    expect(res.text).toContain('set AUDIENCE on calling to match (it is https://some-other-service.example)');
+    expect(res.text).toContain(
+      'set AUDIENCE on calling to match (it is https://some-other-service.example)',
+    );
   });
 
   it('refuses a direct call to receiving without a token', async () => {

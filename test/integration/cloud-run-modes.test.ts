@@ -9,11 +9,19 @@ import { parseServiceManifest } from '../../local/cloud-run-front/service.js';
 import { readDeployDir, renderDeploy } from '../../scripts/lib/deploy-manifests.js';
 import { SAMPLE_VALUES } from '../helpers/deploy-values.js';
 import { silentLogger } from '../helpers/logs.js';
-import { startCalling, startEmulator, startReceiving, type Running, type RunningEmulator } from '../helpers/servers.js';
+import {
+  startCalling,
+  startEmulator,
+  startReceiving,
+  type Running,
+  type RunningEmulator,
+} from '../helpers/servers.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 /** receiving's manifest as deployed (its timeout, its custom audiences: none). */
-const renderedReceiving = renderDeploy(readDeployDir(join(root, 'deploy')), SAMPLE_VALUES).find((f) => f.name === 'receiving.yaml')!.text;
+const renderedReceiving = renderDeploy(readDeployDir(join(root, 'deploy')), SAMPLE_VALUES).find(
+  (f) => f.name === 'receiving.yaml',
+)!.text;
 
 /** calling → the local Cloud Run front door → receiving, in each token mode. */
 describe('token modes behind Cloud Run IAM (the local front door)', () => {
@@ -35,7 +43,11 @@ describe('token modes behind Cloud Run IAM (the local front door)', () => {
   const chain = async (tokenCheck: 'verify' | 'platform', tokenHeader: TokenHeader) => {
     const frontPort = await freePort();
     const audience = `http://127.0.0.1:${frontPort}`;
-    const receiving = await startReceiving({ TOKEN_CHECK: tokenCheck, AUDIENCES: audience, JWKS_URL: emulator.jwksUrl.href });
+    const receiving = await startReceiving({
+      TOKEN_CHECK: tokenCheck,
+      AUDIENCES: audience,
+      JWKS_URL: emulator.jwksUrl.href,
+    });
     // The real local Cloud Run front door, with calling's account as receiving's only invoker.
     const manifest = parseServiceManifest(renderedReceiving, 'deploy/receiving.yaml');
     const front = createCloudRunFront({
@@ -43,12 +55,25 @@ describe('token modes behind Cloud Run IAM (the local front door)', () => {
       url: audience,
       target: receiving.url,
       jwksUrl: emulator.jwksUrl,
-      policies: () => [{ bindings: [{ role: 'roles/run.invoker', members: [`serviceAccount:${emulator.config.serviceAccount}`] }] }],
+      policies: () => [
+        {
+          bindings: [
+            {
+              role: 'roles/run.invoker',
+              members: [`serviceAccount:${emulator.config.serviceAccount}`],
+            },
+          ],
+        },
+      ],
       logger: silentLogger(),
     });
     await new Promise<void>((resolve) => front.listen(frontPort, '127.0.0.1', resolve));
     fronts.push(front);
-    const calling = await startCalling({ URL: audience, TOKEN_HEADER: tokenHeader, GCE_METADATA_HOST: emulator.host });
+    const calling = await startCalling({
+      URL: audience,
+      TOKEN_HEADER: tokenHeader,
+      GCE_METADATA_HOST: emulator.host,
+    });
     running.push(receiving, calling);
     return calling.url;
   };

@@ -5,7 +5,13 @@ import { createReceiving } from '../../services/receiving/app.js';
 import { freePort } from '../../scripts/lib/processes.js';
 import { faultyFront, rawServer, resettingServer } from '../helpers/faults.js';
 import { silentLogger } from '../helpers/logs.js';
-import { serve, startCalling as serveCalling, startEmulator, type Running, type RunningEmulator } from '../helpers/servers.js';
+import {
+  serve,
+  startCalling as serveCalling,
+  startEmulator,
+  type Running,
+  type RunningEmulator,
+} from '../helpers/servers.js';
 
 /**
  * The chain over real HTTP on loopback, with the metadata server and the receiving service
@@ -53,13 +59,20 @@ describe('calling under bursts and faults', () => {
   beforeAll(async () => {
     process.on('unhandledRejection', onUnhandled);
     emulator = await startEmulator();
-    const inner = createMetadataEmulator({ config: emulator.config, key: emulator.key, logger: silentLogger() });
+    const inner = createMetadataEmulator({
+      config: emulator.config,
+      key: emulator.key,
+      logger: silentLogger(),
+    });
     identityStats = inner.stats;
     // Slower than calling's 2 s per attempt: each attempt times out.
     metadata = faultyFront(inner.app, 6000);
     metadataServer = await serve(metadata.app);
     receivingPort = await freePort();
-    const config = loadReceivingConfig({ AUDIENCES: `http://127.0.0.1:${receivingPort}`, JWKS_URL: emulator.jwksUrl.href });
+    const config = loadReceivingConfig({
+      AUDIENCES: `http://127.0.0.1:${receivingPort}`,
+      JWKS_URL: emulator.jwksUrl.href,
+    });
     receivingFront = faultyFront(createReceiving(config, silentLogger()), 5000);
     await startReceiving();
   });
@@ -79,7 +92,11 @@ describe('calling under bursts and faults', () => {
   it('answers 200 concurrent requests on a fresh calling service with one identity request', async () => {
     const url = await startCalling();
     const before = identityStats.identityRequests;
-    const answers = await Promise.all(Array.from({ length: 200 }, () => fetch(`${url}/`).then(async (r) => [r.status, await r.text()])));
+    const answers = await Promise.all(
+      Array.from({ length: 200 }, () =>
+        fetch(`${url}/`).then(async (r) => [r.status, await r.text()]),
+      ),
+    );
     expect(answers.filter(([status]) => status !== 200)).toEqual([]);
     expect(identityStats.identityRequests - before).toBe(1);
   });
@@ -105,7 +122,8 @@ describe('calling under bursts and faults', () => {
       const url = await startCalling();
       metadata.fault = 'slow';
       const res = await request(url).get('/');
-      const [, waitedMs, attempts] = /did not answer within (\d+) ms \((\d) attempts\)/.exec(res.text) ?? [];
+      const [, waitedMs, attempts] =
+        /did not answer within (\d+) ms \((\d) attempts\)/.exec(res.text) ?? [];
       expect(Number(waitedMs)).toBeGreaterThanOrEqual(4000);
       expect(Number(attempts)).toBeGreaterThanOrEqual(2);
       metadata.fault = 'none';
@@ -124,7 +142,9 @@ describe('calling under bursts and faults', () => {
       const url = await startCalling(`127.0.0.1:${port}`);
       const down = await request(url).get('/');
       expect(down.status).toBe(503);
-      expect(down.text).toContain(`the metadata server at 127.0.0.1:${port} could not be reached (the connection was refused)`);
+      expect(down.text).toContain(
+        `the metadata server at 127.0.0.1:${port} could not be reached (the connection was refused)`,
+      );
       const back = await serve(metadata.app, port);
       running.push(back);
       await expectHello(url);
@@ -165,20 +185,25 @@ describe('calling under bursts and faults', () => {
     it.each([
       ['a Content-Length body', 'Content-Length: 100\r\n\r\nHello'],
       ['a chunked body', 'Transfer-Encoding: chunked\r\n\r\n5\r\nHello\r\n'],
-    ])('dying mid-answer with %s: 502 saying the connection was reset, not a 504 after UPSTREAM_TIMEOUT_MS', async (_what, rest) => {
-      const dying = await rawServer((socket) => socket.end(`HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n${rest}`));
-      const port = receivingPort;
-      receivingPort = Number(dying.url.port);
-      const url = await startCalling(metadataServer.host, 10_000);
-      receivingPort = port;
-      try {
-        const res = await request(url).get('/').set('Accept', 'application/json');
-        expect([res.status, res.body.code]).toEqual([502, 'UPSTREAM_UNREACHABLE']);
-        expect(res.body.detail).toContain('the connection was reset');
-      } finally {
-        await dying.close();
-      }
-    });
+    ])(
+      'dying mid-answer with %s: 502 saying the connection was reset, not a 504 after UPSTREAM_TIMEOUT_MS',
+      async (_what, rest) => {
+        const dying = await rawServer((socket) =>
+          socket.end(`HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n${rest}`),
+        );
+        const port = receivingPort;
+        receivingPort = Number(dying.url.port);
+        const url = await startCalling(metadataServer.host, 10_000);
+        receivingPort = port;
+        try {
+          const res = await request(url).get('/').set('Accept', 'application/json');
+          expect([res.status, res.body.code]).toEqual([502, 'UPSTREAM_UNREACHABLE']);
+          expect(res.body.detail).toContain('the connection was reset');
+        } finally {
+          await dying.close();
+        }
+      },
+    );
 
     it('resetting connections: 502 saying the connection was reset', async () => {
       const url = await startCalling();

@@ -1,7 +1,13 @@
 import request from 'supertest';
 import { freePort } from '../../scripts/lib/processes.js';
 import { capturingLogger } from '../helpers/logs.js';
-import { startCalling, startEmulator, startReceiving, type Running, type RunningEmulator } from '../helpers/servers.js';
+import {
+  startCalling,
+  startEmulator,
+  startReceiving,
+  type Running,
+  type RunningEmulator,
+} from '../helpers/servers.js';
 
 const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
 type Line = Record<string, unknown> & { httpRequest?: Record<string, unknown> };
@@ -14,7 +20,8 @@ describe('Cloud Logging lines from the chain', () => {
   let callingLines: string[];
   let receivingLines: string[];
   const parsed = (lines: string[]): Line[] => lines.map((l) => JSON.parse(l) as Line);
-  const requestLines = (lines: string[]): Line[] => parsed(lines).filter((l) => l.httpRequest !== undefined);
+  const requestLines = (lines: string[]): Line[] =>
+    parsed(lines).filter((l) => l.httpRequest !== undefined);
 
   beforeAll(async () => {
     emulator = await startEmulator();
@@ -32,7 +39,10 @@ describe('Cloud Logging lines from the chain', () => {
     receiving = await startReceiving(receivingEnv, receivingLog.logger, port);
     const callingLog = capturingLogger();
     callingLines = callingLog.lines;
-    calling = await startCalling({ ...project, URL: audience, GCE_METADATA_HOST: emulator.host }, callingLog.logger);
+    calling = await startCalling(
+      { ...project, URL: audience, GCE_METADATA_HOST: emulator.host },
+      callingLog.logger,
+    );
   });
   beforeEach(() => {
     callingLines.length = 0;
@@ -45,7 +55,10 @@ describe('Cloud Logging lines from the chain', () => {
   });
 
   it('writes one JSON line per request with severity, message, httpRequest and the trace', async () => {
-    await request(calling.url).get('/?q=1').set('traceparent', `00-${TRACE}-00f067aa0ba902b7-01`).set('User-Agent', 'test-agent');
+    await request(calling.url)
+      .get('/?q=1')
+      .set('traceparent', `00-${TRACE}-00f067aa0ba902b7-01`)
+      .set('User-Agent', 'test-agent');
     const [line, ...rest] = requestLines(callingLines);
     expect(rest).toEqual([]);
     expect(line).toMatchObject({
@@ -71,13 +84,21 @@ describe('Cloud Logging lines from the chain', () => {
     await request(calling.url).get('/').set('X-Cloud-Trace-Context', `${TRACE}/12345;o=1`);
     const [receivingLine] = requestLines(receivingLines);
     const [callingLine] = requestLines(callingLines);
-    expect(callingLine!['logging.googleapis.com/trace']).toBe(`projects/my-project/traces/${TRACE}`);
-    expect(receivingLine!['logging.googleapis.com/trace']).toBe(`projects/my-project/traces/${TRACE}`);
+    expect(callingLine!['logging.googleapis.com/trace']).toBe(
+      `projects/my-project/traces/${TRACE}`,
+    );
+    expect(receivingLine!['logging.googleapis.com/trace']).toBe(
+      `projects/my-project/traces/${TRACE}`,
+    );
     expect(receivingLine!.caller).toBe(emulator.config.serviceAccount);
     // receiving's span is calling's outbound call, a child of the inbound span.
-    expect(callingLine!['logging.googleapis.com/spanId']).toBe((12345).toString(16).padStart(16, '0'));
+    expect(callingLine!['logging.googleapis.com/spanId']).toBe(
+      (12345).toString(16).padStart(16, '0'),
+    );
     expect(receivingLine!['logging.googleapis.com/spanId']).toMatch(/^[\da-f]{16}$/);
-    expect(receivingLine!['logging.googleapis.com/spanId']).not.toBe(callingLine!['logging.googleapis.com/spanId']);
+    expect(receivingLine!['logging.googleapis.com/spanId']).not.toBe(
+      callingLine!['logging.googleapis.com/spanId'],
+    );
   });
 
   it('logs a refusal at WARNING with its code and reason, and calling at ERROR for the 502', async () => {

@@ -24,7 +24,8 @@ type As = keyof typeof HOSTS;
 // is skipped, its reason in its name (the summary prints it).
 const sdk = await findGcloud('the interop with gcloud and its Python google-auth');
 const DEBIAN_PYTHON =
-  existsSync('/usr/lib/python3/dist-packages/google/auth/compute_engine') && existsSync('/usr/lib/python3/dist-packages/requests');
+  existsSync('/usr/lib/python3/dist-packages/google/auth/compute_engine') &&
+  existsSync('/usr/lib/python3/dist-packages/requests');
 const JARS = [
   'google-api-client',
   'google-oauth-client',
@@ -44,12 +45,16 @@ const JARS = [
   'httpcore',
 ].map((jar) => `/usr/share/java/${jar}.jar`);
 const JAVA =
-  JARS.every((jar) => existsSync(jar)) && (process.env.PATH ?? '').split(delimiter).some((dir) => existsSync(join(dir, 'javac')));
+  JARS.every((jar) => existsSync(jar)) &&
+  (process.env.PATH ?? '').split(delimiter).some((dir) => existsSync(join(dir, 'javac')));
 
 /** A client's tests, or its tests skipped with the reason in the title. */
 const client = (name: string, missing: string | false, tests: () => void) => {
   if (missing) console.warn(`interop ${name}: skipped: ${missing}`);
-  (missing ? describe.skip : describe)(missing ? `client ${name} (skipped: ${missing})` : `client ${name}`, tests);
+  (missing ? describe.skip : describe)(
+    missing ? `client ${name} (skipped: ${missing})` : `client ${name}`,
+    tests,
+  );
 };
 
 describe("Google's own clients against npm start, unmodified, in a loopback-only namespace", () => {
@@ -61,23 +66,33 @@ describe("Google's own clients against npm start, unmodified, in a loopback-only
     ns = await loopbackNamespace('127.0.0.1 localhost\n', "the interop with Google's clients");
     if (ns === undefined) return;
     stateDir = mkdtempSync(join(tmpdir(), 'interop-'));
-    const chain = ns.spawn(process.execPath, [join(root, 'dist/scripts/start-local.js')], { ...process.env, LOCAL_STATE_DIR: stateDir });
+    const chain = ns.spawn(process.execPath, [join(root, 'dist/scripts/start-local.js')], {
+      ...process.env,
+      LOCAL_STATE_DIR: stateDir,
+    });
     children.push(chain);
     chain.stdout!.on('data', (chunk) => (output += chunk));
     chain.stderr!.on('data', (chunk) => (output += chunk));
-    for (let i = 0; i < 400 && !output.includes('Ctrl-C stops them all'); i += 1) await new Promise((r) => setTimeout(r, 50));
-    if (!output.includes('Ctrl-C stops them all')) throw new Error(`npm start did not come up:\n${output}`);
+    for (let i = 0; i < 400 && !output.includes('Ctrl-C stops them all'); i += 1)
+      await new Promise((r) => setTimeout(r, 50));
+    if (!output.includes('Ctrl-C stops them all'))
+      throw new Error(`npm start did not come up:\n${output}`);
     // Signing with the chain's key, so receiving's front verifies its tokens; its IAM policy decides.
-    const stranger = ns.spawn(process.execPath, [join(root, 'dist/local/metadata-emulator/main.js')], {
-      ...process.env,
-      PORT: HOSTS.stranger.split(':')[1],
-      SERVICE_ACCOUNT: STRANGER,
-      SIGNING_KEY_FILE: join(stateDir, 'metadata-signing-key.pem'),
-    });
+    const stranger = ns.spawn(
+      process.execPath,
+      [join(root, 'dist/local/metadata-emulator/main.js')],
+      {
+        ...process.env,
+        PORT: HOSTS.stranger.split(':')[1],
+        SERVICE_ACCOUNT: STRANGER,
+        SIGNING_KEY_FILE: join(stateDir, 'metadata-signing-key.pem'),
+      },
+    );
     children.push(stranger);
     let said = '';
     stranger.stdout!.on('data', (chunk) => (said += chunk));
-    for (let i = 0; i < 200 && !said.includes('listening'); i += 1) await new Promise((r) => setTimeout(r, 50));
+    for (let i = 0; i < 200 && !said.includes('listening'); i += 1)
+      await new Promise((r) => setTimeout(r, 50));
   }, 90_000);
   afterAll(async () => {
     for (const child of children.reverse()) {
@@ -90,15 +105,27 @@ describe("Google's own clients against npm start, unmodified, in a loopback-only
   });
 
   /** A client's process in the namespace, with no credentials but these variables. */
-  const inside = async (command: string, args: string[], env: Record<string, string>): Promise<Result> => {
-    const clean = Object.fromEntries(Object.entries(process.env).filter(([name]) => !/^(GOOGLE_|GCE_|CLOUDSDK_|METADATA_)/.test(name)));
+  const inside = async (
+    command: string,
+    args: string[],
+    env: Record<string, string>,
+  ): Promise<Result> => {
+    const clean = Object.fromEntries(
+      Object.entries(process.env).filter(
+        ([name]) => !/^(GOOGLE_|GCE_|CLOUDSDK_|METADATA_)/.test(name),
+      ),
+    );
     const result = await ns!.run(command, args, { env: { ...clean, ...env }, timeoutMs: 120_000 });
     if (result.code !== 0) throw new Error(`${command} exited ${result.code}:\n${result.stderr}`);
     return result;
   };
   /** What receiving's front answers to a request with this bearer token. */
   const callReceiving = async (token: string) => {
-    const { stdout } = await inside('curl', ['-s', '-w', ' %{http_code}', '-H', `Authorization: Bearer ${token}`, RECEIVING], {});
+    const { stdout } = await inside(
+      'curl',
+      ['-s', '-w', ' %{http_code}', '-H', `Authorization: Bearer ${token}`, RECEIVING],
+      {},
+    );
     return stdout;
   };
   const expectToken = (token: string, as: As) => {
@@ -108,17 +135,22 @@ describe("Google's own clients against npm start, unmodified, in a loopback-only
       iss: 'https://accounts.google.com',
     });
   };
-  const json = (result: Result) => JSON.parse(result.stdout.trim().split('\n').at(-1)!) as Record<string, unknown>;
+  const json = (result: Result) =>
+    JSON.parse(result.stdout.trim().split('\n').at(-1)!) as Record<string, unknown>;
 
   client('gcloud', sdk === undefined && 'gcloud is not installed', () => {
     const printToken = async (as: As) => {
       const config = mkdtempSync(join(tmpdir(), 'interop-gcloud-'));
       try {
         // A fresh config each time: gcloud caches whether it is on GCE.
-        const { stdout } = await inside('gcloud', ['auth', 'print-identity-token', `--audiences=${AUDIENCE}`], {
-          CLOUDSDK_CONFIG: config,
-          GCE_METADATA_ROOT: HOSTS[as],
-        });
+        const { stdout } = await inside(
+          'gcloud',
+          ['auth', 'print-identity-token', `--audiences=${AUDIENCE}`],
+          {
+            CLOUDSDK_CONFIG: config,
+            GCE_METADATA_ROOT: HOSTS[as],
+          },
+        );
         return stdout.trim();
       } finally {
         rmSync(config, { recursive: true, force: true });
@@ -148,7 +180,11 @@ describe("Google's own clients against npm start, unmodified, in a loopback-only
       async (as, status) => {
         if (ns === undefined) return;
         const result = json(
-          await inside(process.execPath, [join(clients, 'node-client.mjs'), AUDIENCE, CERTS, RECEIVING], { GCE_METADATA_HOST: HOSTS[as] }),
+          await inside(
+            process.execPath,
+            [join(clients, 'node-client.mjs'), AUDIENCE, CERTS, RECEIVING],
+            { GCE_METADATA_HOST: HOSTS[as] },
+          ),
         );
         expect(result).toMatchObject({
           available: true,
@@ -164,41 +200,64 @@ describe("Google's own clients against npm start, unmodified, in a loopback-only
     );
   });
 
-  const python = (python: string, env: (host: string) => Record<string, string>, how: string) => () => {
-    it.each([
-      ['invoker', 200],
-      ['stranger', 403],
-    ] as const)(
-      `Credentials().refresh(), ${how}, verify_token against the X.509 certs; as the %s receiving answers %s`,
-      async (as, status) => {
-        if (ns === undefined) return;
-        const result = json(await inside(python, [join(clients, 'python_client.py'), AUDIENCE, CERTS, RECEIVING], env(HOSTS[as])));
-        const account = as === 'invoker' ? INVOKER : STRANGER;
-        expect(result).toMatchObject({ access_token: true, account, how, verified_email: account, status });
-        if (status === 200) expect(result.body).toBe('Hello World!');
-      },
-      60_000,
-    );
-  };
+  const python =
+    (python: string, env: (host: string) => Record<string, string>, how: string) => () => {
+      it.each([
+        ['invoker', 200],
+        ['stranger', 403],
+      ] as const)(
+        `Credentials().refresh(), ${how}, verify_token against the X.509 certs; as the %s receiving answers %s`,
+        async (as, status) => {
+          if (ns === undefined) return;
+          const result = json(
+            await inside(
+              python,
+              [join(clients, 'python_client.py'), AUDIENCE, CERTS, RECEIVING],
+              env(HOSTS[as]),
+            ),
+          );
+          const account = as === 'invoker' ? INVOKER : STRANGER;
+          expect(result).toMatchObject({
+            access_token: true,
+            account,
+            how,
+            verified_email: account,
+            status,
+          });
+          if (status === 200) expect(result.body).toBe('Hello World!');
+        },
+        60_000,
+      );
+    };
   client(
     "Python google-auth 1.5.1 (Debian's python3-google-auth)",
-    !DEBIAN_PYTHON && 'python3-google-auth and python3-requests are not installed (test/interop/install-clients.sh)',
+    !DEBIAN_PYTHON &&
+      'python3-google-auth and python3-requests are not installed (test/interop/install-clients.sh)',
     // 1.x reads GCE_METADATA_ROOT for values and GCE_METADATA_IP for its ping; it has no fetch_id_token.
-    python('/usr/bin/python3', (host) => ({ GCE_METADATA_ROOT: host, GCE_METADATA_IP: host }), '_metadata.get'),
+    python(
+      '/usr/bin/python3',
+      (host) => ({ GCE_METADATA_ROOT: host, GCE_METADATA_IP: host }),
+      '_metadata.get',
+    ),
   );
   client(
     "Python google-auth 2.x (gcloud's bundled)",
     sdk === undefined && 'gcloud is not installed',
     python(
       sdk?.python ?? '',
-      (host) => ({ PYTHONPATH: join(sdk?.root ?? '', 'lib/third_party'), GCE_METADATA_HOST: host, GCE_METADATA_IP: host }),
+      (host) => ({
+        PYTHONPATH: join(sdk?.root ?? '', 'lib/third_party'),
+        GCE_METADATA_HOST: host,
+        GCE_METADATA_IP: host,
+      }),
       'fetch_id_token',
     ),
   );
 
   client(
     "Java google-auth-library 0.18 + GoogleIdTokenVerifier 1.27 (Debian's)",
-    !JAVA && 'a JDK and libgoogle-api-client-java, libgoogle-auth-java are not installed (test/interop/install-clients.sh)',
+    !JAVA &&
+      'a JDK and libgoogle-api-client-java, libgoogle-auth-java are not installed (test/interop/install-clients.sh)',
     () => {
       it.each([
         ['invoker', 200],
@@ -208,11 +267,27 @@ describe("Google's own clients against npm start, unmodified, in a loopback-only
         async (as, status) => {
           if (ns === undefined) return;
           const result = json(
-            await inside('java', ['-cp', JARS.join(':'), join(clients, 'JavaClient.java'), AUDIENCE, CERTS, JWKS, RECEIVING], {
-              GCE_METADATA_HOST: HOSTS[as],
-            }),
+            await inside(
+              'java',
+              [
+                '-cp',
+                JARS.join(':'),
+                join(clients, 'JavaClient.java'),
+                AUDIENCE,
+                CERTS,
+                JWKS,
+                RECEIVING,
+              ],
+              {
+                GCE_METADATA_HOST: HOSTS[as],
+              },
+            ),
           );
-          expect(result).toEqual({ verified: true, email: as === 'invoker' ? INVOKER : STRANGER, status });
+          expect(result).toEqual({
+            verified: true,
+            email: as === 'invoker' ? INVOKER : STRANGER,
+            status,
+          });
         },
         60_000,
       );

@@ -1,6 +1,11 @@
 import request from 'supertest';
 import { capturingLogger } from '../helpers/logs.js';
-import { startEmulator, startReceiving as serveReceiving, type Running, type RunningEmulator } from '../helpers/servers.js';
+import {
+  startEmulator,
+  startReceiving as serveReceiving,
+  type Running,
+  type RunningEmulator,
+} from '../helpers/servers.js';
 import { b64url, claimsFor } from '../helpers/tokens.js';
 
 const AUDIENCE = 'https://receiving-abc123-uc.a.run.app';
@@ -13,7 +18,10 @@ describe('receiving over HTTP', () => {
   const startReceiving = async (invokers: string[]) => {
     const { logger, lines } = capturingLogger();
     logLines = lines;
-    return serveReceiving({ AUDIENCES: AUDIENCE, JWKS_URL: emulator.jwksUrl.href, INVOKERS: invokers.join(',') }, logger);
+    return serveReceiving(
+      { AUDIENCES: AUDIENCE, JWKS_URL: emulator.jwksUrl.href, INVOKERS: invokers.join(',') },
+      logger,
+    );
   };
   const token = (overrides = {}) => emulator.key.sign(claimsFor(emulator, AUDIENCE, overrides));
 
@@ -37,10 +45,20 @@ describe('receiving over HTTP', () => {
       expect(res.text).toBe('Hello World!');
     });
 
-    it.each(['Basic dXNlcjpwYXNz', 'Bearer', 'Bearer a b', 'abc.def.ghi', 'XBearer abc.def.ghi', 'Token bearer abc.def.ghi'])(
+    it.each([
+      'Basic dXNlcjpwYXNz',
+      'Bearer',
+      'Bearer a b',
+      'abc.def.ghi',
+      'XBearer abc.def.ghi',
+      'Token bearer abc.def.ghi',
+    ])(
       'refuses Authorization %j as not a bearer token, saying what the header should look like',
       async (header) => {
-        const res = await request(receiving.url).get('/').set('Authorization', header).set('Accept', 'application/json');
+        const res = await request(receiving.url)
+          .get('/')
+          .set('Authorization', header)
+          .set('Accept', 'application/json');
         expect([res.status, res.body.code, res.body.detail]).toEqual([
           401,
           'TOKEN_INVALID',
@@ -49,11 +67,14 @@ describe('receiving over HTTP', () => {
       },
     );
 
-    it.each([undefined, '', '   '])('answers TOKEN_MISSING for Authorization %j', async (header) => {
-      const req = request(receiving.url).get('/').set('Accept', 'application/json');
-      const res = await (header === undefined ? req : req.set('Authorization', header));
-      expect([res.status, res.body.code]).toEqual([401, 'TOKEN_MISSING']);
-    });
+    it.each([undefined, '', '   '])(
+      'answers TOKEN_MISSING for Authorization %j',
+      async (header) => {
+        const req = request(receiving.url).get('/').set('Accept', 'application/json');
+        const res = await (header === undefined ? req : req.set('Authorization', header));
+        expect([res.status, res.body.code]).toEqual([401, 'TOKEN_MISSING']);
+      },
+    );
 
     it('accepts the scheme in any case, with spaces and tabs around the token', async () => {
       const res = await request(receiving.url)
@@ -94,7 +115,9 @@ describe('receiving over HTTP', () => {
     it('answers 401 with a Bearer challenge when the token is missing', async () => {
       const res = await request(receiving.url).get('/');
       expect(res.status).toBe(401);
-      expect(res.headers['www-authenticate']).toMatch(/^Bearer error="invalid_token", error_description="no bearer token/);
+      expect(res.headers['www-authenticate']).toMatch(
+        /^Bearer error="invalid_token", error_description="no bearer token/,
+      );
       expect(res.text).toMatch(/no bearer token/);
     });
 
@@ -102,7 +125,9 @@ describe('receiving over HTTP', () => {
       const expired = await token({ iat: 1_600_000_000, exp: 1_600_003_600 });
       const res = await request(receiving.url).get('/').set('Authorization', `Bearer ${expired}`);
       expect(res.status).toBe(401);
-      expect(res.headers['www-authenticate']).toBe('Bearer error="invalid_token", error_description="token has expired"');
+      expect(res.headers['www-authenticate']).toBe(
+        'Bearer error="invalid_token", error_description="token has expired"',
+      );
       expect(res.text).toBe('invalid token: token has expired\n');
       const signature = expired.split('.')[2]!;
       const payload = expired.split('.')[1]!;
@@ -157,7 +182,10 @@ describe('receiving over HTTP', () => {
     it('answers 403 naming the subject when the token has no email, even one claiming email_verified', async () => {
       const res = await request(receiving.url)
         .get('/')
-        .set('Authorization', `Bearer ${await token({ email: undefined, email_verified: true, sub: '1234567890' })}`);
+        .set(
+          'Authorization',
+          `Bearer ${await token({ email: undefined, email_verified: true, sub: '1234567890' })}`,
+        );
       expect(res.status).toBe(403);
       expect(res.text).toMatch(/no verified email/);
       expect(res.text).toContain('1234567890');
@@ -199,7 +227,10 @@ describe('receiving over HTTP', () => {
       expect(res.text).toContain(`${lookalike} is not allowed to invoke this service`);
       const owner = await request(receiving.url)
         .get('/')
-        .set('Authorization', `Bearer ${await token({ email: 'KELVIN@local-project.iam.gserviceaccount.com' })}`);
+        .set(
+          'Authorization',
+          `Bearer ${await token({ email: 'KELVIN@local-project.iam.gserviceaccount.com' })}`,
+        );
       expect(owner.status).toBe(200);
     });
 
@@ -220,7 +251,10 @@ describe('receiving over HTTP', () => {
     it('lets any caller with a valid token in', async () => {
       const res = await request(receiving.url)
         .get('/')
-        .set('Authorization', `Bearer ${await token({ email: 'anyone@example.com', email_verified: false })}`);
+        .set(
+          'Authorization',
+          `Bearer ${await token({ email: 'anyone@example.com', email_verified: false })}`,
+        );
       expect(res.status).toBe(200);
     });
   });

@@ -26,7 +26,9 @@ describe('loadReceivingConfig', () => {
   });
 
   it('refuses to verify without AUDIENCES, naming it', () => {
-    expect(problemsOf({})).toEqual([expect.stringMatching(/^AUDIENCES is required with TOKEN_CHECK=verify/)]);
+    expect(problemsOf({})).toEqual([
+      expect.stringMatching(/^AUDIENCES is required with TOKEN_CHECK=verify/),
+    ]);
   });
 
   it('needs no AUDIENCES with TOKEN_CHECK=none', () => {
@@ -56,7 +58,11 @@ describe('loadReceivingConfig', () => {
   });
 
   it('refuses an INVOKERS entry with anything before or after the member', () => {
-    for (const entry of ['xuser:ann@example.com', 'user:ann@example.com:extra', 'group:team@example.com']) {
+    for (const entry of [
+      'xuser:ann@example.com',
+      'user:ann@example.com:extra',
+      'group:team@example.com',
+    ]) {
       expect(problemsOf({ AUDIENCES: 'a', INVOKERS: entry })).toEqual([
         expect.stringContaining(`INVOKERS entry "${entry}" is not an IAM member`),
       ]);
@@ -87,12 +93,17 @@ describe('loadReceivingConfig', () => {
       JWKS_URL: 'http://127.0.0.1:8082/oauth2/v3/certs',
       ISSUERS: 'https://issuer.example, other',
     });
-    expect(config).toMatchObject({ host: '127.0.0.1', issuers: ['https://issuer.example', 'other'] });
+    expect(config).toMatchObject({
+      host: '127.0.0.1',
+      issuers: ['https://issuer.example', 'other'],
+    });
     expect(config.jwksUrl.href).toBe('http://127.0.0.1:8082/oauth2/v3/certs');
   });
 
   it('refuses an ISSUERS that names no issuer', () => {
-    expect(problemsOf({ AUDIENCES: 'a', ISSUERS: ' , ' })).toEqual(['ISSUERS must name at least one issuer']);
+    expect(problemsOf({ AUDIENCES: 'a', ISSUERS: ' , ' })).toEqual([
+      'ISSUERS must name at least one issuer',
+    ]);
   });
 
   it('names the service and says what AUDIENCES should hold', () => {

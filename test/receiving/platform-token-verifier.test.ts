@@ -1,5 +1,11 @@
 import request from 'supertest';
-import { nowS, startEmulator, startReceiving, type Running, type RunningEmulator } from '../helpers/servers.js';
+import {
+  nowS,
+  startEmulator,
+  startReceiving,
+  type Running,
+  type RunningEmulator,
+} from '../helpers/servers.js';
 import { b64url, claimsFor } from '../helpers/tokens.js';
 
 const AUDIENCE = 'https://receiving-abc123defg-uc.a.run.app';
@@ -10,7 +16,10 @@ describe('receiving with TOKEN_CHECK=platform', () => {
   let emulator: RunningEmulator;
   let receiving: Running;
   const stripped = async (overrides = {}) =>
-    (await emulator.key.sign(claimsFor(emulator, AUDIENCE, overrides))).replace(/[^.]+$/, SIGNATURE_REMOVED);
+    (await emulator.key.sign(claimsFor(emulator, AUDIENCE, overrides))).replace(
+      /[^.]+$/,
+      SIGNATURE_REMOVED,
+    );
 
   const start = (withAudiences: boolean) =>
     startReceiving({
@@ -55,7 +64,9 @@ describe('receiving with TOKEN_CHECK=platform', () => {
 
     it('fully verifies a token that still carries a signature', async () => {
       const signed = await emulator.key.sign(claimsFor(emulator, AUDIENCE));
-      expect((await request(receiving.url).get('/').set('Authorization', `Bearer ${signed}`)).status).toBe(200);
+      expect(
+        (await request(receiving.url).get('/').set('Authorization', `Bearer ${signed}`)).status,
+      ).toBe(200);
       const tampered = signed.replace(/[^.]+$/, 'AAAA');
       const res = await request(receiving.url).get('/').set('Authorization', `Bearer ${tampered}`);
       expect(res.status).toBe(401);
@@ -64,16 +75,36 @@ describe('receiving with TOKEN_CHECK=platform', () => {
 
     it.each([
       ['no token', undefined, 'no bearer token'],
-      ['a stripped token from another issuer', { iss: 'https://evil.example' }, 'issuer is not trusted'],
-      ['a stripped token long expired', () => ({ iat: nowS() - 7200, exp: nowS() - 3600 }), 'token has expired'],
+      [
+        'a stripped token from another issuer',
+        { iss: 'https://evil.example' },
+        'issuer is not trusted',
+      ],
+      [
+        'a stripped token long expired',
+        () => ({ iat: nowS() - 7200, exp: nowS() - 3600 }),
+        'token has expired',
+      ],
       ['a stripped token without exp', { exp: undefined }, 'token has expired'],
-      ['a stripped token expired just past the 30 s tolerance', () => ({ exp: nowS() - 31 }), 'token has expired'],
-      ['a stripped token expired exactly at the 30 s tolerance', () => ({ exp: nowS() - 30 }), 'token has expired'],
+      [
+        'a stripped token expired just past the 30 s tolerance',
+        () => ({ exp: nowS() - 31 }),
+        'token has expired',
+      ],
+      [
+        'a stripped token expired exactly at the 30 s tolerance',
+        () => ({ exp: nowS() - 30 }),
+        'token has expired',
+      ],
       ['a stripped token without a subject', { sub: undefined }, 'token has no subject'],
     ])('refuses %s with 401', async (_name, overrides, reason) => {
       const req = request(receiving.url).get('/');
       // Times are taken now, not when the table was built: the 30 s boundary is to the second.
-      if (overrides) req.set('Authorization', `Bearer ${await stripped(typeof overrides === 'function' ? overrides() : overrides)}`);
+      if (overrides)
+        req.set(
+          'Authorization',
+          `Bearer ${await stripped(typeof overrides === 'function' ? overrides() : overrides)}`,
+        );
       const res = await req;
       expect(res.status).toBe(401);
       expect(res.text).toContain(reason);

@@ -4,7 +4,10 @@ import https from 'node:https';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { createSigningKey, type SigningKey } from '../../local/metadata-emulator/signing-key.js';
 import type { SigningKeySetOptions } from '../../services/receiving/signing-keys.js';
-import { createJwksTokenVerifier, type TokenVerifier } from '../../services/receiving/token-verifier.js';
+import {
+  createJwksTokenVerifier,
+  type TokenVerifier,
+} from '../../services/receiving/token-verifier.js';
 import { SigningKeysUnavailableError, TokenInvalidError } from '../../services/shared/errors.js';
 import { freePort } from '../../scripts/lib/processes.js';
 import { resettingServer } from '../helpers/faults.js';
@@ -15,7 +18,17 @@ import { b64url } from '../helpers/tokens.js';
 const AUDIENCE = 'https://receiving-abc123-uc.a.run.app';
 const COOLDOWN_MS = 30_000;
 
-type Mode = 'ok' | 'error-500' | 'silent' | 'refused' | 'not-json' | 'no-keys' | 'redirect' | 'huge' | 'null' | 'raw';
+type Mode =
+  | 'ok'
+  | 'error-500'
+  | 'silent'
+  | 'refused'
+  | 'not-json'
+  | 'no-keys'
+  | 'redirect'
+  | 'huge'
+  | 'null'
+  | 'raw';
 
 /**
  * A key server we control: serves `keys` with `Cache-Control: max-age=<maxAgeS>`, counts every
@@ -60,7 +73,9 @@ class KeyServer {
           res.set('Cache-Control', `public, max-age=${this.maxAgeS}`).json(this.raw);
           return;
         default:
-          res.set('Cache-Control', `public, max-age=${this.maxAgeS}`).json({ keys: this.keys.flatMap((k) => k.jwks.keys) });
+          res
+            .set('Cache-Control', `public, max-age=${this.maxAgeS}`)
+            .json({ keys: this.keys.flatMap((k) => k.jwks.keys) });
       }
     });
     this.port ||= await freePort();
@@ -88,18 +103,31 @@ class KeyServer {
 
 /** A verifier of AUDIENCE tokens against the key server, with the key cache's rules as given. */
 const verifierFor = (server: KeyServer, keys: Omit<SigningKeySetOptions, 'url'>) =>
-  createJwksTokenVerifier({ jwksUrl: server.url, audiences: [AUDIENCE], issuers: ['https://accounts.google.com'], keys });
+  createJwksTokenVerifier({
+    jwksUrl: server.url,
+    audiences: [AUDIENCE],
+    issuers: ['https://accounts.google.com'],
+    keys,
+  });
 
-const claims = () => ({ aud: AUDIENCE, iss: 'https://accounts.google.com', sub: '1', iat: nowS(), exp: nowS() + 3600 });
+const claims = () => ({
+  aud: AUDIENCE,
+  iss: 'https://accounts.google.com',
+  sub: '1',
+  iat: nowS(),
+  exp: nowS() + 3600,
+});
 
 /** A token-shaped string naming a key id nobody publishes: what a flood of forgeries looks like. */
-const forgedWithKid = (kid: string) => `${b64url({ alg: 'RS256', kid, typ: 'JWT' })}.${b64url(claims())}.c2lnbmF0dXJl`;
+const forgedWithKid = (kid: string) =>
+  `${b64url({ alg: 'RS256', kid, typ: 'JWT' })}.${b64url(claims())}.c2lnbmF0dXJl`;
 
 async function outcome(verifier: TokenVerifier, token: string): Promise<string> {
   return verifier.verify(token).then(
     () => 'ok',
     (err: unknown) => {
-      if (err instanceof SigningKeysUnavailableError) return `503 retry-after ${err.headers['Retry-After']}`;
+      if (err instanceof SigningKeysUnavailableError)
+        return `503 retry-after ${err.headers['Retry-After']}`;
       if (err instanceof TokenInvalidError) return `401 ${err.reason}`;
       throw err;
     },
@@ -123,7 +151,12 @@ describe('signing keys: a cache that outlives the key server', () => {
     server.keys = [key];
     await server.start();
     clockMs = Date.now();
-    verifier = verifierFor(server, { cooldownMs: COOLDOWN_MS, maxBackoffMs: 4 * COOLDOWN_MS, timeoutMs: 300, now: () => clockMs });
+    verifier = verifierFor(server, {
+      cooldownMs: COOLDOWN_MS,
+      maxBackoffMs: 4 * COOLDOWN_MS,
+      timeoutMs: 300,
+      now: () => clockMs,
+    });
   });
   afterEach(() => server.close());
 
@@ -155,7 +188,13 @@ describe('signing keys: a cache that outlives the key server', () => {
     expect(server.requests).toBe(2);
   });
 
-  it.each([['error-500' as const], ['silent' as const], ['refused' as const], ['not-json' as const], ['no-keys' as const]])(
+  it.each([
+    ['error-500' as const],
+    ['silent' as const],
+    ['refused' as const],
+    ['not-json' as const],
+    ['no-keys' as const],
+  ])(
     'keeps verifying tokens on cached keys through a key server that is %s, long after max-age',
     async (mode) => {
       const token = await key.sign(claims());
@@ -180,21 +219,27 @@ describe('signing keys: a cache that outlives the key server', () => {
     ['answers 500', 'error-500' as const, '503 retry-after 30'],
     ['never answers', 'silent' as const, '503 retry-after 30'],
     ['refuses connections', 'refused' as const, '503 retry-after 30'],
-  ])('makes one key request per cooldown under a flood of unknown key ids while the key server %s', async (_name, mode, refusal) => {
-    expect(await outcome(verifier, await key.sign(claims()))).toBe('ok');
-    await server.setMode(mode);
-    const before = server.requests;
-    advance(COOLDOWN_MS);
-    const concurrent = await Promise.all(Array.from({ length: 200 }, (_v, i) => outcome(verifier, forgedWithKid(`forged-${i}`))));
-    expect(new Set(concurrent)).toEqual(new Set([refusal]));
-    const sequential: string[] = [];
-    for (let i = 0; i < 200; i += 1) sequential.push(await outcome(verifier, forgedWithKid(`again-${i}`)));
-    expect(new Set(sequential)).toEqual(new Set([refusal]));
-    // A refused connection leaves no count; the same Retry-After shows no new attempt was made.
-    if (mode !== 'refused') expect(server.requests - before).toBe(1);
-    // A valid token on a cached key is not held hostage by the outage.
-    expect(await outcome(verifier, await key.sign(claims()))).toBe('ok');
-  });
+  ])(
+    'makes one key request per cooldown under a flood of unknown key ids while the key server %s',
+    async (_name, mode, refusal) => {
+      expect(await outcome(verifier, await key.sign(claims()))).toBe('ok');
+      await server.setMode(mode);
+      const before = server.requests;
+      advance(COOLDOWN_MS);
+      const concurrent = await Promise.all(
+        Array.from({ length: 200 }, (_v, i) => outcome(verifier, forgedWithKid(`forged-${i}`))),
+      );
+      expect(new Set(concurrent)).toEqual(new Set([refusal]));
+      const sequential: string[] = [];
+      for (let i = 0; i < 200; i += 1)
+        sequential.push(await outcome(verifier, forgedWithKid(`again-${i}`)));
+      expect(new Set(sequential)).toEqual(new Set([refusal]));
+      // A refused connection leaves no count; the same Retry-After shows no new attempt was made.
+      if (mode !== 'refused') expect(server.requests - before).toBe(1);
+      // A valid token on a cached key is not held hostage by the outage.
+      expect(await outcome(verifier, await key.sign(claims()))).toBe('ok');
+    },
+  );
 
   it('backs off while the key server keeps failing, doubling the wait up to its cap', async () => {
     await server.setMode('error-500');
@@ -233,19 +278,29 @@ describe('signing keys: a cache that outlives the key server', () => {
     ['null' as const, 'answered a key set without RSA keys', undefined],
     ['raw' as const, 'answered a key set without RSA keys', { keys: [null] }],
     ['raw' as const, 'answered a key set without RSA keys', { keys: 'not a list' }],
-    ['raw' as const, 'answered a malformed key set', { keys: [{ kty: 'RSA', n: 'AQAB', e: 'AQAB' }, 'not a key'] }],
+    [
+      'raw' as const,
+      'answered a malformed key set',
+      { keys: [{ kty: 'RSA', n: 'AQAB', e: 'AQAB' }, 'not a key'] },
+    ],
     ['redirect' as const, 'answered 302', undefined],
     ['huge' as const, 'answered more than 64 KB', undefined],
   ])('treats a key server in mode %s as failing: "%s"', async (mode, how, raw: unknown) => {
     server.mode = mode;
     server.raw = raw;
-    const error = (await verifier.verify(await key.sign(claims())).catch((e: unknown) => e)) as Error;
+    const error = (await verifier
+      .verify(await key.sign(claims()))
+      .catch((e: unknown) => e)) as Error;
     expect(error).toBeInstanceOf(SigningKeysUnavailableError);
     expect(error.message).toContain(`key server at ${server.url.href} ${how}; next try in 30 s`);
   });
 
   it('never waits less than the cooldown, even with a backoff cap below it', async () => {
-    const capped = verifierFor(server, { cooldownMs: COOLDOWN_MS, maxBackoffMs: 1000, now: () => clockMs });
+    const capped = verifierFor(server, {
+      cooldownMs: COOLDOWN_MS,
+      maxBackoffMs: 1000,
+      now: () => clockMs,
+    });
     server.mode = 'error-500';
     expect(await outcome(capped, forgedWithKid('a'))).toBe('503 retry-after 30');
     advance(COOLDOWN_MS);
@@ -255,23 +310,31 @@ describe('signing keys: a cache that outlives the key server', () => {
 
   it('names a silent key server by its timeout and a refused one by the refusal', async () => {
     await server.setMode('silent');
-    expect(((await verifier.verify(await key.sign(claims())).catch((e: Error) => e)) as Error).message).toContain(
-      'did not answer within 300 ms',
-    );
+    expect(
+      ((await verifier.verify(await key.sign(claims())).catch((e: Error) => e)) as Error).message,
+    ).toContain('did not answer within 300 ms');
     advance(COOLDOWN_MS);
     await server.setMode('refused');
-    expect(((await verifier.verify(await key.sign(claims())).catch((e: Error) => e)) as Error).message).toContain(
-      'could not be reached (the connection was refused)',
-    );
+    expect(
+      ((await verifier.verify(await key.sign(claims())).catch((e: Error) => e)) as Error).message,
+    ).toContain('could not be reached (the connection was refused)');
   });
 
   it('names a reset connection as reset', async () => {
     const reset = await resettingServer();
     try {
       const url = new URL(`http://127.0.0.1:${reset.port}/certs`);
-      const resetting = createJwksTokenVerifier({ jwksUrl: url, audiences: [AUDIENCE], issuers: ['https://accounts.google.com'] });
-      const error = (await resetting.verify(await key.sign(claims())).catch((e: unknown) => e)) as Error;
-      expect(error.message).toContain(`key server at ${url.href} could not be reached (the connection was reset); next try in 30 s`);
+      const resetting = createJwksTokenVerifier({
+        jwksUrl: url,
+        audiences: [AUDIENCE],
+        issuers: ['https://accounts.google.com'],
+      });
+      const error = (await resetting
+        .verify(await key.sign(claims()))
+        .catch((e: unknown) => e)) as Error;
+      expect(error.message).toContain(
+        `key server at ${url.href} could not be reached (the connection was reset); next try in 30 s`,
+      );
     } finally {
       await reset.close();
     }
@@ -288,14 +351,18 @@ describe('signing keys: a cache that outlives the key server', () => {
 
   it('leaves no timer behind once the keys have come', async () => {
     const slowTimeout = verifierFor(server, { timeoutMs: 60_000, now: () => clockMs });
-    const timers = await timersOf(60_000, async () => expect(await outcome(slowTimeout, await key.sign(claims()))).toBe('ok'));
+    const timers = await timersOf(60_000, async () =>
+      expect(await outcome(slowTimeout, await key.sign(claims()))).toBe('ok'),
+    );
     expect(timers).toEqual({ set: 1, uncleared: 0 });
   });
 
   it('refuses an unknown key id as the token’s fault (401) while the key server is healthy, without refetching', async () => {
     expect(await outcome(verifier, await key.sign(claims()))).toBe('ok');
     advance(1000);
-    const results = await Promise.all(Array.from({ length: 100 }, (_v, i) => outcome(verifier, forgedWithKid(`k${i}`))));
+    const results = await Promise.all(
+      Array.from({ length: 100 }, (_v, i) => outcome(verifier, forgedWithKid(`k${i}`))),
+    );
     expect(new Set(results)).toEqual(new Set(['401 token is signed by an unknown key']));
     expect(server.requests).toBe(1);
   });
@@ -325,19 +392,30 @@ describe('signing keys from an https key server (as Google’s is)', () => {
     const key = await createSigningKey();
     const fixtures = new URL('../fixtures/tls/', import.meta.url);
     const cert = readFileSync(new URL('loopback.crt', fixtures));
-    const server = https.createServer({ key: readFileSync(new URL('loopback.key', fixtures)), cert }, (_req, res) => {
-      res.setHeader('Content-Type', 'application/json');
-      res.end(JSON.stringify(key.jwks));
-    });
+    const server = https.createServer(
+      { key: readFileSync(new URL('loopback.key', fixtures)), cert },
+      (_req, res) => {
+        res.setHeader('Content-Type', 'application/json');
+        res.end(JSON.stringify(key.jwks));
+      },
+    );
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const url = new URL(`https://127.0.0.1:${(server.address() as { port: number }).port}/certs`);
-    const options = { jwksUrl: url, audiences: [AUDIENCE], issuers: ['https://accounts.google.com'] };
+    const options = {
+      jwksUrl: url,
+      audiences: [AUDIENCE],
+      issuers: ['https://accounts.google.com'],
+    };
     try {
       const trusting = createJwksTokenVerifier({ ...options, keys: { ca: cert } });
       expect(await outcome(trusting, await key.sign(claims()))).toBe('ok');
       const untrusting = createJwksTokenVerifier(options);
-      const error = (await untrusting.verify(await key.sign(claims())).catch((e: unknown) => e)) as Error;
-      expect(error.message).toContain('could not be reached (TLS failed: DEPTH_ZERO_SELF_SIGNED_CERT)');
+      const error = (await untrusting
+        .verify(await key.sign(claims()))
+        .catch((e: unknown) => e)) as Error;
+      expect(error.message).toContain(
+        'could not be reached (TLS failed: DEPTH_ZERO_SELF_SIGNED_CERT)',
+      );
     } finally {
       server.closeAllConnections();
       server.close();
@@ -386,7 +464,9 @@ describe('remembered tokens follow their key', () => {
       clockMs += 61_000;
       await expect(verifier.verify(oldToken)).resolves.toMatchObject({ subject: '1' });
       await new Promise((resolve) => setTimeout(resolve, 200));
-      await expect(verifier.verify(oldToken)).rejects.toMatchObject({ reason: 'token is signed by an unknown key' });
+      await expect(verifier.verify(oldToken)).rejects.toMatchObject({
+        reason: 'token is signed by an unknown key',
+      });
       await expect(verifier.verify(freshToken)).resolves.toMatchObject({ subject: '1' });
       expect(server.requests).toBe(2);
     } finally {
@@ -395,8 +475,15 @@ describe('remembered tokens follow their key', () => {
   });
 
   it('forgets a verified token without a key id at the next key change', async () => {
-    const [a, b] = await Promise.all([generateKeyPair('RS256', { extractable: true }), generateKeyPair('RS256', { extractable: true })]);
-    const jwkOf = async (pair: typeof a) => ({ ...(await exportJWK(pair.publicKey)), alg: 'RS256', use: 'sig' });
+    const [a, b] = await Promise.all([
+      generateKeyPair('RS256', { extractable: true }),
+      generateKeyPair('RS256', { extractable: true }),
+    ]);
+    const jwkOf = async (pair: typeof a) => ({
+      ...(await exportJWK(pair.publicKey)),
+      alg: 'RS256',
+      use: 'sig',
+    });
     const server = new KeyServer();
     server.mode = 'raw';
     server.raw = { keys: [await jwkOf(a)] };
@@ -405,7 +492,9 @@ describe('remembered tokens follow their key', () => {
     let clockMs = Date.now();
     const verifier = verifierFor(server, { now: () => clockMs });
     try {
-      const token = await new SignJWT(claims()).setProtectedHeader({ alg: 'RS256' }).sign(a.privateKey);
+      const token = await new SignJWT(claims())
+        .setProtectedHeader({ alg: 'RS256' })
+        .sign(a.privateKey);
       await verifier.verify(token);
       await expect(verifier.verify(token)).resolves.toMatchObject({ subject: '1' });
       server.raw = { keys: [await jwkOf(b)] };
@@ -413,7 +502,9 @@ describe('remembered tokens follow their key', () => {
       await verifier.verify(token).catch(() => undefined); // starts the refresh
       await new Promise((resolve) => setTimeout(resolve, 200));
       expect(server.requests).toBe(2);
-      expect((await verifier.verify(token).catch((e: unknown) => e)) as TokenInvalidError).toMatchObject({
+      expect(
+        (await verifier.verify(token).catch((e: unknown) => e)) as TokenInvalidError,
+      ).toMatchObject({
         reason: 'token signature does not verify',
       });
     } finally {
@@ -422,8 +513,16 @@ describe('remembered tokens follow their key', () => {
   });
 
   it('forgets a verified token once the key behind its key id is replaced, the id kept', async () => {
-    const [a, b] = await Promise.all([generateKeyPair('RS256', { extractable: true }), generateKeyPair('RS256', { extractable: true })]);
-    const jwkOf = async (pair: typeof a) => ({ ...(await exportJWK(pair.publicKey)), kid: 'k1', alg: 'RS256', use: 'sig' });
+    const [a, b] = await Promise.all([
+      generateKeyPair('RS256', { extractable: true }),
+      generateKeyPair('RS256', { extractable: true }),
+    ]);
+    const jwkOf = async (pair: typeof a) => ({
+      ...(await exportJWK(pair.publicKey)),
+      kid: 'k1',
+      alg: 'RS256',
+      use: 'sig',
+    });
     const server = new KeyServer();
     server.mode = 'raw';
     server.raw = { keys: [await jwkOf(a)] };
@@ -432,7 +531,9 @@ describe('remembered tokens follow their key', () => {
     let clockMs = Date.now();
     const verifier = verifierFor(server, { now: () => clockMs });
     try {
-      const token = await new SignJWT(claims()).setProtectedHeader({ alg: 'RS256', kid: 'k1' }).sign(a.privateKey);
+      const token = await new SignJWT(claims())
+        .setProtectedHeader({ alg: 'RS256', kid: 'k1' })
+        .sign(a.privateKey);
       expect(await outcome(verifier, token)).toBe('ok');
       server.raw = { keys: [await jwkOf(b)] };
       clockMs += 61_000;
@@ -446,15 +547,24 @@ describe('remembered tokens follow their key', () => {
   });
 
   it('calls a token without a key id ambiguous when the key set holds more than one RSA key', async () => {
-    const [a, b] = await Promise.all([generateKeyPair('RS256', { extractable: true }), generateKeyPair('RS256', { extractable: true })]);
-    const jwkOf = async (pair: typeof a) => ({ ...(await exportJWK(pair.publicKey)), alg: 'RS256', use: 'sig' });
+    const [a, b] = await Promise.all([
+      generateKeyPair('RS256', { extractable: true }),
+      generateKeyPair('RS256', { extractable: true }),
+    ]);
+    const jwkOf = async (pair: typeof a) => ({
+      ...(await exportJWK(pair.publicKey)),
+      alg: 'RS256',
+      use: 'sig',
+    });
     const server = new KeyServer();
     server.mode = 'raw';
     server.raw = { keys: [await jwkOf(a), await jwkOf(b)] };
     await server.start();
     const verifier = verifierFor(server, {});
     try {
-      const token = await new SignJWT(claims()).setProtectedHeader({ alg: 'RS256' }).sign(a.privateKey);
+      const token = await new SignJWT(claims())
+        .setProtectedHeader({ alg: 'RS256' })
+        .sign(a.privateKey);
       expect(await outcome(verifier, token)).toBe('401 token key id is ambiguous');
     } finally {
       await server.close();
@@ -494,40 +604,43 @@ describe("how long keys are kept: the key server's Cache-Control max-age, from 3
     ['public , max-age = 120 , must-revalidate', 120],
     ['max-ageing=120', 300],
     ['max-age=120abc', 300],
-  ])('Cache-Control %p: refreshed after %d seconds, not a second before', async (header, seconds) => {
-    const key = await createSigningKey();
-    let requests = 0;
-    const app = express();
-    app.get('/certs', (_req, res) => {
-      requests += 1;
-      if (header !== undefined) res.set('Cache-Control', header);
-      res.json(key.jwks);
-    });
-    const keyServer = await serve(app);
-    let clockMs = Date.now();
-    const verifier = createJwksTokenVerifier({
-      jwksUrl: new URL(`${keyServer.url}/certs`),
-      audiences: [AUDIENCE],
-      issuers: ['https://accounts.google.com'],
-      keys: { now: () => clockMs },
-    });
-    const settle = () => new Promise((resolve) => setTimeout(resolve, 50));
-    try {
-      // Long after the token's hour its key is still looked up, and that is what starts a refresh.
-      const token = await key.sign(claims());
-      await verifier.verify(token);
-      clockMs += seconds * 1000 - 1;
-      await verifier.verify(token).catch(() => undefined);
-      await settle();
-      expect(requests).toBe(1);
-      clockMs += 1;
-      await verifier.verify(token).catch(() => undefined);
-      await settle();
-      expect(requests).toBe(2);
-    } finally {
-      await keyServer.close();
-    }
-  });
+  ])(
+    'Cache-Control %p: refreshed after %d seconds, not a second before',
+    async (header, seconds) => {
+      const key = await createSigningKey();
+      let requests = 0;
+      const app = express();
+      app.get('/certs', (_req, res) => {
+        requests += 1;
+        if (header !== undefined) res.set('Cache-Control', header);
+        res.json(key.jwks);
+      });
+      const keyServer = await serve(app);
+      let clockMs = Date.now();
+      const verifier = createJwksTokenVerifier({
+        jwksUrl: new URL(`${keyServer.url}/certs`),
+        audiences: [AUDIENCE],
+        issuers: ['https://accounts.google.com'],
+        keys: { now: () => clockMs },
+      });
+      const settle = () => new Promise((resolve) => setTimeout(resolve, 50));
+      try {
+        // Long after the token's hour its key is still looked up, and that is what starts a refresh.
+        const token = await key.sign(claims());
+        await verifier.verify(token);
+        clockMs += seconds * 1000 - 1;
+        await verifier.verify(token).catch(() => undefined);
+        await settle();
+        expect(requests).toBe(1);
+        clockMs += 1;
+        await verifier.verify(token).catch(() => undefined);
+        await settle();
+        expect(requests).toBe(2);
+      } finally {
+        await keyServer.close();
+      }
+    },
+  );
 });
 
 describe('receiving while its key server is down', () => {
@@ -550,8 +663,12 @@ describe('receiving while its key server is down', () => {
         ...Array.from({ length: 20 }, () => outcome(verifier, valid)),
       ]);
       expect(new Set(outcomes.slice(0, 100))).toEqual(new Set(['503 retry-after 30']));
-      const error = (await verifier.verify(forgedWithKid('one-more')).catch((e: unknown) => e)) as Error;
-      expect(error.message).toMatch(/key server at http:\/\/127\.0\.0\.1:\d+\/certs answered 500; next try in 30 s/);
+      const error = (await verifier
+        .verify(forgedWithKid('one-more'))
+        .catch((e: unknown) => e)) as Error;
+      expect(error.message).toMatch(
+        /key server at http:\/\/127\.0\.0\.1:\d+\/certs answered 500; next try in 30 s/,
+      );
       expect(outcomes.slice(100)).toEqual(Array(20).fill('ok'));
       expect(server.requests - before).toBe(1);
     } finally {

@@ -3,8 +3,17 @@ import express from 'express';
 import { createSigningKey, type SigningKey } from '../../local/metadata-emulator/signing-key.js';
 import { SigningKeysUnavailableError, TokenInvalidError } from '../../services/shared/errors.js';
 import { errors } from 'jose';
-import { createJwksTokenVerifier, type TokenVerifier } from '../../services/receiving/token-verifier.js';
-import { serve, startEmulator, nowS, type Running, type RunningEmulator } from '../helpers/servers.js';
+import {
+  createJwksTokenVerifier,
+  type TokenVerifier,
+} from '../../services/receiving/token-verifier.js';
+import {
+  serve,
+  startEmulator,
+  nowS,
+  type Running,
+  type RunningEmulator,
+} from '../helpers/servers.js';
 import { b64url, claimsFor } from '../helpers/tokens.js';
 
 const AUDIENCE = 'https://receiving-abc123-uc.a.run.app';
@@ -47,7 +56,9 @@ describe('createJwksTokenVerifier with the emulator keys', () => {
   });
 
   it('accepts the short issuer form and email_verified sent as a string', async () => {
-    const caller = await verifier.verify(await sign({ iss: 'accounts.google.com', email_verified: 'true' }));
+    const caller = await verifier.verify(
+      await sign({ iss: 'accounts.google.com', email_verified: 'true' }),
+    );
     expect(caller.emailVerified).toBe(true);
   });
 
@@ -73,45 +84,80 @@ describe('createJwksTokenVerifier with the emulator keys', () => {
   });
 
   it('refuses HS256 keyed with the public key (algorithm confusion)', async () => {
-    const pem = createPublicKey(emulator.key.certificates[emulator.key.kid]!).export({ type: 'spki', format: 'pem' });
+    const pem = createPublicKey(emulator.key.certificates[emulator.key.kid]!).export({
+      type: 'spki',
+      format: 'pem',
+    });
     const signingInput = `${b64url({ alg: 'HS256', typ: 'JWT', kid: emulator.key.kid })}.${b64url(claimsFor(emulator, AUDIENCE))}`;
     const signature = createHmac('sha256', pem).update(signingInput).digest('base64url');
-    expect(await reasonFor(verifier, `${signingInput}.${signature}`)).toBe('token algorithm is not RS256');
+    expect(await reasonFor(verifier, `${signingInput}.${signature}`)).toBe(
+      'token algorithm is not RS256',
+    );
   });
 
   it('refuses a token signed by a key it does not publish (unknown kid)', async () => {
     const foreign = await createSigningKey();
-    expect(await reasonFor(verifier, await foreign.sign(claimsFor(emulator, AUDIENCE)))).toBe('token is signed by an unknown key');
+    expect(await reasonFor(verifier, await foreign.sign(claimsFor(emulator, AUDIENCE)))).toBe(
+      'token is signed by an unknown key',
+    );
   });
 
   it('refuses a token signed by a foreign key that claims the emulator kid', async () => {
     const foreign = await createSigningKey();
     const [, payload, signature] = (await foreign.sign(claimsFor(emulator, AUDIENCE))).split('.');
     const header = b64url({ alg: 'RS256', kid: emulator.key.kid, typ: 'JWT' });
-    expect(await reasonFor(verifier, `${header}.${payload}.${signature}`)).toBe('token signature does not verify');
+    expect(await reasonFor(verifier, `${header}.${payload}.${signature}`)).toBe(
+      'token signature does not verify',
+    );
   });
 
   it('refuses a tampered payload', async () => {
     const [header, , signature] = (await sign()).split('.');
     const forged = b64url(claimsFor(emulator, AUDIENCE, { email: 'admin@example.com' }));
-    expect(await reasonFor(verifier, `${header}.${forged}.${signature}`)).toBe('token signature does not verify');
+    expect(await reasonFor(verifier, `${header}.${forged}.${signature}`)).toBe(
+      'token signature does not verify',
+    );
   });
 
   it.each([
     ['expired', { iat: nowS() - 3720, exp: nowS() - 120 }, 'token has expired'],
-    ['issued in the future', { iat: nowS() + 600, exp: nowS() + 4200 }, 'token is issued in the future'],
-    ['valid for more than a day', { exp: nowS() + 2 * 86400 }, 'token is valid for more than a day'],
-    ['issued more than a day ago', { iat: nowS() - 2 * 86400, exp: nowS() + 60 }, 'token was issued too long ago'],
+    [
+      'issued in the future',
+      { iat: nowS() + 600, exp: nowS() + 4200 },
+      'token is issued in the future',
+    ],
+    [
+      'valid for more than a day',
+      { exp: nowS() + 2 * 86400 },
+      'token is valid for more than a day',
+    ],
+    [
+      'issued more than a day ago',
+      { iat: nowS() - 2 * 86400, exp: nowS() + 60 },
+      'token was issued too long ago',
+    ],
     ['not valid yet (nbf)', { nbf: nowS() + 600 }, 'token is not valid yet (nbf)'],
-    ['for another audience', { aud: 'https://calling.example' }, 'token audience is not this service'],
+    [
+      'for another audience',
+      { aud: 'https://calling.example' },
+      'token audience is not this service',
+    ],
     ['from another issuer', { iss: 'https://evil.example' }, 'token issuer is not trusted'],
-    ['whose audience is a list holding this service', { aud: [AUDIENCE] }, 'token audience must be one string, not a list'],
+    [
+      'whose audience is a list holding this service',
+      { aud: [AUDIENCE] },
+      'token audience must be one string, not a list',
+    ],
     [
       'whose audience is a list of this and another',
       { aud: [AUDIENCE, 'https://other.example'] },
       'token audience must be one string, not a list',
     ],
-    ['whose audience is a list of others', { aud: ['https://calling.example'] }, 'token audience is not this service'],
+    [
+      'whose audience is a list of others',
+      { aud: ['https://calling.example'] },
+      'token audience is not this service',
+    ],
     ['without exp', { exp: undefined }, 'token has no expiry (exp)'],
     ['without iat', { iat: undefined }, 'token has no issue time (iat)'],
     ['without aud', { aud: undefined }, 'token has no audience'],
@@ -125,8 +171,15 @@ describe('createJwksTokenVerifier with the emulator keys', () => {
 
   it('refuses a token with a critical header it does not understand, keeping jose’s error as the cause', async () => {
     const [, payload, signature] = (await sign()).split('.');
-    const header = b64url({ alg: 'RS256', kid: emulator.key.kid, crit: ['urn:example:must-understand'], 'urn:example:must-understand': 1 });
-    const error = await verifier.verify(`${header}.${payload}.${signature}`).catch((err: unknown) => err);
+    const header = b64url({
+      alg: 'RS256',
+      kid: emulator.key.kid,
+      crit: ['urn:example:must-understand'],
+      'urn:example:must-understand': 1,
+    });
+    const error = await verifier
+      .verify(`${header}.${payload}.${signature}`)
+      .catch((err: unknown) => err);
     expect((error as TokenInvalidError).reason).toBe('token uses an unsupported algorithm or key');
     expect((error as Error).cause).toBeInstanceOf(errors.JOSENotSupported);
   });
@@ -165,7 +218,8 @@ describe('createJwksTokenVerifier with the emulator keys', () => {
     const withNbf = await sign({ iat: iat - 60, nbf: iat, exp: iat + 600, sub: 'nbf' });
     for (const token of [withIat, withNbf]) await clocked.verify(token);
     now = new Date((iat - 30) * 1000); // within the tolerance: still admitted
-    for (const token of [withIat, withNbf]) await expect(clocked.verify(token)).resolves.toMatchObject({ emailVerified: true });
+    for (const token of [withIat, withNbf])
+      await expect(clocked.verify(token)).resolves.toMatchObject({ emailVerified: true });
     now = new Date((iat - 31) * 1000);
     expect(await reasonFor(clocked, withIat)).toBe('token is issued in the future');
     expect(await reasonFor(clocked, withNbf)).toBe('token is not valid yet (nbf)');
@@ -188,12 +242,18 @@ describe('createJwksTokenVerifier with the emulator keys', () => {
 
   it('accepts a token valid for exactly a day, the longest allowed', async () => {
     const iat = nowS();
-    await expect(verifier.verify(await sign({ iat, exp: iat + 86400 }))).resolves.toMatchObject({ emailVerified: true });
-    expect(await reasonFor(verifier, await sign({ iat, exp: iat + 86401 }))).toBe('token is valid for more than a day');
+    await expect(verifier.verify(await sign({ iat, exp: iat + 86400 }))).resolves.toMatchObject({
+      emailVerified: true,
+    });
+    expect(await reasonFor(verifier, await sign({ iat, exp: iat + 86401 }))).toBe(
+      'token is valid for more than a day',
+    );
   });
 
   it('forgives a small clock skew', async () => {
-    await expect(verifier.verify(await sign({ iat: nowS() + 10, exp: nowS() + 3610 }))).resolves.toMatchObject({
+    await expect(
+      verifier.verify(await sign({ iat: nowS() + 10, exp: nowS() + 3610 })),
+    ).resolves.toMatchObject({
       emailVerified: true,
     });
   });
@@ -215,7 +275,13 @@ describe('createJwksTokenVerifier key fetching', () => {
   });
   afterEach(() => jwks.close());
 
-  const claims = () => ({ aud: AUDIENCE, iss: 'https://accounts.google.com', sub: '1', iat: nowS(), exp: nowS() + 3600 });
+  const claims = () => ({
+    aud: AUDIENCE,
+    iss: 'https://accounts.google.com',
+    sub: '1',
+    iat: nowS(),
+    exp: nowS() + 3600,
+  });
   const verifierWith = (cooldownS: number) =>
     createJwksTokenVerifier({
       jwksUrl: new URL(`${jwks.url}/certs`),
@@ -237,16 +303,24 @@ describe('createJwksTokenVerifier key fetching', () => {
     await verifier.verify(await keys[0]!.sign(claims()));
     const rotated = await createSigningKey();
     keys.push(rotated);
-    await expect(verifier.verify(await rotated.sign(claims()))).resolves.toMatchObject({ subject: '1' });
+    await expect(verifier.verify(await rotated.sign(claims()))).resolves.toMatchObject({
+      subject: '1',
+    });
     expect(fetches).toBe(2);
   });
 
   it('refetches at most once per cooldown however many unknown kids arrive', async () => {
     const verifier = verifierWith(60);
     await verifier.verify(await keys[0]!.sign(claims()));
-    const strangers = await Promise.all([createSigningKey(), createSigningKey(), createSigningKey()]);
+    const strangers = await Promise.all([
+      createSigningKey(),
+      createSigningKey(),
+      createSigningKey(),
+    ]);
     for (const stranger of strangers) {
-      expect(await reasonFor(verifier, await stranger.sign(claims()))).toBe('token is signed by an unknown key');
+      expect(await reasonFor(verifier, await stranger.sign(claims()))).toBe(
+        'token is signed by an unknown key',
+      );
     }
     expect(fetches).toBe(1);
   });

@@ -10,7 +10,14 @@ import { tmpdir } from 'node:os';
 import { SourceTextModule } from 'node:vm';
 import { join } from 'node:path';
 import { decodeJwt } from 'jose';
-import { entryOf, freePort, nodeArgsOf, SERVICE_NODE_FLAGS, startProcess, type ServiceProcess } from '../../scripts/lib/processes.js';
+import {
+  entryOf,
+  freePort,
+  nodeArgsOf,
+  SERVICE_NODE_FLAGS,
+  startProcess,
+  type ServiceProcess,
+} from '../../scripts/lib/processes.js';
 import { startGoogleApis } from '../helpers/google-apis.js';
 import { startEmulator, type RunningEmulator } from '../helpers/servers.js';
 
@@ -24,7 +31,8 @@ describe('the bundles, run where no node_modules can be found (as in the images)
 
   beforeAll(async () => {
     outside = mkdtempSync(join(tmpdir(), 'bundle-'));
-    for (const service of ['calling', 'receiving'] as const) cpSync(bundleDir(service), join(outside, service), { recursive: true });
+    for (const service of ['calling', 'receiving'] as const)
+      cpSync(bundleDir(service), join(outside, service), { recursive: true });
     emulator = await startEmulator();
   });
   afterEach(async () => {
@@ -69,7 +77,10 @@ describe('the bundles, run where no node_modules can be found (as in the images)
         GCE_METADATA_HOST: emulator.host,
       });
       const response = await fetch(`${calling.url}/`);
-      expect([response.status, await response.text()]).toEqual([200, 'Second service says: Hello World!']);
+      expect([response.status, await response.text()]).toEqual([
+        200,
+        'Second service says: Hello World!',
+      ]);
       // Not a terminal: one JSON object per line, for Cloud Logging.
       expect(lines.length).toBeGreaterThan(0);
       for (const line of lines) expect(() => JSON.parse(line) as unknown).not.toThrow();
@@ -103,7 +114,10 @@ describe('the bundles, run where no node_modules can be found (as in the images)
         ...google.env,
       });
       const response = await fetch(`${calling.url}/`);
-      expect([response.status, await response.text()]).toEqual([200, 'Second service says: Hello World!']);
+      expect([response.status, await response.text()]).toEqual([
+        200,
+        'Second service says: Hello World!',
+      ]);
       expect(google.requests).toHaveLength(1);
       expect(google.requests[0]).toMatchObject({ host: 'oauth2.googleapis.com', path: '/token' });
       expect(decodeJwt(String(google.requests[0]!.body.assertion))).toMatchObject({
@@ -120,12 +134,23 @@ describe('the bundles, run where no node_modules can be found (as in the images)
   it('on a terminal, logs are human-readable where pino-pretty is installed, and JSON where it is not (the images)', async () => {
     // `script` gives the service a terminal.
     const check = async (file: string) => {
-      const child = spawn('script', ['-qefc', `'${process.execPath}' ${SERVICE_NODE_FLAGS.join(' ')} '${file}'`, '/dev/null'], {
-        env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', PORT: String(await freePort()), TOKEN_CHECK: 'none', TERM: 'dumb' },
-      });
+      const child = spawn(
+        'script',
+        ['-qefc', `'${process.execPath}' ${SERVICE_NODE_FLAGS.join(' ')} '${file}'`, '/dev/null'],
+        {
+          env: {
+            PATH: process.env.PATH ?? '',
+            HOST: '127.0.0.1',
+            PORT: String(await freePort()),
+            TOKEN_CHECK: 'none',
+            TERM: 'dumb',
+          },
+        },
+      );
       let output = '';
       child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-      for (let i = 0; i < 200 && !output.includes('TOKEN_CHECK=none'); i += 1) await new Promise((resolve) => setTimeout(resolve, 25));
+      for (let i = 0; i < 200 && !output.includes('TOKEN_CHECK=none'); i += 1)
+        await new Promise((resolve) => setTimeout(resolve, 25));
       // script's own SIGTERM handling waits seconds; killed, it closes the terminal and the service gets SIGHUP.
       child.kill('SIGKILL');
       await new Promise((resolve) => child.once('exit', resolve));
@@ -137,7 +162,9 @@ describe('the bundles, run where no node_modules can be found (as in the images)
     // Cloud Logging's severities by their names, WARNING included (pino-pretty's stream mode printed USERLVL).
     expect(inRepo).toMatch(/WARNING: TOKEN_CHECK=none: every request is answered/);
     const inImage = await check(join(outside, 'receiving', 'main.mjs'));
-    expect(inImage).toMatch(/\{"severity":"INFO".*"message":"receiving listening on 127\.0\.0\.1:\d+"\}/);
+    expect(inImage).toMatch(
+      /\{"severity":"INFO".*"message":"receiving listening on 127\.0\.0\.1:\d+"\}/,
+    );
   });
 });
 
@@ -163,31 +190,44 @@ describe('what the bundles are made of', () => {
 
   it("holds no require of Node's deprecated punycode (Node 22+ reports it on stderr for code outside node_modules)", () => {
     for (const service of ['calling', 'receiving'] as const) {
-      expect(readFileSync(entryOf(service), 'utf8')).not.toMatch(/require\(["'](?:node:)?punycode["']\)/);
+      expect(readFileSync(entryOf(service), 'utf8')).not.toMatch(
+        /require\(["'](?:node:)?punycode["']\)/,
+      );
     }
   });
 
   it('its source map points stack-trace positions at the .ts lines they came from', () => {
     const file = entryOf('receiving');
     const lines = readFileSync(file, 'utf8').split('\n');
-    const map = new SourceMap(JSON.parse(readFileSync(`${file}.map`, 'utf8')) as ConstructorParameters<typeof SourceMap>[0]);
+    const map = new SourceMap(
+      JSON.parse(readFileSync(`${file}.map`, 'utf8')) as ConstructorParameters<typeof SourceMap>[0],
+    );
     const line = lines.findIndex((text) => text.includes('refusing to start.'));
     const column = lines[line]!.indexOf('refusing to start.');
     const entry = map.findEntry(line, column) as { originalSource?: string; originalLine?: number };
     expect(entry.originalSource).toMatch(/services\/shared\/server\.ts$/);
-    const source = readFileSync(new URL(entry.originalSource!.replace(/^(\.\.\/)+/, ''), repo), 'utf8').split('\n');
+    const source = readFileSync(
+      new URL(entry.originalSource!.replace(/^(\.\.\/)+/, ''), repo),
+      'utf8',
+    ).split('\n');
     expect(source[entry.originalLine!]).toContain('refusing to start');
   });
 
   it('starts with the same node flags in the Dockerfiles, package.json and every local way of running it', () => {
-    const scripts = (JSON.parse(readFileSync(new URL('package.json', repo), 'utf8')) as { scripts: Record<string, string> }).scripts;
+    const scripts = (
+      JSON.parse(readFileSync(new URL('package.json', repo), 'utf8')) as {
+        scripts: Record<string, string>;
+      }
+    ).scripts;
     for (const service of ['calling', 'receiving'] as const) {
       const dockerfile = readFileSync(new URL(`Dockerfile.${service}`, repo), 'utf8');
       const cmd = /^CMD (\[.*\])$/m.exec(dockerfile)?.[1];
       expect(JSON.parse(cmd!)).toEqual(['node', ...SERVICE_NODE_FLAGS, 'main.mjs']);
       // The compile cache is keyed by V8's flags: it is made with the CMD's.
       expect(dockerfile).toContain(`RUN PORT=none node ${SERVICE_NODE_FLAGS.join(' ')} main.mjs `);
-      expect(scripts[`start:${service}`]).toBe(`node ${SERVICE_NODE_FLAGS.join(' ')} dist/bundle/${service}/main.mjs`);
+      expect(scripts[`start:${service}`]).toBe(
+        `node ${SERVICE_NODE_FLAGS.join(' ')} dist/bundle/${service}/main.mjs`,
+      );
       expect(nodeArgsOf(service)).toEqual([...SERVICE_NODE_FLAGS, entryOf(service)]);
     }
   });

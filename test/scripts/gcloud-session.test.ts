@@ -9,7 +9,8 @@ import { loopbackNamespace, type LoopbackNamespace, type Result } from '../helpe
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const SA = 'serviceAccount:cloudrun-authenticated-sa@local-project.iam.gserviceaccount.com';
-const CONCURRENT = 'ABORTED: There were concurrent policy changes. Please retry the whole read-modify-write with exponential backoff.';
+const CONCURRENT =
+  'ABORTED: There were concurrent policy changes. Please retry the whole read-modify-write with exponential backoff.';
 
 /**
  * Real gcloud drives `npm start`: both run in a loopback-only network namespace whose /etc/hosts
@@ -23,15 +24,23 @@ describe('gcloud against npm start (real gcloud, real processes, loopback only)'
   let output = '';
   beforeAll(async () => {
     if ((await findGcloud('gcloud against the local Admin API')) === undefined) return;
-    ns = await loopbackNamespace('127.0.0.1 localhost us-central1-localhost\n', 'gcloud against the local Admin API');
+    ns = await loopbackNamespace(
+      '127.0.0.1 localhost us-central1-localhost\n',
+      'gcloud against the local Admin API',
+    );
     if (ns === undefined) return;
     stateDir = mkdtempSync(join(tmpdir(), 'gcloud-session-'));
     // The namespace has its own loopback: npm start's default ports are free there.
-    chain = ns.spawn(process.execPath, [join(root, 'dist/scripts/start-local.js')], { ...process.env, LOCAL_STATE_DIR: stateDir });
+    chain = ns.spawn(process.execPath, [join(root, 'dist/scripts/start-local.js')], {
+      ...process.env,
+      LOCAL_STATE_DIR: stateDir,
+    });
     chain.stdout!.on('data', (chunk) => (output += chunk));
     chain.stderr!.on('data', (chunk) => (output += chunk));
-    for (let i = 0; i < 400 && !output.includes('Ctrl-C stops them all'); i += 1) await new Promise((r) => setTimeout(r, 50));
-    if (!output.includes('Ctrl-C stops them all')) throw new Error(`npm start did not come up:\n${output}`);
+    for (let i = 0; i < 400 && !output.includes('Ctrl-C stops them all'); i += 1)
+      await new Promise((r) => setTimeout(r, 50));
+    if (!output.includes('Ctrl-C stops them all'))
+      throw new Error(`npm start did not come up:\n${output}`);
   }, 90_000);
   afterAll(async () => {
     if (chain !== undefined && chain.exitCode === null) {
@@ -44,19 +53,25 @@ describe('gcloud against npm start (real gcloud, real processes, loopback only)'
 
   /** A bash session in the namespace, set up by local-env, with gcloud prompting for nothing; its output without colours. */
   const session = async (script: string, timeoutMs = 120_000): Promise<Result> => {
-    const result = await ns!.run('bash', ['-c', `set -u\ncd '${root}'\neval "$(npm run -s local-env)"\n${script}`], {
-      env: { ...process.env, LOCAL_STATE_DIR: stateDir, CLOUDSDK_CORE_DISABLE_PROMPTS: '1' },
-      timeoutMs,
-    });
+    const result = await ns!.run(
+      'bash',
+      ['-c', `set -u\ncd '${root}'\neval "$(npm run -s local-env)"\n${script}`],
+      {
+        env: { ...process.env, LOCAL_STATE_DIR: stateDir, CLOUDSDK_CORE_DISABLE_PROMPTS: '1' },
+        timeoutMs,
+      },
+    );
     const plain = (text: string) => text.replace(/\x1b\[[\d;]*m/g, '');
     return { ...result, stdout: plain(result.stdout), stderr: plain(result.stderr) };
   };
   const gcloud = (args: string) => session(`gcloud run services ${args}`);
   const curl = async (url: string) => (await session(`curl -s -w ' %{http_code}' ${url}`)).stdout;
   const members = () =>
-    (parse(readFileSync(join(stateDir, 'policies/receiving.yaml'), 'utf8')) as { bindings?: { members: string[] }[] }).bindings?.flatMap(
-      (b) => b.members,
-    ) ?? [];
+    (
+      parse(readFileSync(join(stateDir, 'policies/receiving.yaml'), 'utf8')) as {
+        bindings?: { members: string[] }[];
+      }
+    ).bindings?.flatMap((b) => b.members) ?? [];
 
   it('local-env points gcloud at the chain with a config of its own; nothing of the user’s', async () => {
     if (ns === undefined) return;
@@ -68,7 +83,9 @@ describe('gcloud against npm start (real gcloud, real processes, loopback only)'
       'CORE_PROJECT',
       'RUN_REGION',
     ];
-    const shown = await session(`env | grep -E "^(${names.map((n) => `CLOUDSDK_${n}`).join('|')}|GCE_METADATA_ROOT)=" | sort`);
+    const shown = await session(
+      `env | grep -E "^(${names.map((n) => `CLOUDSDK_${n}`).join('|')}|GCE_METADATA_ROOT)=" | sort`,
+    );
     expect(shown.stdout).toBe(
       [
         'CLOUDSDK_API_ENDPOINT_OVERRIDES_CLOUDRESOURCEMANAGER=http://localhost:8083/',
@@ -89,15 +106,24 @@ describe('gcloud against npm start (real gcloud, real processes, loopback only)'
     if (ns === undefined) return;
     const got = await gcloud('get-iam-policy receiving');
     expect(got.code).toBe(0);
-    expect(parse(got.stdout)).toMatchObject({ bindings: [{ members: [SA], role: 'roles/run.invoker' }], version: 1 });
+    expect(parse(got.stdout)).toMatchObject({
+      bindings: [{ members: [SA], role: 'roles/run.invoker' }],
+      version: 1,
+    });
     expect(await curl('localhost:8080')).toBe('Second service says: Hello World! 200');
 
-    const removed = await gcloud(`remove-iam-policy-binding receiving --member=${SA} --role=roles/run.invoker`);
+    const removed = await gcloud(
+      `remove-iam-policy-binding receiving --member=${SA} --role=roles/run.invoker`,
+    );
     expect(removed.stderr).toContain('Updated IAM policy for service [receiving].');
     expect(members()).toEqual([]);
-    expect(await curl('localhost:8080')).toMatch(/^the receiving service at \S+ answered 403[^]* 502$/);
+    expect(await curl('localhost:8080')).toMatch(
+      /^the receiving service at \S+ answered 403[^]* 502$/,
+    );
 
-    const added = await gcloud(`add-iam-policy-binding receiving --member=${SA} --role=roles/run.invoker`);
+    const added = await gcloud(
+      `add-iam-policy-binding receiving --member=${SA} --role=roles/run.invoker`,
+    );
     expect(added.code).toBe(0);
     expect(members()).toEqual([SA]);
     expect(await curl('localhost:8080')).toBe('Second service says: Hello World! 200');
@@ -106,18 +132,37 @@ describe('gcloud against npm start (real gcloud, real processes, loopback only)'
   it('set-iam-policy with a stale etag is refused with IAM’s ABORTED; with the current one it is kept', async () => {
     if (ns === undefined) return;
     const file = join(stateDir, 'read.json');
-    expect((await session(`gcloud run services get-iam-policy receiving --format=json > '${file}'`)).code).toBe(0);
-    expect((await gcloud('add-iam-policy-binding receiving --member=user:dev@example.com --role=roles/run.invoker')).code).toBe(0);
+    expect(
+      (await session(`gcloud run services get-iam-policy receiving --format=json > '${file}'`))
+        .code,
+    ).toBe(0);
+    expect(
+      (
+        await gcloud(
+          'add-iam-policy-binding receiving --member=user:dev@example.com --role=roles/run.invoker',
+        )
+      ).code,
+    ).toBe(0);
     const stale = await gcloud(`set-iam-policy receiving '${file}'`);
     expect(stale.code).toBe(1);
     expect(stale.stderr).toContain(`ERROR: (gcloud.run.services.set-iam-policy) ${CONCURRENT}`);
     expect(members()).toEqual([SA, 'user:dev@example.com']);
-    expect((await session(`gcloud run services get-iam-policy receiving --format=json > '${file}'`)).code).toBe(0);
-    writeFileSync(file, readFileSync(file, 'utf8').replace(',\n        "user:dev@example.com"', ''));
+    expect(
+      (await session(`gcloud run services get-iam-policy receiving --format=json > '${file}'`))
+        .code,
+    ).toBe(0);
+    writeFileSync(
+      file,
+      readFileSync(file, 'utf8').replace(',\n        "user:dev@example.com"', ''),
+    );
     expect((await gcloud(`set-iam-policy receiving '${file}'`)).code).toBe(0);
     expect(members()).toEqual([SA]);
-    const invalid = await gcloud('add-iam-policy-binding receiving --member=user:dev@example.com --role=roles/run.invokr');
-    expect(invalid.stderr).toContain('INVALID_ARGUMENT: Role roles/run.invokr is not supported for this resource.');
+    const invalid = await gcloud(
+      'add-iam-policy-binding receiving --member=user:dev@example.com --role=roles/run.invokr',
+    );
+    expect(invalid.stderr).toContain(
+      'INVALID_ARGUMENT: Role roles/run.invokr is not supported for this resource.',
+    );
   }, 120_000);
 
   it('describe prints receiving’s URL; replace applies what the front enforces and refuses what needs a restart', async () => {
@@ -126,10 +171,15 @@ describe('gcloud against npm start (real gcloud, real processes, loopback only)'
     expect(described.code).toBe(0);
     expect(described.stdout).toMatch(/URL:\s+http:\/\/127\.0\.0\.1:8081/);
     expect(described.stdout).toContain('Image:           localhost/cloudrun-auth/receiving:local');
-    expect((await gcloud('list')).stdout).toMatch(/receiving\s+us-central1\s+http:\/\/127\.0\.0\.1:8081/);
+    expect((await gcloud('list')).stdout).toMatch(
+      /receiving\s+us-central1\s+http:\/\/127\.0\.0\.1:8081/,
+    );
 
     const manifest = join(stateDir, 'receiving.yaml');
-    expect((await session(`gcloud run services describe receiving --format=export > '${manifest}'`)).code).toBe(0);
+    expect(
+      (await session(`gcloud run services describe receiving --format=export > '${manifest}'`))
+        .code,
+    ).toBe(0);
     const open = join(stateDir, 'open.yaml');
     writeFileSync(
       open,
@@ -139,7 +189,9 @@ describe('gcloud against npm start (real gcloud, real processes, loopback only)'
       ),
     );
     const replaced = await gcloud(`replace '${open}'`);
-    expect(replaced.stdout + replaced.stderr).toContain('New configuration has been applied to service [receiving].');
+    expect(replaced.stdout + replaced.stderr).toContain(
+      'New configuration has been applied to service [receiving].',
+    );
     // The front admits a request without a token; receiving itself (TOKEN_CHECK=platform) wants one.
     expect(await curl('localhost:8081')).toMatch(/ 401$/);
     expect((await gcloud(`replace '${manifest}'`)).code).toBe(0);
@@ -158,12 +210,21 @@ describe('gcloud against npm start (real gcloud, real processes, loopback only)'
     if (ns === undefined) return;
     const removable = Array.from({ length: 4 }, (_, i) => `user:r${i}@example.com`);
     const setup = removable.map(
-      (m) => `node dist/scripts/local.js run services add-iam-policy-binding receiving --member=${m} --role=roles/run.invoker >/dev/null`,
+      (m) =>
+        `node dist/scripts/local.js run services add-iam-policy-binding receiving --member=${m} --role=roles/run.invoker >/dev/null`,
     );
     expect((await session(setup.join(' && '))).code).toBe(0);
     const jobs: { kind: 'gcloud' | 'local'; verb: 'add' | 'remove'; member: string }[] = [
-      ...Array.from({ length: 6 }, (_, i) => ({ kind: 'gcloud' as const, verb: 'add' as const, member: `user:g${i}@example.com` })),
-      ...Array.from({ length: 6 }, (_, i) => ({ kind: 'local' as const, verb: 'add' as const, member: `user:l${i}@example.com` })),
+      ...Array.from({ length: 6 }, (_, i) => ({
+        kind: 'gcloud' as const,
+        verb: 'add' as const,
+        member: `user:g${i}@example.com`,
+      })),
+      ...Array.from({ length: 6 }, (_, i) => ({
+        kind: 'local' as const,
+        verb: 'add' as const,
+        member: `user:l${i}@example.com`,
+      })),
       { kind: 'gcloud', verb: 'remove', member: removable[0]! },
       { kind: 'gcloud', verb: 'remove', member: removable[1]! },
       { kind: 'local', verb: 'remove', member: removable[2]! },
@@ -172,7 +233,9 @@ describe('gcloud against npm start (real gcloud, real processes, loopback only)'
     const results = await Promise.all(
       jobs.map((job) => {
         const args = `${job.verb}-iam-policy-binding receiving --member=${job.member} --role=roles/run.invoker`;
-        return job.kind === 'gcloud' ? gcloud(args) : session(`node dist/scripts/local.js run services ${args}`);
+        return job.kind === 'gcloud'
+          ? gcloud(args)
+          : session(`node dist/scripts/local.js run services ${args}`);
       }),
     );
     const now = members();
@@ -181,7 +244,12 @@ describe('gcloud against npm start (real gcloud, real processes, loopback only)'
       const kept = job.verb === 'add' ? now.includes(job.member) : !now.includes(job.member);
       if (job.kind === 'local') expect({ job, code, kept }).toEqual({ job, code: 0, kept: true });
       else if (code === 0) expect({ job, kept }).toEqual({ job, kept: true });
-      else expect({ job, said: stderr.includes(CONCURRENT), kept }).toEqual({ job, said: true, kept: false });
+      else
+        expect({ job, said: stderr.includes(CONCURRENT), kept }).toEqual({
+          job,
+          said: true,
+          kept: false,
+        });
     }
   }, 180_000);
 
@@ -207,11 +275,17 @@ describe('gcloud against npm start (real gcloud, real processes, loopback only)'
     chain!.kill('SIGINT');
     await new Promise((resolve) => chain!.once('exit', resolve));
     output = '';
-    chain = ns.spawn(process.execPath, [join(root, 'dist/scripts/start-local.js')], { ...process.env, LOCAL_STATE_DIR: stateDir });
+    chain = ns.spawn(process.execPath, [join(root, 'dist/scripts/start-local.js')], {
+      ...process.env,
+      LOCAL_STATE_DIR: stateDir,
+    });
     chain.stdout!.on('data', (chunk) => (output += chunk));
-    for (let i = 0; i < 400 && !output.includes('Ctrl-C stops them all'); i += 1) await new Promise((r) => setTimeout(r, 50));
+    for (let i = 0; i < 400 && !output.includes('Ctrl-C stops them all'); i += 1)
+      await new Promise((r) => setTimeout(r, 50));
     const got = await gcloud('get-iam-policy receiving');
     expect({ code: got.code, stderr: got.stderr }).toEqual({ code: 0, stderr: '' });
-    expect(parse(got.stdout)).toMatchObject({ bindings: [{ members: [SA], role: 'roles/run.invoker' }] });
+    expect(parse(got.stdout)).toMatchObject({
+      bindings: [{ members: [SA], role: 'roles/run.invoker' }],
+    });
   }, 90_000);
 });

@@ -5,7 +5,12 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { loadSigningKey } from '../../local/metadata-emulator/signing-key.js';
 import { startLocalChain, type LocalChain } from '../../scripts/lib/local-chain.js';
-import { freePort, nodeArgsOf, startService, type ServiceProcess } from '../../scripts/lib/processes.js';
+import {
+  freePort,
+  nodeArgsOf,
+  startService,
+  type ServiceProcess,
+} from '../../scripts/lib/processes.js';
 import { impersonatedAdc, startGoogleApis, type GoogleApis } from '../helpers/google-apis.js';
 
 const run = promisify(execFile);
@@ -28,14 +33,25 @@ describe('calling with impersonated credentials, through the local chain', () =>
   const callings: ServiceProcess[] = [];
   beforeAll(async () => {
     stateDir = mkdtempSync(join(tmpdir(), 'impersonation-'));
-    const ports = { calling: await freePort(), receiving: await freePort(), metadata: await freePort(), admin: await freePort() };
+    const ports = {
+      calling: await freePort(),
+      receiving: await freePort(),
+      metadata: await freePort(),
+      admin: await freePort(),
+    };
     chain = await startLocalChain({ ports, stateDir, baseEnv: { PATH: process.env.PATH } });
     // IAM Credentials signs with Google's keys; here with the chain's, which the fronts trust.
-    const key = await loadSigningKey(readFileSync(join(stateDir, 'metadata-signing-key.pem'), 'utf8'));
+    const key = await loadSigningKey(
+      readFileSync(join(stateDir, 'metadata-signing-key.pem'), 'utf8'),
+    );
     google = await startGoogleApis({
       key,
       users: { [REFRESH_TOKEN]: DEV },
-      tokenCreators: { [INVOKER]: [`user:${DEV}`, `serviceAccount:${HOP}`], [OTHER]: [`user:${DEV}`], [HOP]: [`user:${DEV}`] },
+      tokenCreators: {
+        [INVOKER]: [`user:${DEV}`, `serviceAccount:${HOP}`],
+        [OTHER]: [`user:${DEV}`],
+        [HOP]: [`user:${DEV}`],
+      },
     });
   });
   afterAll(async () => {
@@ -53,7 +69,12 @@ describe('calling with impersonated credentials, through the local chain', () =>
   /** The bundled calling, as the image runs it, calling receiving's front with these credentials. */
   const callingWith = async (credentials: string) => {
     const calling = await startService('calling', {
-      env: { PATH: process.env.PATH, URL: chain.receiving.url, GOOGLE_APPLICATION_CREDENTIALS: credentials, ...google.env },
+      env: {
+        PATH: process.env.PATH,
+        URL: chain.receiving.url,
+        GOOGLE_APPLICATION_CREDENTIALS: credentials,
+        ...google.env,
+      },
       port: await freePort(),
     });
     callings.push(calling);
@@ -64,7 +85,10 @@ describe('calling with impersonated credentials, through the local chain', () =>
 
   it("an invoker's impersonated ADC: calling's request reaches receiving with an ID token for that account", async () => {
     const before = idTokenRequests().length;
-    expect(await callingWith(adc('invoker', impersonatedAdc(INVOKER)))).toEqual([200, 'Second service says: Hello World!']);
+    expect(await callingWith(adc('invoker', impersonatedAdc(INVOKER)))).toEqual([
+      200,
+      'Second service says: Hello World!',
+    ]);
     const [refresh, mint] = google.requests.slice(-2);
     expect(refresh).toMatchObject({
       host: 'oauth2.googleapis.com',
@@ -84,7 +108,12 @@ describe('calling with impersonated credentials, through the local chain', () =>
     const file = adc('changed', impersonatedAdc(INVOKER));
     let said = '';
     const calling = await startService('calling', {
-      env: { PATH: process.env.PATH, URL: chain.receiving.url, GOOGLE_APPLICATION_CREDENTIALS: file, ...google.env },
+      env: {
+        PATH: process.env.PATH,
+        URL: chain.receiving.url,
+        GOOGLE_APPLICATION_CREDENTIALS: file,
+        ...google.env,
+      },
       port: await freePort(),
       onLine: (_name, line) => (said += `${line}\n`),
     });
@@ -92,10 +121,18 @@ describe('calling with impersonated credentials, through the local chain', () =>
     // As a later plain `gcloud auth application-default login` would overwrite it.
     writeFileSync(
       file,
-      JSON.stringify({ type: 'authorized_user', client_id: 'c', client_secret: 'SECRET-CLIENT', refresh_token: 'SECRET-REFRESH' }),
+      JSON.stringify({
+        type: 'authorized_user',
+        client_id: 'c',
+        client_secret: 'SECRET-CLIENT',
+        refresh_token: 'SECRET-REFRESH',
+      }),
     );
     const response = await fetch(`${calling.url}/`);
-    expect([response.status, await response.text()]).toEqual([200, 'Second service says: Hello World!']);
+    expect([response.status, await response.text()]).toEqual([
+      200,
+      'Second service says: Hello World!',
+    ]);
     expect(said).toContain(`"account":"${INVOKER}"`);
     expect(said).not.toMatch(/SECRET|dev-refresh-token|gcloud-client-secret/);
   });
@@ -109,14 +146,19 @@ describe('calling with impersonated credentials, through the local chain', () =>
   });
 
   it('through a delegate (--impersonate-service-account=HOP,SA): each hop holds the role on the next', async () => {
-    expect(await callingWith(adc('delegated', impersonatedAdc(INVOKER, [HOP])))).toEqual([200, 'Second service says: Hello World!']);
+    expect(await callingWith(adc('delegated', impersonatedAdc(INVOKER, [HOP])))).toEqual([
+      200,
+      'Second service says: Hello World!',
+    ]);
     expect(idTokenRequests().at(-1)!.body.delegates).toEqual([HOP]);
   });
 
   it("another account's impersonated ADC gets its token, and receiving's front refuses it with 403", async () => {
     const [status, body] = await callingWith(adc('other', impersonatedAdc(OTHER)));
     expect(status).toBe(502);
-    expect(body).toContain(`answered 403: calling called as ${OTHER} with a token for audience ${chain.receiving.url}`);
+    expect(body).toContain(
+      `answered 403: calling called as ${OTHER} with a token for audience ${chain.receiving.url}`,
+    );
     expect(body).toContain(`--member=serviceAccount:${OTHER} --role=roles/run.invoker`);
   });
 
@@ -126,20 +168,36 @@ describe('calling with impersonated credentials, through the local chain', () =>
     expect(body).toContain(
       "google-auth-library failed: Permission 'iam.serviceAccounts.getOpenIdToken' denied on resource (or it may not exist).",
     );
-    expect(body).toContain(`the account that made them needs roles/iam.serviceAccountTokenCreator on ${HOP}`);
+    expect(body).toContain(
+      `the account that made them needs roles/iam.serviceAccountTokenCreator on ${HOP}`,
+    );
   });
 
   it('user credentials: calling refuses to start, naming the file, the type and the fix', async () => {
-    const file = adc('user', { type: 'authorized_user', client_id: 'c', client_secret: 's', refresh_token: REFRESH_TOKEN });
+    const file = adc('user', {
+      type: 'authorized_user',
+      client_id: 'c',
+      client_secret: 's',
+      refresh_token: REFRESH_TOKEN,
+    });
     const exit = await run(process.execPath, nodeArgsOf('calling'), {
-      env: { PATH: process.env.PATH, URL: chain.receiving.url, GOOGLE_APPLICATION_CREDENTIALS: file, PORT: String(await freePort()) },
+      env: {
+        PATH: process.env.PATH,
+        URL: chain.receiving.url,
+        GOOGLE_APPLICATION_CREDENTIALS: file,
+        PORT: String(await freePort()),
+      },
     }).then(
       () => ({ code: 0, stderr: '' }),
       (err: { code: number; stderr: string }) => err,
     );
     expect(exit.code).toBe(1);
-    expect(exit.stderr).toContain(`GOOGLE_APPLICATION_CREDENTIALS: ${file} holds user credentials (type authorized_user)`);
-    expect(exit.stderr).toContain('gcloud auth application-default login --impersonate-service-account=SA');
+    expect(exit.stderr).toContain(
+      `GOOGLE_APPLICATION_CREDENTIALS: ${file} holds user credentials (type authorized_user)`,
+    );
+    expect(exit.stderr).toContain(
+      'gcloud auth application-default login --impersonate-service-account=SA',
+    );
     expect(exit.stderr).toContain('refusing to start');
     expect(exit.stderr).not.toContain(REFRESH_TOKEN);
   });

@@ -25,7 +25,12 @@ describe('npm run local -- run services ... (the built command, as a process, ag
   let stateDir: string;
   beforeAll(async () => {
     stateDir = mkdtempSync(join(tmpdir(), 'local-'));
-    const ports = { calling: await freePort(), receiving: await freePort(), metadata: await freePort(), admin: await freePort() };
+    const ports = {
+      calling: await freePort(),
+      receiving: await freePort(),
+      metadata: await freePort(),
+      admin: await freePort(),
+    };
     chain = await startLocalChain({ ports, stateDir, baseEnv: { PATH: process.env.PATH } });
   });
   afterAll(async () => {
@@ -38,17 +43,24 @@ describe('npm run local -- run services ... (the built command, as a process, ag
 
   const local = async (args: string[], env: Record<string, string> = {}): Promise<Result> => {
     try {
-      const { stdout, stderr } = await run(process.execPath, [command, 'run', 'services', ...args], {
-        env: { ...process.env, LOCAL_STATE_DIR: stateDir, ...env },
-        timeout: 90_000,
-      });
+      const { stdout, stderr } = await run(
+        process.execPath,
+        [command, 'run', 'services', ...args],
+        {
+          env: { ...process.env, LOCAL_STATE_DIR: stateDir, ...env },
+          timeout: 90_000,
+        },
+      );
       return { code: 0, stdout, stderr };
     } catch (err) {
       const { code, stdout, stderr } = err as Result;
       return { code, stdout, stderr };
     }
   };
-  const members = () => chain.store.current('receiving').bindings.flatMap((b) => b.members.map((m) => `${b.role} ${m}`));
+  const members = () =>
+    chain.store
+      .current('receiving')
+      .bindings.flatMap((b) => b.members.map((m) => `${b.role} ${m}`));
   const callCalling = async () => {
     const res = await fetch(`${chain.calling.url}/`);
     return `${res.status} ${await res.text()}`;
@@ -64,12 +76,31 @@ describe('npm run local -- run services ... (the built command, as a process, ag
     });
     expect(await callCalling()).toBe('200 Second service says: Hello World!');
 
-    const removed = await local(['remove-iam-policy-binding', 'receiving', `--member=${SA}`, '--role=roles/run.invoker', '--project=p']);
-    expect(removed).toMatchObject({ code: 0, stderr: 'Updated IAM policy for service [receiving].\n' });
-    expect(parse(removed.stdout)).toEqual({ etag: chain.store.current('receiving').etag, version: 1 });
+    const removed = await local([
+      'remove-iam-policy-binding',
+      'receiving',
+      `--member=${SA}`,
+      '--role=roles/run.invoker',
+      '--project=p',
+    ]);
+    expect(removed).toMatchObject({
+      code: 0,
+      stderr: 'Updated IAM policy for service [receiving].\n',
+    });
+    expect(parse(removed.stdout)).toEqual({
+      etag: chain.store.current('receiving').etag,
+      version: 1,
+    });
     expect(await callCalling()).toMatch(/^502 the receiving service at \S+ answered 403/);
 
-    const added = await local(['add-iam-policy-binding', 'receiving', '--member', SA, '--role=roles/run.invoker', '--quiet']);
+    const added = await local([
+      'add-iam-policy-binding',
+      'receiving',
+      '--member',
+      SA,
+      '--role=roles/run.invoker',
+      '--quiet',
+    ]);
     expect(added.code).toBe(0);
     expect(members()).toEqual([`roles/run.invoker ${SA}`]);
     expect(await callCalling()).toBe('200 Second service says: Hello World!');
@@ -77,7 +108,15 @@ describe('npm run local -- run services ... (the built command, as a process, ag
     // Adding what is there changes nothing, not even the etag; nor in another case, which is the same member.
     const etag = chain.store.current('receiving').etag;
     expect(
-      (await local(['add-iam-policy-binding', 'receiving', `--member=${SA}`, '--role=roles/run.invoker', '--condition=None'])).code,
+      (
+        await local([
+          'add-iam-policy-binding',
+          'receiving',
+          `--member=${SA}`,
+          '--role=roles/run.invoker',
+          '--condition=None',
+        ])
+      ).code,
     ).toBe(0);
     expect(
       (
@@ -102,20 +141,45 @@ describe('npm run local -- run services ... (the built command, as a process, ag
       ).code,
     ).toBe(0);
     expect(await callCalling()).toMatch(/^502 the receiving service at \S+ answered 403/);
-    expect((await local(['add-iam-policy-binding', 'receiving', `--member=${SA}`, '--role=roles/run.invoker'])).code).toBe(0);
+    expect(
+      (
+        await local([
+          'add-iam-policy-binding',
+          'receiving',
+          `--member=${SA}`,
+          '--role=roles/run.invoker',
+        ])
+      ).code,
+    ).toBe(0);
   });
 
   it('refuses what IAM refuses, in IAM’s words from the Admin API, and what gcloud refuses, leaving the policy as it was', async () => {
     const before = chain.store.current('receiving');
     const cases: [string[], string][] = [
-      [['add-iam-policy-binding', 'receiving', '--role=roles/run.invoker'], 'argument --member: Must be specified.'],
-      [['add-iam-policy-binding', 'receiving', `--member=${SA}`], 'argument --role: Must be specified.'],
       [
-        ['add-iam-policy-binding', 'receiving', '--member=cloudrun-authenticated-sa', '--role=roles/run.invoker'],
+        ['add-iam-policy-binding', 'receiving', '--role=roles/run.invoker'],
+        'argument --member: Must be specified.',
+      ],
+      [
+        ['add-iam-policy-binding', 'receiving', `--member=${SA}`],
+        'argument --role: Must be specified.',
+      ],
+      [
+        [
+          'add-iam-policy-binding',
+          'receiving',
+          '--member=cloudrun-authenticated-sa',
+          '--role=roles/run.invoker',
+        ],
         'INVALID_ARGUMENT: Policy members must be of the form "<type>:<value>".',
       ],
       [
-        ['add-iam-policy-binding', 'receiving', "--member=user:a'@b.co", '--role=roles/run.invoker'],
+        [
+          'add-iam-policy-binding',
+          'receiving',
+          "--member=user:a'@b.co",
+          '--role=roles/run.invoker',
+        ],
         "INVALID_ARGUMENT: Invalid member: user:a'@b.co (a'@b.co is not an email address).",
       ],
       [
@@ -123,11 +187,22 @@ describe('npm run local -- run services ... (the built command, as a process, ag
         'INVALID_ARGUMENT: Role roles/run.invokr is not supported for this resource.',
       ],
       [
-        ['remove-iam-policy-binding', 'receiving', '--member=user:nobody@example.com', '--role=roles/run.invoker'],
+        [
+          'remove-iam-policy-binding',
+          'receiving',
+          '--member=user:nobody@example.com',
+          '--role=roles/run.invoker',
+        ],
         'Policy binding with the specified principal, role, and condition not found!',
       ],
       [
-        ['add-iam-policy-binding', 'receiving', `--member=${SA}`, '--role=roles/run.invoker', '--condition-from-file=x'],
+        [
+          'add-iam-policy-binding',
+          'receiving',
+          `--member=${SA}`,
+          '--role=roles/run.invoker',
+          '--condition-from-file=x',
+        ],
         'unrecognized arguments: --condition-from-file',
       ],
       [
@@ -141,7 +216,12 @@ describe('npm run local -- run services ... (the built command, as a process, ag
         '--condition: the local chain does not evaluate IAM conditions; use --condition=None or leave it out',
       ],
       [
-        ['add-iam-policy-binding', 'receiving', `--member=user:${SA.slice('serviceAccount:'.length)}`, '--role=roles/run.invoker'],
+        [
+          'add-iam-policy-binding',
+          'receiving',
+          `--member=user:${SA.slice('serviceAccount:'.length)}`,
+          '--role=roles/run.invoker',
+        ],
         'INVALID_ARGUMENT: cloudrun-authenticated-sa@local-project.iam.gserviceaccount.com is a service account: bind it as serviceAccount:',
       ],
       [['get-iam-policy'], 'expected one SERVICE, got none'],
@@ -172,7 +252,14 @@ describe('npm run local -- run services ... (the built command, as a process, ag
       const read = (await local(['get-iam-policy', 'receiving'])).stdout;
       writeFileSync(file, read.replace(SA, 'user:dev@example.com'));
       expect(
-        (await local(['add-iam-policy-binding', 'receiving', '--member=user:other@example.com', '--role=roles/run.invoker'])).code,
+        (
+          await local([
+            'add-iam-policy-binding',
+            'receiving',
+            '--member=user:other@example.com',
+            '--role=roles/run.invoker',
+          ])
+        ).code,
       ).toBe(0);
       const stale = await local(['set-iam-policy', 'receiving', file]);
       expect(stale.code).toBe(1);
@@ -180,9 +267,15 @@ describe('npm run local -- run services ... (the built command, as a process, ag
         'ERROR: (local.run.services.set-iam-policy) ABORTED: There were concurrent policy changes. ' +
           'Please retry the whole read-modify-write with exponential backoff.\n',
       );
-      expect(members()).toEqual([`roles/run.invoker ${SA}`, 'roles/run.invoker user:other@example.com']);
+      expect(members()).toEqual([
+        `roles/run.invoker ${SA}`,
+        'roles/run.invoker user:other@example.com',
+      ]);
 
-      writeFileSync(file, 'bindings:\n- role: roles/run.invoker\n  members: [user:dev@example.com]\n');
+      writeFileSync(
+        file,
+        'bindings:\n- role: roles/run.invoker\n  members: [user:dev@example.com]\n',
+      );
       expect(await local(['set-iam-policy', 'receiving', file])).toMatchObject({
         code: 0,
         stderr: 'Updated IAM policy for service [receiving].\n',
@@ -190,8 +283,12 @@ describe('npm run local -- run services ... (the built command, as a process, ag
       expect(members()).toEqual(['roles/run.invoker user:dev@example.com']);
 
       writeFileSync(file, 'bindings: {}');
-      expect((await local(['set-iam-policy', 'receiving', file])).stderr).toContain(`${file}: bindings must be a list`);
-      expect((await local(['set-iam-policy', 'receiving', join(dir, 'none.yaml')])).stderr).toContain('ENOENT');
+      expect((await local(['set-iam-policy', 'receiving', file])).stderr).toContain(
+        `${file}: bindings must be a list`,
+      );
+      expect(
+        (await local(['set-iam-policy', 'receiving', join(dir, 'none.yaml')])).stderr,
+      ).toContain('ENOENT');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -200,12 +297,25 @@ describe('npm run local -- run services ... (the built command, as a process, ag
   it('loses no change under many concurrent commands: every add is kept, every removal revokes', async () => {
     const adds = Array.from({ length: 12 }, (_, i) => `user:add${i}@example.com`);
     const removes = Array.from({ length: 8 }, (_, i) => `user:remove${i}@example.com`);
-    chain.store.reset('receiving', { bindings: [{ role: 'roles/run.invoker', members: [SA, ...removes] }] });
+    chain.store.reset('receiving', {
+      bindings: [{ role: 'roles/run.invoker', members: [SA, ...removes] }],
+    });
     const results = await Promise.all([
-      ...adds.map((m) => local(['add-iam-policy-binding', 'receiving', `--member=${m}`, '--role=roles/run.invoker'])),
-      ...removes.map((m) => local(['remove-iam-policy-binding', 'receiving', `--member=${m}`, '--role=roles/run.invoker'])),
+      ...adds.map((m) =>
+        local(['add-iam-policy-binding', 'receiving', `--member=${m}`, '--role=roles/run.invoker']),
+      ),
+      ...removes.map((m) =>
+        local([
+          'remove-iam-policy-binding',
+          'receiving',
+          `--member=${m}`,
+          '--role=roles/run.invoker',
+        ]),
+      ),
     ]);
-    expect(results.map((r) => `${r.code} ${r.stderr}`)).toEqual(results.map(() => '0 Updated IAM policy for service [receiving].\n'));
+    expect(results.map((r) => `${r.code} ${r.stderr}`)).toEqual(
+      results.map(() => '0 Updated IAM policy for service [receiving].\n'),
+    );
     expect(members().sort()).toEqual([SA, ...adds].map((m) => `roles/run.invoker ${m}`).sort());
   });
 
@@ -214,18 +324,35 @@ describe('npm run local -- run services ... (the built command, as a process, ag
     try {
       const none = await local(['get-iam-policy', 'receiving'], { LOCAL_STATE_DIR: empty });
       expect(none.code).toBe(1);
-      expect(none.stderr).toContain(`no chain is running with its state in ${empty} (no chain.json): start it with npm start`);
+      expect(none.stderr).toContain(
+        `no chain is running with its state in ${empty} (no chain.json): start it with npm start`,
+      );
       writeFileSync(chainFilePath(empty), '{"admin": 3');
-      expect((await local(['get-iam-policy', 'receiving'], { LOCAL_STATE_DIR: empty })).stderr).toContain(
+      expect(
+        (await local(['get-iam-policy', 'receiving'], { LOCAL_STATE_DIR: empty })).stderr,
+      ).toContain(
         `${chainFilePath(empty)} is not what npm start writes (admin, metadataHost, projectId, projectNumber, region, gcloudConfig missing): restart npm start`,
       );
-      const described = JSON.parse(readFileSync(chainFilePath(stateDir), 'utf8')) as Record<string, string>;
-      writeFileSync(chainFilePath(empty), JSON.stringify({ ...described, admin: `http://localhost:${await freePort()}/` }));
-      expect((await local(['get-iam-policy', 'receiving'], { LOCAL_STATE_DIR: empty })).stderr).toMatch(
+      const described = JSON.parse(readFileSync(chainFilePath(stateDir), 'utf8')) as Record<
+        string,
+        string
+      >;
+      writeFileSync(
+        chainFilePath(empty),
+        JSON.stringify({ ...described, admin: `http://localhost:${await freePort()}/` }),
+      );
+      expect(
+        (await local(['get-iam-policy', 'receiving'], { LOCAL_STATE_DIR: empty })).stderr,
+      ).toMatch(
         /the local Admin API at http:\/\/localhost:\d+\/ did not answer \(ECONNREFUSED\): is npm start still running\?/,
       );
-      writeFileSync(chainFilePath(empty), JSON.stringify({ ...described, metadataHost: `127.0.0.1:${await freePort()}` }));
-      expect((await local(['get-iam-policy', 'receiving'], { LOCAL_STATE_DIR: empty })).stderr).toMatch(
+      writeFileSync(
+        chainFilePath(empty),
+        JSON.stringify({ ...described, metadataHost: `127.0.0.1:${await freePort()}` }),
+      );
+      expect(
+        (await local(['get-iam-policy', 'receiving'], { LOCAL_STATE_DIR: empty })).stderr,
+      ).toMatch(
         /no access token from the chain's metadata server at 127\.0\.0\.1:\d+ \(ECONNREFUSED\): is npm start still running\?/,
       );
     } finally {

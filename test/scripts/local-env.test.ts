@@ -29,7 +29,9 @@ describe('npm run local-env (the built script, as a process)', () => {
       gcloudConfig: join(state, 'gcloud'),
     };
     writeFileSync(join(state, 'chain.json'), JSON.stringify(chain));
-    const { stdout } = await run(process.execPath, [command], { env: { ...process.env, LOCAL_STATE_DIR: state } });
+    const { stdout } = await run(process.execPath, [command], {
+      env: { ...process.env, LOCAL_STATE_DIR: state },
+    });
     const [unset, ...exports] = stdout.trimEnd().split('\n');
     // What would make gcloud act as the user, with the user's config, goes first.
     expect(unset).toBe(
@@ -48,7 +50,11 @@ describe('npm run local-env (the built script, as a process)', () => {
     const script = `${stdout}\nprintf '%s\\n' ${names.map((n) => `"$${n}"`).join(' ')} "\${CLOUDSDK_AUTH_ACCESS_TOKEN-unset}" "\${CLOUDSDK_CORE_ACCOUNT-unset}"`;
     const { stdout: values } = await run('sh', ['-c', script], {
       cwd: dir,
-      env: { PATH: process.env.PATH, CLOUDSDK_AUTH_ACCESS_TOKEN: 'ya29.the-users-own', CLOUDSDK_CORE_ACCOUNT: 'me@example.com' },
+      env: {
+        PATH: process.env.PATH,
+        CLOUDSDK_AUTH_ACCESS_TOKEN: 'ya29.the-users-own',
+        CLOUDSDK_CORE_ACCOUNT: 'me@example.com',
+      },
     });
     expect(values).toBe(
       `${[chain.gcloudConfig, '127.0.0.1:8082', chain.admin, chain.admin, 'local-project', 'us-central1', 'unset', 'unset'].join('\n')}\n`,
@@ -66,8 +72,12 @@ describe('npm run local-env (the built script, as a process)', () => {
       gcloudConfig: 'g',
     };
     writeFileSync(join(dir, 'chain.json'), JSON.stringify(chain));
-    const { stdout, stderr } = await run(process.execPath, [command], { env: { ...process.env, LOCAL_STATE_DIR: dir } });
-    expect(stdout).toContain("export CLOUDSDK_API_ENDPOINT_OVERRIDES_RUN='http://unresolvable.invalid:8083/'");
+    const { stdout, stderr } = await run(process.execPath, [command], {
+      env: { ...process.env, LOCAL_STATE_DIR: dir },
+    });
+    expect(stdout).toContain(
+      "export CLOUDSDK_API_ENDPOINT_OVERRIDES_RUN='http://unresolvable.invalid:8083/'",
+    );
     expect(stderr).toBe(
       'local-env: gcloud run services describe and replace call us-central1-unresolvable.invalid, which does not resolve here; ' +
         "for them, add it to /etc/hosts: echo '127.0.0.1 us-central1-unresolvable.invalid' | sudo tee -a /etc/hosts\n",
@@ -75,9 +85,9 @@ describe('npm run local-env (the built script, as a process)', () => {
   });
 
   it('exits 1 with what to do, and prints nothing to eval, when no chain runs', async () => {
-    const result = await run(process.execPath, [command], { env: { ...process.env, LOCAL_STATE_DIR: dir } }).catch(
-      (err: { code: number; stdout: string; stderr: string }) => err,
-    );
+    const result = await run(process.execPath, [command], {
+      env: { ...process.env, LOCAL_STATE_DIR: dir },
+    }).catch((err: { code: number; stdout: string; stderr: string }) => err);
     expect(result).toMatchObject({ code: 1, stdout: '' });
     expect((result as { stderr: string }).stderr).toContain(
       `local-env: no chain is running with its state in ${dir} (no chain.json): start it with npm start`,

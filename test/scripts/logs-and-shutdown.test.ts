@@ -13,7 +13,12 @@ const JWT = /eyJ[\w-]{8,}\.[\w-]{8,}/;
 describe('what the running services write (real processes)', () => {
   it('no token, or any part of one, appears in any log line or answer', async () => {
     const lines: string[] = [];
-    const ports = { calling: await freePort(), receiving: await freePort(), metadata: await freePort(), admin: await freePort() };
+    const ports = {
+      calling: await freePort(),
+      receiving: await freePort(),
+      metadata: await freePort(),
+      admin: await freePort(),
+    };
     const stateDir = mkdtempSync(join(tmpdir(), 'logs-'));
     const chain = await startLocalChain({
       ports,
@@ -42,13 +47,19 @@ describe('what the running services write (real processes)', () => {
         ).text();
       const good = await mint(chain.receiving.url);
       const foreign = await mint('https://another-service.example');
-      const tampered = good.replace(/\.[\w-]+\./, `.${Buffer.from('{"email":"x"}').toString('base64url')}.`);
+      const tampered = good.replace(
+        /\.[\w-]+\./,
+        `.${Buffer.from('{"email":"x"}').toString('base64url')}.`,
+      );
       // The Admin API's access tokens, good and forged, are no more logged than ID tokens.
       access = (
         (await (
-          await fetch(`${chain.metadata.url}/computeMetadata/v1/instance/service-accounts/default/token`, {
-            headers: { 'Metadata-Flavor': 'Google' },
-          })
+          await fetch(
+            `${chain.metadata.url}/computeMetadata/v1/instance/service-accounts/default/token`,
+            {
+              headers: { 'Metadata-Flavor': 'Google' },
+            },
+          )
         ).json()) as { access_token: string }
       ).access_token;
       forged = access.replace(/\.[\w-]+$/, `.${'A'.repeat(43)}`);
@@ -59,25 +70,52 @@ describe('what the running services write (real processes)', () => {
         [forged, 401],
         [good, 401],
       ] as const) {
-        expect(await call(`${iam}:getIamPolicy`, { Authorization: `Bearer ${token}` })).toBe(status);
+        expect(await call(`${iam}:getIamPolicy`, { Authorization: `Bearer ${token}` })).toBe(
+          status,
+        );
       }
       const set = await fetch(`${iam}:setIamPolicy`, {
         method: 'POST',
         headers: { Authorization: `Bearer ${access}` },
         body: JSON.stringify({
-          policy: { bindings: [{ role: 'roles/run.invoker', members: [`serviceAccount:${chain.calling.serviceAccount}`] }] },
+          policy: {
+            bindings: [
+              {
+                role: 'roles/run.invoker',
+                members: [`serviceAccount:${chain.calling.serviceAccount}`],
+              },
+            ],
+          },
         }),
       });
       answers.push(await set.text());
       expect(set.status).toBe(200);
 
-      expect(await call(`${chain.calling.url}/`, { traceparent: `00-${'a'.repeat(32)}-${'b'.repeat(16)}-01` })).toBe(200);
-      expect(await call(`${chain.calling.url}/?token=${good}`, { Accept: 'application/json' })).toBe(200);
+      expect(
+        await call(`${chain.calling.url}/`, {
+          traceparent: `00-${'a'.repeat(32)}-${'b'.repeat(16)}-01`,
+        }),
+      ).toBe(200);
+      expect(
+        await call(`${chain.calling.url}/?token=${good}`, { Accept: 'application/json' }),
+      ).toBe(200);
       expect(await call(`${chain.receiving.url}/`, { Authorization: `Bearer ${good}` })).toBe(200);
-      expect(await call(`${chain.receiving.url}/`, { Authorization: `Bearer ${foreign}` })).toBe(401);
-      expect(await call(`${chain.receiving.url}/`, { Authorization: `Bearer ${tampered}` })).toBe(401);
-      expect(await call(`${chain.receiving.url}/`, { Authorization: 'Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiIxMjM0NTY3ODkwIn0.' })).toBe(401);
-      expect(await call(`${chain.receiving.url}/nowhere?access_token=${good}`, { Authorization: `Bearer ${good}` })).toBe(404);
+      expect(await call(`${chain.receiving.url}/`, { Authorization: `Bearer ${foreign}` })).toBe(
+        401,
+      );
+      expect(await call(`${chain.receiving.url}/`, { Authorization: `Bearer ${tampered}` })).toBe(
+        401,
+      );
+      expect(
+        await call(`${chain.receiving.url}/`, {
+          Authorization: 'Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiIxMjM0NTY3ODkwIn0.',
+        }),
+      ).toBe(401);
+      expect(
+        await call(`${chain.receiving.url}/nowhere?access_token=${good}`, {
+          Authorization: `Bearer ${good}`,
+        }),
+      ).toBe(404);
     } finally {
       await chain.stop();
       rmSync(stateDir, { recursive: true, force: true });
@@ -87,14 +125,17 @@ describe('what the running services write (real processes)', () => {
     expect(everything.match(JWT)).toBeNull();
     // Nor any part of one: not a payload, not a signature, even on its own.
     expect(tokens).toHaveLength(3);
-    for (const part of tokens.flatMap((token) => token.split('.').slice(1))) expect(everything).not.toContain(part);
+    for (const part of tokens.flatMap((token) => token.split('.').slice(1)))
+      expect(everything).not.toContain(part);
     // An access token is `ya29.emulator-BODY.MAC`; BODY and MAC are base64url and may hold `-`.
     const opaque = (token: string) => token.slice('ya29.emulator-'.length).split('.');
     expect(opaque(access).map((part) => part.length > 40)).toEqual([true, true]);
     for (const part of [access, forged].flatMap(opaque)) expect(everything).not.toContain(part);
     expect(everything).toContain('set the IAM policy of receiving');
     // What was logged is still useful: the reasons and the caller are there.
-    expect(everything).toContain('aud is \\"https://another-service.example\\" but this service accepts');
+    expect(everything).toContain(
+      'aud is \\"https://another-service.example\\" but this service accepts',
+    );
     expect(everything).toContain(chain.calling.serviceAccount);
   });
 });
@@ -210,7 +251,8 @@ describe('graceful shutdown (real processes)', () => {
     try {
       await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
       socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n');
-      for (let i = 0; i < 100 && !got.includes('after 100'); i += 1) await new Promise((resolve) => setTimeout(resolve, 20));
+      for (let i = 0; i < 100 && !got.includes('after 100'); i += 1)
+        await new Promise((resolve) => setTimeout(resolve, 20));
       expect(got).toContain('after 100');
       calling.child.kill('SIGTERM');
       expect(await calling.exited).toBe(0);
@@ -231,7 +273,10 @@ describe('graceful shutdown (real processes)', () => {
       'GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n',
     ],
   ])('%s does not hold the exit: exit 0, not 1 after the grace', async (_what, bytes) => {
-    const receiving = await startService('receiving', { env: { PATH: process.env.PATH, TOKEN_CHECK: 'none' }, port: await freePort() });
+    const receiving = await startService('receiving', {
+      env: { PATH: process.env.PATH, TOKEN_CHECK: 'none' },
+      port: await freePort(),
+    });
     const socket = connect(Number(new URL(receiving.url).port), '127.0.0.1');
     try {
       await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
@@ -250,7 +295,12 @@ describe('graceful shutdown (real processes)', () => {
     const silent = await rawServer(() => undefined);
     const lines: string[] = [];
     const calling = await startService('calling', {
-      env: { PATH: process.env.PATH, URL: silent.url.href, AUTH: 'none', UPSTREAM_TIMEOUT_MS: '60000' },
+      env: {
+        PATH: process.env.PATH,
+        URL: silent.url.href,
+        AUTH: 'none',
+        UPSTREAM_TIMEOUT_MS: '60000',
+      },
       port: await freePort(),
       onLine: (_name, line) => lines.push(line),
     });
@@ -259,7 +309,8 @@ describe('graceful shutdown (real processes)', () => {
         (res) => res.status,
         () => 'cut off',
       );
-      for (let i = 0; i < 100 && silent.requests() === 0; i += 1) await new Promise((resolve) => setTimeout(resolve, 20));
+      for (let i = 0; i < 100 && silent.requests() === 0; i += 1)
+        await new Promise((resolve) => setTimeout(resolve, 20));
       expect(silent.requests()).toBe(1);
       const signalled = Date.now();
       calling.child.kill('SIGTERM');
@@ -285,9 +336,14 @@ describe('graceful shutdown (real processes)', () => {
     });
     try {
       const url = `${emulator.url}/computeMetadata/v1/project/project-id?wait_for_change=true&timeout_sec=60`;
-      const held = fetch(url, { headers: { 'Metadata-Flavor': 'Google' } }).then(async (res) => [res.status, await res.text()]);
+      const held = fetch(url, { headers: { 'Metadata-Flavor': 'Google' } }).then(async (res) => [
+        res.status,
+        await res.text(),
+      ]);
       // Held: a plain request made after it is answered first.
-      await fetch(`${emulator.url}/computeMetadata/v1/instance/id`, { headers: { 'Metadata-Flavor': 'Google' } });
+      await fetch(`${emulator.url}/computeMetadata/v1/instance/id`, {
+        headers: { 'Metadata-Flavor': 'Google' },
+      });
       emulator.child.kill('SIGTERM');
       expect(await held).toEqual([200, 'local-project']);
       // The grace period (8 s) would end in exit 1.

@@ -5,14 +5,22 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer } from 'node:net';
 import { promisify } from 'node:util';
-import { nodeArgsOf, freePort, startService, type ServiceName } from '../../scripts/lib/processes.js';
+import {
+  nodeArgsOf,
+  freePort,
+  startService,
+  type ServiceName,
+} from '../../scripts/lib/processes.js';
 
 const run = promisify(execFile);
 
 /** Runs a built service with only the given env; resolves with its exit code and stderr. */
 async function startWith(name: ServiceName, env: Record<string, string>) {
   try {
-    await run(process.execPath, nodeArgsOf(name), { env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', ...env }, timeout: 10_000 });
+    await run(process.execPath, nodeArgsOf(name), {
+      env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', ...env },
+      timeout: 10_000,
+    });
     return { code: 0, stderr: '' };
   } catch (err) {
     const { code, stderr } = err as { code: number; stderr: string };
@@ -35,9 +43,14 @@ describe('services refuse to start on bad configuration (real processes)', () =>
   });
 
   it('names every bad variable at once', async () => {
-    const { code, stderr } = await startWith('receiving', { PORT: 'http', TOKEN_CHECK: 'strict', INVOKERS: 'bob' });
+    const { code, stderr } = await startWith('receiving', {
+      PORT: 'http',
+      TOKEN_CHECK: 'strict',
+      INVOKERS: 'bob',
+    });
     expect(code).toBe(1);
-    for (const name of ['PORT', 'TOKEN_CHECK', 'AUDIENCES', 'INVOKERS']) expect(stderr).toContain(`- ${name} `);
+    for (const name of ['PORT', 'TOKEN_CHECK', 'AUDIENCES', 'INVOKERS'])
+      expect(stderr).toContain(`- ${name} `);
   });
 
   it('says which port is taken when it cannot listen', async () => {
@@ -47,7 +60,9 @@ describe('services refuse to start on bad configuration (real processes)', () =>
     try {
       const { code, stderr } = await startWith('receiving', { PORT: port, TOKEN_CHECK: 'none' });
       expect(code).toBe(1);
-      expect(stderr).toContain(`port ${port} on 127.0.0.1 is already in use: stop what holds it or set PORT`);
+      expect(stderr).toContain(
+        `port ${port} on 127.0.0.1 is already in use: stop what holds it or set PORT`,
+      );
     } finally {
       holder.close();
     }
@@ -55,18 +70,31 @@ describe('services refuse to start on bad configuration (real processes)', () =>
 
   it('says HOST is not an address of this machine when it names another', async () => {
     // 192.0.2.1 is TEST-NET-1 (RFC 5737): never this machine's, and a bind to it sends nothing.
-    const { code, stderr } = await startWith('receiving', { HOST: '192.0.2.1', PORT: String(await freePort()), TOKEN_CHECK: 'none' });
+    const { code, stderr } = await startWith('receiving', {
+      HOST: '192.0.2.1',
+      PORT: String(await freePort()),
+      TOKEN_CHECK: 'none',
+    });
     expect(code).toBe(1);
-    expect(stderr).toContain('HOST 192.0.2.1 is not an address of this machine\nrefusing to start.');
+    expect(stderr).toContain(
+      'HOST 192.0.2.1 is not an address of this machine\nrefusing to start.',
+    );
   });
 
   it.each(['calling', 'receiving', 'metadata-emulator'] as const)(
     '%s refuses an unknown LOG_LEVEL, naming it and the levels it takes, with no stack trace',
     async (name) => {
-      const env = { PORT: String(await freePort()), LOG_LEVEL: 'verbose', URL: 'http://127.0.0.1:9', AUDIENCES: 'https://r.example' };
+      const env = {
+        PORT: String(await freePort()),
+        LOG_LEVEL: 'verbose',
+        URL: 'http://127.0.0.1:9',
+        AUDIENCES: 'https://r.example',
+      };
       const { code, stderr } = await startWith(name, env);
       expect(code).toBe(1);
-      expect(stderr).toContain('LOG_LEVEL must be one of trace, debug, info, warn, error, fatal, silent, got "verbose"');
+      expect(stderr).toContain(
+        'LOG_LEVEL must be one of trace, debug, info, warn, error, fatal, silent, got "verbose"',
+      );
       expect(stderr).toContain('refusing to start');
       expect(stderr).not.toMatch(/\n\s+at /);
     },
@@ -77,18 +105,31 @@ describe('services refuse to start on bad configuration (real processes)', () =>
     ['GCE_METADATA_HOST', '127.0.0.1:8082/computeMetadata/v1'],
     ['GCE_METADATA_IP', 'garbage!'],
     ['GCE_METADATA_HOST', '256.1.1.1'],
-  ])('calling and receiving refuse %s=%s: host[:port], no scheme or path', async (variable, value) => {
-    for (const name of ['calling', 'receiving'] as const) {
-      const env = { PORT: String(await freePort()), URL: 'http://127.0.0.1:9', AUDIENCES: 'https://r.example', [variable]: value };
-      const { code, stderr } = await startWith(name, env);
-      expect([name, code]).toEqual([name, 1]);
-      expect(stderr).toContain(`${variable} must be host[:port] with no scheme or path (e.g. 127.0.0.1:8082), got "${value}"`);
-      expect(stderr).not.toMatch(/\n\s+at /);
-    }
-  });
+  ])(
+    'calling and receiving refuse %s=%s: host[:port], no scheme or path',
+    async (variable, value) => {
+      for (const name of ['calling', 'receiving'] as const) {
+        const env = {
+          PORT: String(await freePort()),
+          URL: 'http://127.0.0.1:9',
+          AUDIENCES: 'https://r.example',
+          [variable]: value,
+        };
+        const { code, stderr } = await startWith(name, env);
+        expect([name, code]).toEqual([name, 1]);
+        expect(stderr).toContain(
+          `${variable} must be host[:port] with no scheme or path (e.g. 127.0.0.1:8082), got "${value}"`,
+        );
+        expect(stderr).not.toMatch(/\n\s+at /);
+      }
+    },
+  );
 
   it('the emulator refuses a SERVICE_ACCOUNT that is not an email', async () => {
-    const { code, stderr } = await startWith('metadata-emulator', { PORT: String(await freePort()), SERVICE_ACCOUNT: 'me' });
+    const { code, stderr } = await startWith('metadata-emulator', {
+      PORT: String(await freePort()),
+      SERVICE_ACCOUNT: 'me',
+    });
     expect(code).toBe(1);
     expect(stderr).toContain('SERVICE_ACCOUNT must be a service account email');
   });
@@ -97,14 +138,28 @@ describe('services refuse to start on bad configuration (real processes)', () =>
     const dir = mkdtempSync(join(tmpdir(), 'key-'));
     try {
       const missing = join(dir, 'none.pem');
-      const gone = await startWith('metadata-emulator', { PORT: String(await freePort()), SIGNING_KEY_FILE: missing });
+      const gone = await startWith('metadata-emulator', {
+        PORT: String(await freePort()),
+        SIGNING_KEY_FILE: missing,
+      });
       expect(gone.code).toBe(1);
       expect(gone.stderr).toContain(`SIGNING_KEY_FILE ${missing}: no such file`);
       const ec = join(dir, 'ec.pem');
-      writeFileSync(ec, generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
-      const wrong = await startWith('metadata-emulator', { PORT: String(await freePort()), SIGNING_KEY_FILE: ec });
+      writeFileSync(
+        ec,
+        generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({
+          type: 'pkcs8',
+          format: 'pem',
+        }),
+      );
+      const wrong = await startWith('metadata-emulator', {
+        PORT: String(await freePort()),
+        SIGNING_KEY_FILE: ec,
+      });
       expect(wrong.code).toBe(1);
-      expect(wrong.stderr).toContain(`SIGNING_KEY_FILE ${ec}: an RSA key is needed for RS256, not ec`);
+      expect(wrong.stderr).toContain(
+        `SIGNING_KEY_FILE ${ec}: an RSA key is needed for RS256, not ec`,
+      );
       expect(wrong.stderr).toContain('refusing to start');
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -117,7 +172,10 @@ describe('services stop on SIGTERM (real processes)', () => {
     ['receiving', { TOKEN_CHECK: 'none' }],
     ['calling', { URL: 'http://127.0.0.1:9' }],
   ] as const)('%s exits 0 after SIGTERM', async (name, env) => {
-    const service = await startService(name, { env: { PATH: process.env.PATH, ...env }, port: await freePort() });
+    const service = await startService(name, {
+      env: { PATH: process.env.PATH, ...env },
+      port: await freePort(),
+    });
     service.child.kill('SIGTERM');
     expect(await service.exited).toBe(0);
   });

@@ -20,7 +20,9 @@ const childrenOf = (parent: number): string[] =>
         const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
         const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
         if (ppid !== parent) return [];
-        return [`${pid} ${readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ').trim()}`];
+        return [
+          `${pid} ${readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ').trim()}`,
+        ];
       } catch {
         return []; // gone meanwhile
       }
@@ -56,7 +58,11 @@ async function launch(ports: Ports, stateDir: string) {
   child.stderr.on('data', (chunk) => (text += chunk));
   const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
   const deadline = Date.now() + 20_000;
-  while (!text.includes('Ctrl-C stops them all') && child.exitCode === null && Date.now() < deadline) {
+  while (
+    !text.includes('Ctrl-C stops them all') &&
+    child.exitCode === null &&
+    Date.now() < deadline
+  ) {
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   return { child, output: () => text, exited };
@@ -64,7 +70,12 @@ async function launch(ports: Ports, stateDir: string) {
 
 describe('npm start (the built launcher, as a real process)', () => {
   it('starts each service from deploy/ behind its Cloud Run front, serves the chain, and Ctrl-C stops them all', async () => {
-    const ports = { calling: await freePort(), receiving: await freePort(), metadata: await freePort(), admin: await freePort() };
+    const ports = {
+      calling: await freePort(),
+      receiving: await freePort(),
+      metadata: await freePort(),
+      admin: await freePort(),
+    };
     const stateDir = mkdtempSync(join(tmpdir(), 'start-'));
     const { child, output, exited } = await launch(ports, stateDir);
     let pids: number[] = [];
@@ -72,16 +83,20 @@ describe('npm start (the built launcher, as a real process)', () => {
       const services = childrenOf(child.pid!);
       pids = services.map((line) => Number.parseInt(line, 10));
       expect(output()).toContain(`curl http://127.0.0.1:${ports.calling}`);
-      expect(services.map((line) => line.match(/(?:bundle|local)\/([a-z-]+)\/main\.m?js/)?.[1]).sort()).toEqual([
-        'calling',
-        'metadata-emulator',
-        'metadata-emulator',
-        'receiving',
-      ]);
+      expect(
+        services.map((line) => line.match(/(?:bundle|local)\/([a-z-]+)\/main\.m?js/)?.[1]).sort(),
+      ).toEqual(['calling', 'metadata-emulator', 'metadata-emulator', 'receiving']);
       // Each service has its own metadata server reporting its own account; both sign with one key set.
-      const receivingMetadata = /receiving has its own, reporting its account, at (http:\/\/127\.0\.0\.1:\d+)/.exec(output())![1]!;
+      const receivingMetadata =
+        /receiving has its own, reporting its account, at (http:\/\/127\.0\.0\.1:\d+)/.exec(
+          output(),
+        )![1]!;
       const ask = async (base: string, path: string) =>
-        (await fetch(`${base}/computeMetadata/v1/${path}`, { headers: { 'Metadata-Flavor': 'Google' } })).text();
+        (
+          await fetch(`${base}/computeMetadata/v1/${path}`, {
+            headers: { 'Metadata-Flavor': 'Google' },
+          })
+        ).text();
       const callingMetadata = `http://127.0.0.1:${ports.metadata}`;
       expect(await ask(callingMetadata, 'instance/service-accounts/default/email')).toBe(
         'cloudrun-authenticated-sa@local-project.iam.gserviceaccount.com',
@@ -99,14 +114,24 @@ describe('npm start (the built launcher, as a real process)', () => {
       // receiving is private behind its Cloud Run front: no token, Cloud Run's 403.
       const direct = await fetch(`http://127.0.0.1:${ports.receiving}/`);
       expect(direct.status).toBe(403);
-      expect(await direct.text()).toContain('Your client does not have permission to get URL <code>/</code> from this server.');
+      expect(await direct.text()).toContain(
+        'Your client does not have permission to get URL <code>/</code> from this server.',
+      );
       // The front's log line reaches the launcher's output() a moment after the answer.
-      for (let i = 0; i < 100 && !output().includes('receiving front refused GET / with 403'); i += 1)
+      for (
+        let i = 0;
+        i < 100 && !output().includes('receiving front refused GET / with 403');
+        i += 1
+      )
         await new Promise((r) => setTimeout(r, 20));
       expect(output()).toContain('receiving front refused GET / with 403');
       // receiving runs as deployed: TOKEN_CHECK=platform, its own account, from deploy/receiving.yaml.
-      expect(output()).toContain('TOKEN_CHECK=platform, runs as cloudrun-receiving-sa@local-project.iam.gserviceaccount.com');
-      expect(output()).toContain('runs as cloudrun-authenticated-sa@local-project.iam.gserviceaccount.com');
+      expect(output()).toContain(
+        'TOKEN_CHECK=platform, runs as cloudrun-receiving-sa@local-project.iam.gserviceaccount.com',
+      );
+      expect(output()).toContain(
+        'runs as cloudrun-authenticated-sa@local-project.iam.gserviceaccount.com',
+      );
 
       // A token the emulator minted for another audience: Cloud Run's 401.
       const foreign = await (
@@ -117,7 +142,13 @@ describe('npm start (the built launcher, as a real process)', () => {
           },
         )
       ).text();
-      expect((await fetch(`http://127.0.0.1:${ports.receiving}/`, { headers: { Authorization: `Bearer ${foreign}` } })).status).toBe(401);
+      expect(
+        (
+          await fetch(`http://127.0.0.1:${ports.receiving}/`, {
+            headers: { Authorization: `Bearer ${foreign}` },
+          })
+        ).status,
+      ).toBe(401);
 
       // The local policy command changes what the running front enforces, within a second.
       const binding = [
@@ -126,9 +157,13 @@ describe('npm start (the built launcher, as a real process)', () => {
         '--role=roles/run.invoker',
       ];
       const policy = (verb: string, ...args: string[]) =>
-        run(process.execPath, [localCommand, 'run', 'services', verb, ...args, '--region=us-central1'], {
-          env: { ...process.env, LOCAL_STATE_DIR: stateDir },
-        });
+        run(
+          process.execPath,
+          [localCommand, 'run', 'services', verb, ...args, '--region=us-central1'],
+          {
+            env: { ...process.env, LOCAL_STATE_DIR: stateDir },
+          },
+        );
       const within = async (ms: number, check: () => Promise<boolean>) => {
         const started = Date.now();
         while (!(await check())) {
@@ -145,11 +180,21 @@ describe('npm start (the built launcher, as a real process)', () => {
         return res.status === 502 && (await res.text()).includes('answered 403');
       });
       await policy('add-iam-policy-binding', ...binding);
-      await within(1000, async () => (await fetch(`http://127.0.0.1:${ports.calling}/`)).status === 200);
+      await within(
+        1000,
+        async () => (await fetch(`http://127.0.0.1:${ports.calling}/`)).status === 200,
+      );
 
       // A second chain on the same state directory would reset the policies under this one: refused.
       const second = await run(process.execPath, [launcher], {
-        env: { ...process.env, CALLING_PORT: '0', RECEIVING_PORT: '0', METADATA_PORT: '0', ADMIN_PORT: '0', LOCAL_STATE_DIR: stateDir },
+        env: {
+          ...process.env,
+          CALLING_PORT: '0',
+          RECEIVING_PORT: '0',
+          METADATA_PORT: '0',
+          ADMIN_PORT: '0',
+          LOCAL_STATE_DIR: stateDir,
+        },
         timeout: 30_000,
       }).catch((err: { code: number; stderr: string }) => err);
       expect(second).toMatchObject({ code: 1 });
@@ -192,7 +237,12 @@ const hostile = (port: number, request: string, afterMs: number) =>
 
 describe('npm start under attack, then killed outright', () => {
   it('keeps serving through hostile requests, then takes every process with it on SIGKILL', async () => {
-    const ports = { calling: await freePort(), receiving: await freePort(), metadata: await freePort(), admin: await freePort() };
+    const ports = {
+      calling: await freePort(),
+      receiving: await freePort(),
+      metadata: await freePort(),
+      admin: await freePort(),
+    };
     const stateDir = mkdtempSync(join(tmpdir(), 'start-'));
     const { child, output, exited } = await launch(ports, stateDir);
     let pids: number[] = [];
@@ -201,13 +251,30 @@ describe('npm start under attack, then killed outright', () => {
       pids = childrenOf(child.pid!).map((line) => Number.parseInt(line, 10));
       expect(pids).toHaveLength(4);
       // Odd targets and clients that vanish, at both fronts and the Admin API (bounded: 10 rounds of 24 requests each).
-      const targets = ['//', '///', 'http://[::1', `//127.0.0.1:${ports.metadata}/`, `http://127.0.0.1:${ports.metadata}/`, '*'];
+      const targets = [
+        '//',
+        '///',
+        'http://[::1',
+        `//127.0.0.1:${ports.metadata}/`,
+        `http://127.0.0.1:${ports.metadata}/`,
+        '*',
+      ];
       for (let round = 0; round < 10; round += 1) {
         await Promise.all(
           [ports.calling, ports.receiving, ports.admin].flatMap((port) => [
-            ...targets.map((target) => hostile(port, `GET ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`, 0)),
-            hostile(port, 'GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer x.y.z\r\n\r\n', 0),
-            hostile(port, 'POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 50\r\n\r\nhalf', 5),
+            ...targets.map((target) =>
+              hostile(port, `GET ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`, 0),
+            ),
+            hostile(
+              port,
+              'GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer x.y.z\r\n\r\n',
+              0,
+            ),
+            hostile(
+              port,
+              'POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 50\r\n\r\nhalf',
+              5,
+            ),
           ]),
         );
       }
@@ -219,7 +286,8 @@ describe('npm start under attack, then killed outright', () => {
 
       child.kill('SIGKILL');
       expect(await exited).toBeNull();
-      for (let i = 0; i < 100 && pids.some(isAlive); i += 1) await new Promise((resolve) => setTimeout(resolve, 50));
+      for (let i = 0; i < 100 && pids.some(isAlive); i += 1)
+        await new Promise((resolve) => setTimeout(resolve, 50));
       expect(pids.filter(isAlive)).toEqual([]);
       // Nothing listens on the chain's ports any more (the fronts died with the launcher itself).
       // Asked by connecting: binding the port to check it can collide with one of this test's
@@ -230,7 +298,12 @@ describe('npm start under attack, then killed outright', () => {
       // Its lock names a process that is gone: the next start takes the state directory over.
       expect(readFileSync(join(stateDir, 'chain.lock'), 'utf8')).toBe(String(child.pid));
       const again = await launch(
-        { calling: await freePort(), receiving: await freePort(), metadata: await freePort(), admin: await freePort() },
+        {
+          calling: await freePort(),
+          receiving: await freePort(),
+          metadata: await freePort(),
+          admin: await freePort(),
+        },
         stateDir,
       );
       expect(again.output()).toContain('Ctrl-C stops them all');

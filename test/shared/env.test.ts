@@ -31,7 +31,9 @@ describe('EnvReader', () => {
     const read = new EnvReader('svc', {});
     read.httpUrl('URL', 'ftp://example.com');
     read.httpUrl('URL', 'not a url');
-    expect(() => read.done({})).toThrow(/URL must be an http\(s\) URL[\s\S]*URL must be an absolute http\(s\) URL/);
+    expect(() => read.done({})).toThrow(
+      /URL must be an http\(s\) URL[\s\S]*URL must be an absolute http\(s\) URL/,
+    );
   });
 
   it('takes a whole number only within its bounds, both ends included', () => {
@@ -48,14 +50,17 @@ describe('EnvReader', () => {
       F: '0x7',
     });
     expect([read.integer('MIN', 1, 5, 10), read.integer('MAX', 1, 5, 10)]).toEqual([5, 10]);
-    for (const name of ['LOW', 'HIGH', 'A', 'B', 'C', 'D', 'E', 'F']) expect(read.integer(name, 7, 5, 10)).toBe(7);
+    for (const name of ['LOW', 'HIGH', 'A', 'B', 'C', 'D', 'E', 'F'])
+      expect(read.integer(name, 7, 5, 10)).toBe(7);
     expect(() => read.done({})).toThrow(
       new ConfigError(
         'svc',
-        ['LOW "4"', 'HIGH "11"', 'A "1.5"', 'B "-5"', 'C "7x"', 'D "x7"', 'E "1e1"', 'F "0x7"'].map((nameAndValue) => {
-          const [name, value] = nameAndValue.split(' ');
-          return `${name} must be a whole number from 5 to 10, got ${value}`;
-        }),
+        ['LOW "4"', 'HIGH "11"', 'A "1.5"', 'B "-5"', 'C "7x"', 'D "x7"', 'E "1e1"', 'F "0x7"'].map(
+          (nameAndValue) => {
+            const [name, value] = nameAndValue.split(' ');
+            return `${name} must be a whole number from 5 to 10, got ${value}`;
+          },
+        ),
       ),
     );
   });

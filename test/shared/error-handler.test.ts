@@ -1,7 +1,11 @@
 import express from 'express';
 import request from 'supertest';
 import { errorHandler, notFound } from '../../services/shared/error-handler.js';
-import { IdTokenUnavailableError, TokenInvalidError, UpstreamRefusedError } from '../../services/shared/errors.js';
+import {
+  IdTokenUnavailableError,
+  TokenInvalidError,
+  UpstreamRefusedError,
+} from '../../services/shared/errors.js';
 import { requestLog } from '../../services/shared/request-log.js';
 import { capturingLogger } from '../helpers/logs.js';
 import { serve, type Running } from '../helpers/servers.js';
@@ -20,10 +24,17 @@ describe('errorHandler', () => {
       throw new TokenInvalidError('token has expired', { cause: new Error('jose said exp') });
     });
     app.get('/refused', () => {
-      throw new UpstreamRefusedError('UPSTREAM_FORBIDDEN', 'receiving refused the caller', { upstreamStatus: 403, caller: 'a@b.c' });
+      throw new UpstreamRefusedError('UPSTREAM_FORBIDDEN', 'receiving refused the caller', {
+        upstreamStatus: 403,
+        caller: 'a@b.c',
+      });
     });
     app.get('/no-token', () => {
-      throw new IdTokenUnavailableError('https://r.example', 'the metadata server at h answered 500', 'Check it.');
+      throw new IdTokenUnavailableError(
+        'https://r.example',
+        'the metadata server at h answered 500',
+        'Check it.',
+      );
     });
     app.get('/bug', () => {
       throw new Error('database password is hunter2');
@@ -50,24 +61,29 @@ describe('errorHandler', () => {
     const res = await request(running.url).get('/invalid');
     expect(res.status).toBe(401);
     expect(res.headers['content-type']).toMatch(/^text\/plain/);
-    expect(res.headers['www-authenticate']).toBe('Bearer error="invalid_token", error_description="token has expired"');
+    expect(res.headers['www-authenticate']).toBe(
+      'Bearer error="invalid_token", error_description="token has expired"',
+    );
     expect(res.text).toBe('invalid token: token has expired\n');
   });
 
-  it.each(['application/json', 'application/problem+json'])('answers RFC 9457 problem details to Accept: %s', async (accept) => {
-    const res = await request(running.url).get('/refused').set('Accept', accept);
-    expect(res.status).toBe(502);
-    expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
-    expect(JSON.parse(res.text)).toEqual({
-      type: 'urn:cloudrun-service-auth:problem:upstream-forbidden',
-      title: 'The receiving service refused this caller',
-      status: 502,
-      detail: 'receiving refused the caller',
-      code: 'UPSTREAM_FORBIDDEN',
-      upstreamStatus: 403,
-      caller: 'a@b.c',
-    });
-  });
+  it.each(['application/json', 'application/problem+json'])(
+    'answers RFC 9457 problem details to Accept: %s',
+    async (accept) => {
+      const res = await request(running.url).get('/refused').set('Accept', accept);
+      expect(res.status).toBe(502);
+      expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
+      expect(JSON.parse(res.text)).toEqual({
+        type: 'urn:cloudrun-service-auth:problem:upstream-forbidden',
+        title: 'The receiving service refused this caller',
+        status: 502,
+        detail: 'receiving refused the caller',
+        code: 'UPSTREAM_FORBIDDEN',
+        upstreamStatus: 403,
+        caller: 'a@b.c',
+      });
+    },
+  );
 
   it('prefers text when the client accepts anything', async () => {
     const res = await request(running.url).get('/no-token').set('Accept', '*/*');
@@ -83,7 +99,11 @@ describe('errorHandler', () => {
     expect(lastLine()).toMatchObject({
       severity: 'WARNING',
       message: 'GET /invalid 401 in ' + String(lastLine().message).split(' in ')[1],
-      error: { code: 'TOKEN_INVALID', detail: 'invalid token: token has expired', cause: 'jose said exp' },
+      error: {
+        code: 'TOKEN_INVALID',
+        detail: 'invalid token: token has expired',
+        cause: 'jose said exp',
+      },
     });
   });
 
@@ -94,7 +114,11 @@ describe('errorHandler', () => {
     expect(logged.severity).toBe('ERROR');
     expect(JSON.stringify(logged.err)).toContain('database password is hunter2');
     const json = await request(running.url).get('/bug').set('Accept', 'application/json');
-    expect(JSON.parse(json.text)).toEqual({ type: 'about:blank', title: 'Internal error', status: 500 });
+    expect(JSON.parse(json.text)).toEqual({
+      type: 'about:blank',
+      title: 'Internal error',
+      status: 500,
+    });
     expect(json.text).not.toContain('hunter2');
   });
 
@@ -118,14 +142,21 @@ describe('errorHandler', () => {
   });
 
   it('answers a malformed JSON body with 400 bad request, not 500', async () => {
-    const res = await request(running.url).post('/json').set('Content-Type', 'application/json').send('{"a":');
+    const res = await request(running.url)
+      .post('/json')
+      .set('Content-Type', 'application/json')
+      .send('{"a":');
     expect([res.status, res.text]).toEqual([400, 'bad request\n']);
     const json = await request(running.url)
       .post('/json')
       .set('Content-Type', 'application/json')
       .set('Accept', 'application/json')
       .send('{"a":');
-    expect(JSON.parse(json.text)).toEqual({ type: 'about:blank', title: 'Bad request', status: 400 });
+    expect(JSON.parse(json.text)).toEqual({
+      type: 'about:blank',
+      title: 'Bad request',
+      status: 400,
+    });
     // The client's mistake, not a bug: no error with a stack on its log line.
     expect(lastLine()).toMatchObject({ severity: 'WARNING' });
     expect(lastLine()).not.toHaveProperty('err');

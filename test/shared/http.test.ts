@@ -13,14 +13,20 @@ const keepAlive = () => new http.Agent({ keepAlive: true });
 const get = (url: URL, agent = keepAlive(), timeoutMs = 2000, maxBytes = 1024) =>
   httpGet(url, { agent, headers: { 'X-Test': '1' }, timeoutMs, maxBytes });
 /** The failure a call ends with, as kind and message, and how long it took. */
-async function failureOf(call: Promise<unknown>): Promise<{ kind: HttpFailure['kind']; message: string; ms: number }> {
+async function failureOf(
+  call: Promise<unknown>,
+): Promise<{ kind: HttpFailure['kind']; message: string; ms: number }> {
   const started = Date.now();
   const err = await call.then(
     () => undefined,
     (e: unknown) => e,
   );
   expect(err).toBeInstanceOf(HttpFailure);
-  return { kind: (err as HttpFailure).kind, message: (err as HttpFailure).message, ms: Date.now() - started };
+  return {
+    kind: (err as HttpFailure).kind,
+    message: (err as HttpFailure).message,
+    ms: Date.now() - started,
+  };
 }
 const HEAD_OK = 'HTTP/1.1 200 OK\r\nConnection: keep-alive\r\n';
 
@@ -39,7 +45,12 @@ describe('httpGet: the one HTTP client of the services', () => {
     try {
       const timers = await timersOf(60_000, async () => {
         for (let i = 0; i < 5; i += 1) {
-          const answer = await httpGet(new URL(upstream.url), { agent, headers: { 'X-Test': '1' }, timeoutMs: 60_000, maxBytes: 1024 });
+          const answer = await httpGet(new URL(upstream.url), {
+            agent,
+            headers: { 'X-Test': '1' },
+            timeoutMs: 60_000,
+            maxBytes: 1024,
+          });
           expect([answer.status, answer.body, answer.headers['www-authenticate']]).toEqual([
             401,
             'nope: é',
@@ -79,9 +90,15 @@ describe('httpGet: the one HTTP client of the services', () => {
   it('a refused connection: refused, at once, an HttpFailure carrying the error Node gave', async () => {
     const call = get(new URL(`http://127.0.0.1:${await freePort()}/`));
     const failure = await failureOf(call);
-    expect(failure).toMatchObject({ kind: 'refused', message: 'could not be reached (the connection was refused)' });
+    expect(failure).toMatchObject({
+      kind: 'refused',
+      message: 'could not be reached (the connection was refused)',
+    });
     const err = (await call.catch((e: unknown) => e)) as HttpFailure;
-    expect([err.name, (err.cause as { code?: string }).code]).toEqual(['HttpFailure', 'ECONNREFUSED']);
+    expect([err.name, (err.cause as { code?: string }).code]).toEqual([
+      'HttpFailure',
+      'ECONNREFUSED',
+    ]);
   });
 
   it('a call that timed out on a kept-alive connection is not sent again', async () => {
@@ -130,18 +147,21 @@ describe('httpGet: the one HTTP client of the services', () => {
   it.each([
     ['a Content-Length body', `${HEAD_OK}Content-Length: 100\r\n\r\nHello`],
     ['a chunked body', `${HEAD_OK}Transfer-Encoding: chunked\r\n\r\n5\r\nHello\r\n`],
-  ])('%s cut short by a server that dies: reset, at once, not after the timeout', async (_what, bytes) => {
-    const dying = await rawServer((socket) => socket.end(bytes));
-    try {
-      const failure = await failureOf(get(dying.url, keepAlive(), 20_000));
-      expect(failure.kind).toBe('reset');
-      expect(failure.message).toContain('the connection was reset');
-      expect(failure.ms).toBeLessThan(10_000);
-      expect(dying.requests()).toBe(1);
-    } finally {
-      await dying.close();
-    }
-  });
+  ])(
+    '%s cut short by a server that dies: reset, at once, not after the timeout',
+    async (_what, bytes) => {
+      const dying = await rawServer((socket) => socket.end(bytes));
+      try {
+        const failure = await failureOf(get(dying.url, keepAlive(), 20_000));
+        expect(failure.kind).toBe('reset');
+        expect(failure.message).toContain('the connection was reset');
+        expect(failure.ms).toBeLessThan(10_000);
+        expect(dying.requests()).toBe(1);
+      } finally {
+        await dying.close();
+      }
+    },
+  );
 
   it('a header Node refuses to send: a failure at once, naming the header but not its value, and no timer left to fire', async () => {
     const server = await rawServer((socket) => socket.end(`${HEAD_OK}Content-Length: 0\r\n\r\n`));
@@ -149,10 +169,14 @@ describe('httpGet: the one HTTP client of the services', () => {
       let failure: Awaited<ReturnType<typeof failureOf>> | undefined;
       const timers = await timersOf(60_000, async () => {
         const headers = { Authorization: 'Bearer secret\nX: y' };
-        failure = await failureOf(httpGet(server.url, { agent: keepAlive(), headers, timeoutMs: 60_000, maxBytes: 1024 }));
+        failure = await failureOf(
+          httpGet(server.url, { agent: keepAlive(), headers, timeoutMs: 60_000, maxBytes: 1024 }),
+        );
       });
       expect(failure?.kind).toBe('network');
-      expect(failure?.message).toMatch(/^was not asked: Node refused the request \(.*authorization/i);
+      expect(failure?.message).toMatch(
+        /^was not asked: Node refused the request \(.*authorization/i,
+      );
       expect(failure?.message).not.toContain('secret');
       expect(timers.uncleared).toBe(0);
       expect(server.requests()).toBe(0);
@@ -162,7 +186,9 @@ describe('httpGet: the one HTTP client of the services', () => {
   });
 
   it('an answer over maxBytes: too-large, and not asked again', async () => {
-    const big = await rawServer((socket) => socket.end(`${HEAD_OK}Content-Length: 2000\r\n\r\n${'x'.repeat(2000)}`));
+    const big = await rawServer((socket) =>
+      socket.end(`${HEAD_OK}Content-Length: 2000\r\n\r\n${'x'.repeat(2000)}`),
+    );
     try {
       expect(await failureOf(get(big.url, keepAlive(), 2000, 1024))).toMatchObject({
         kind: 'too-large',
@@ -215,7 +241,10 @@ describe('httpGet: the one HTTP client of the services', () => {
   it('does not send again when a new connection is reset: reset', async () => {
     const server = await rawServer((socket) => socket.resetAndDestroy());
     try {
-      expect(await failureOf(get(server.url))).toMatchObject({ kind: 'reset', message: 'could not be reached (the connection was reset)' });
+      expect(await failureOf(get(server.url))).toMatchObject({
+        kind: 'reset',
+        message: 'could not be reached (the connection was reset)',
+      });
       expect(server.requests()).toBe(1);
     } finally {
       await server.close();
@@ -225,8 +254,9 @@ describe('httpGet: the one HTTP client of the services', () => {
   it('checks certificates over https: an untrusted one is a tls failure; trusted through the agent, one kept-alive connection', async () => {
     const fixtures = new URL('../fixtures/tls/', import.meta.url);
     const cert = readFileSync(new URL('loopback.crt', fixtures));
-    const server = https.createServer({ key: readFileSync(new URL('loopback.key', fixtures)), cert }, (_req, res) =>
-      res.end('ok over tls'),
+    const server = https.createServer(
+      { key: readFileSync(new URL('loopback.key', fixtures)), cert },
+      (_req, res) => res.end('ok over tls'),
     );
     let connections = 0;
     server.on('secureConnection', (socket: Socket) => {

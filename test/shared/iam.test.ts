@@ -2,10 +2,16 @@ import { emailKey, iamMember } from '../../services/shared/iam.js';
 
 describe('IAM members and emails', () => {
   it('binds service accounts as serviceAccount: and everyone else as user:', () => {
-    expect(iamMember('a@p.iam.gserviceaccount.com')).toBe('serviceAccount:a@p.iam.gserviceaccount.com');
-    expect(iamMember('123-compute@developer.GSERVICEACCOUNT.com')).toBe('serviceAccount:123-compute@developer.GSERVICEACCOUNT.com');
+    expect(iamMember('a@p.iam.gserviceaccount.com')).toBe(
+      'serviceAccount:a@p.iam.gserviceaccount.com',
+    );
+    expect(iamMember('123-compute@developer.GSERVICEACCOUNT.com')).toBe(
+      'serviceAccount:123-compute@developer.GSERVICEACCOUNT.com',
+    );
     expect(iamMember('a@example.com')).toBe('user:a@example.com');
-    expect(iamMember('a@p.gserviceaccount.com.example')).toBe('user:a@p.gserviceaccount.com.example');
+    expect(iamMember('a@p.gserviceaccount.com.example')).toBe(
+      'user:a@p.gserviceaccount.com.example',
+    );
   });
 
   it('folds ASCII letters only, so look-alikes stay other addresses', () => {

@@ -48,7 +48,10 @@ describe('requestLog', () => {
       res.end('part two');
     });
     app.get('/caller/:kind', (req, res) => {
-      res.locals.caller = req.params.kind === 'email' ? { email: 'sa@p.iam.gserviceaccount.com', subject: '123' } : { subject: '456' };
+      res.locals.caller =
+        req.params.kind === 'email'
+          ? { email: 'sa@p.iam.gserviceaccount.com', subject: '123' }
+          : { subject: '456' };
       res.end('hi');
     });
     const mounted = express.Router();
@@ -184,7 +187,10 @@ describe('requestLog', () => {
     // Answered in full, a long poll is logged as any request.
     await request(running.url).get('/held').expect(200, 'changed');
     await settle();
-    expect(last()).toMatchObject({ severity: 'INFO', message: expect.stringMatching(/^GET \/held 200 in \d+ ms$/) });
+    expect(last()).toMatchObject({
+      severity: 'INFO',
+      message: expect.stringMatching(/^GET \/held 200 in \d+ ms$/),
+    });
   });
 
   it('writes the trace fields only when the project is known', async () => {
@@ -225,7 +231,9 @@ describe('requestLog', () => {
       await request(quiet.url).get('/');
       await request(quiet.url).get('/missing');
       await settle();
-      expect(written.map((l) => JSON.parse(l).message)).toEqual([expect.stringMatching(/^GET \/missing 404/)]);
+      expect(written.map((l) => JSON.parse(l).message)).toEqual([
+        expect.stringMatching(/^GET \/missing 404/),
+      ]);
       // A line below the level costs nothing: not even the project is looked up.
       expect(projectAsked).toBe(1);
     } finally {

@@ -14,13 +14,16 @@ import { capturingLogger } from '../../helpers/logs.js';
 import { nowS } from '../../helpers/servers.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
-const rendered = new Map(renderDeploy(readDeployDir(join(root, 'deploy')), SAMPLE_VALUES).map((f) => [f.name, f.text]));
+const rendered = new Map(
+  renderDeploy(readDeployDir(join(root, 'deploy')), SAMPLE_VALUES).map((f) => [f.name, f.text]),
+);
 const PROJECT = SAMPLE_VALUES.PROJECT_ID!;
 const NUMBER = SAMPLE_VALUES.PROJECT_NUMBER!;
 const REGION = SAMPLE_VALUES.REGION!;
 const ADMIN = 'dev@example.com';
 const SA = `serviceAccount:cloudrun-authenticated-sa@${PROJECT}.iam.gserviceaccount.com`;
-const CONCURRENT = 'There were concurrent policy changes. Please retry the whole read-modify-write with exponential backoff.';
+const CONCURRENT =
+  'There were concurrent policy changes. Please retry the whole read-modify-write with exponential backoff.';
 
 interface Answer {
   status: number;
@@ -47,8 +50,20 @@ describe('the local Cloud Run Admin API, over real HTTP', () => {
     store.reset('receiving', { bindings: [{ role: 'roles/run.invoker', members: [SA] }] });
     store.reset('calling', { bindings: [] });
     services = new Map([
-      ['receiving', new LiveService(parseServiceManifest(rendered.get('receiving.yaml')!, 'receiving.yaml'), 'http://127.0.0.1:8081')],
-      ['calling', new LiveService(parseServiceManifest(rendered.get('calling.yaml')!, 'calling.yaml'), 'http://127.0.0.1:8080')],
+      [
+        'receiving',
+        new LiveService(
+          parseServiceManifest(rendered.get('receiving.yaml')!, 'receiving.yaml'),
+          'http://127.0.0.1:8081',
+        ),
+      ],
+      [
+        'calling',
+        new LiveService(
+          parseServiceManifest(rendered.get('calling.yaml')!, 'calling.yaml'),
+          'http://127.0.0.1:8080',
+        ),
+      ],
     ]);
     const captured = capturingLogger();
     lines = captured.lines;
@@ -74,18 +89,29 @@ describe('the local Cloud Run Admin API, over real HTTP', () => {
     `/v1/projects/${project}/locations/${region}/services/${service}`;
   const knative = (service = 'receiving', namespace = PROJECT) =>
     `/apis/serving.knative.dev/v1/namespaces/${namespace}/services/${service}`;
-  async function call(path: string, init: { method?: string; body?: unknown; auth?: string | null } = {}): Promise<Answer> {
+  async function call(
+    path: string,
+    init: { method?: string; body?: unknown; auth?: string | null } = {},
+  ): Promise<Answer> {
     const headers: Record<string, string> = { 'content-type': 'application/json' };
     if (init.auth !== null) headers.authorization = init.auth ?? `Bearer ${token}`;
     const res = await fetch(`${base}${path}`, {
       method: init.method ?? (init.body === undefined ? 'GET' : 'POST'),
       headers,
-      ...(init.body === undefined ? {} : { body: typeof init.body === 'string' ? init.body : JSON.stringify(init.body) }),
+      ...(init.body === undefined
+        ? {}
+        : { body: typeof init.body === 'string' ? init.body : JSON.stringify(init.body) }),
     });
     return { status: res.status, headers: res.headers, body: (await res.json()) as Answer['body'] };
   }
-  const error = (answer: Answer) => [answer.status, answer.body.error?.status, answer.body.error?.message];
-  const getPolicy = async () => (await call(`${iam()}:getIamPolicy?alt=json&options.requestedPolicyVersion=3`)).body as unknown as Policy;
+  const error = (answer: Answer) => [
+    answer.status,
+    answer.body.error?.status,
+    answer.body.error?.message,
+  ];
+  const getPolicy = async () =>
+    (await call(`${iam()}:getIamPolicy?alt=json&options.requestedPolicyVersion=3`))
+      .body as unknown as Policy;
   const setPolicy = (policy: Policy, extra: Record<string, unknown> = {}) =>
     call(`${iam()}:setIamPolicy?alt=json`, { body: { policy, ...extra } });
 
@@ -120,7 +146,9 @@ describe('the local Cloud Run Admin API, over real HTTP', () => {
             'Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.',
           ],
         });
-        expect(answer.headers.get('www-authenticate')).toBe('Bearer realm="https://accounts.google.com/"');
+        expect(answer.headers.get('www-authenticate')).toBe(
+          'Bearer realm="https://accounts.google.com/"',
+        );
         expect(answer.headers.get('content-type')).toBe('application/json; charset=UTF-8');
       }
       expect((await call(`${knative()}`, { auth: null })).status).toBe(401);
@@ -164,29 +192,47 @@ describe('the local Cloud Run Admin API, over real HTTP', () => {
         bindings: [{ role: 'roles/run.invoker', members: [SA, 'user:a@example.com'] }],
       });
       expect(kept.body.etag).not.toBe(read.etag);
-      expect(error(await setPolicy(addBinding(read, 'roles/run.invoker', 'user:b@example.com')))).toEqual([409, 'ABORTED', CONCURRENT]);
-      expect((await getPolicy()).bindings).toEqual([{ role: 'roles/run.invoker', members: [SA, 'user:a@example.com'] }]);
+      expect(
+        error(await setPolicy(addBinding(read, 'roles/run.invoker', 'user:b@example.com'))),
+      ).toEqual([409, 'ABORTED', CONCURRENT]);
+      expect((await getPolicy()).bindings).toEqual([
+        { role: 'roles/run.invoker', members: [SA, 'user:a@example.com'] },
+      ]);
       // gcloud writes the etag in base64url: the same bytes are the same etag.
       const url = Buffer.from(kept.body.etag as string, 'base64').toString('base64url');
       expect((await setPolicy({ bindings: [], etag: url })).status).toBe(200);
       // Without an etag, a set replaces whatever is there.
-      expect((await setPolicy({ bindings: [{ role: 'roles/run.invoker', members: ['allUsers'] }] })).status).toBe(200);
-      expect(lines.some((line) => line.includes(`${ADMIN} set the IAM policy of receiving`))).toBe(true);
+      expect(
+        (await setPolicy({ bindings: [{ role: 'roles/run.invoker', members: ['allUsers'] }] }))
+          .status,
+      ).toBe(200);
+      expect(lines.some((line) => line.includes(`${ADMIN} set the IAM policy of receiving`))).toBe(
+        true,
+      );
     });
 
     it('of concurrent read-modify-writes over HTTP, each is kept or refused ABORTED, and every one kept is there', async () => {
       const outcomes = await Promise.all(
         Array.from({ length: 30 }, async (_, i) => {
           const member = `user:u${i}@example.com`;
-          const answer = await setPolicy(addBinding(await getPolicy(), 'roles/run.invoker', member));
+          const answer = await setPolicy(
+            addBinding(await getPolicy(), 'roles/run.invoker', member),
+          );
           return { member, status: answer.status, why: answer.body.error?.status };
         }),
       );
       const members = (await getPolicy()).bindings[0]!.members;
-      expect(outcomes.filter((o) => o.status !== 200).every((o) => o.status === 409 && o.why === 'ABORTED')).toBe(true);
+      expect(
+        outcomes
+          .filter((o) => o.status !== 200)
+          .every((o) => o.status === 409 && o.why === 'ABORTED'),
+      ).toBe(true);
       expect(outcomes.filter((o) => o.status === 200).length).toBeGreaterThan(0);
       for (const o of outcomes)
-        expect({ member: o.member, there: members.includes(o.member) }).toEqual({ member: o.member, there: o.status === 200 });
+        expect({ member: o.member, there: members.includes(o.member) }).toEqual({
+          member: o.member,
+          there: o.status === 200,
+        });
     });
 
     it("refuses what IAM refuses, in IAM's words, and keeps the policy it has", async () => {
@@ -216,15 +262,27 @@ describe('the local Cloud Run Admin API, over real HTTP', () => {
         [{ policy: null }, 'policy is required: the policy to set.'],
         ['null', 'Invalid JSON payload received. The request body must be a JSON object.'],
         [[], 'Invalid JSON payload received. The request body must be a JSON object.'],
-        [{ Policy: { bindings: [] } }, 'Invalid JSON payload received. Unknown name "Policy": Cannot find field.'],
+        [
+          { Policy: { bindings: [] } },
+          'Invalid JSON payload received. Unknown name "Policy": Cannot find field.',
+        ],
         [
           { policy: { bindings: [] }, updateMask: 'policy.bindings' },
           'Invalid update mask path: "policy.bindings" (a policy\'s fields are bindings, etag, version, auditConfigs).',
         ],
         [{ policy: { bindings: [] }, updateMask: 3 }, 'updateMask must be a string.'],
-        [{ policy: { bindings: [], version: 4 } }, "Invalid policy version 4: a policy's version is 1, 2 or 3."],
         [
-          { policy: { bindings: [{ role: 'roles/run.invoker', members: [SA], condition: { expression: 'true' } }] } },
+          { policy: { bindings: [], version: 4 } },
+          "Invalid policy version 4: a policy's version is 1, 2 or 3.",
+        ],
+        [
+          {
+            policy: {
+              bindings: [
+                { role: 'roles/run.invoker', members: [SA], condition: { expression: 'true' } },
+              ],
+            },
+          },
           'Binding for roles/run.invoker has a condition: the local chain does not evaluate IAM conditions.',
         ],
       ];
@@ -234,10 +292,18 @@ describe('the local Cloud Run Admin API, over real HTTP', () => {
           answer: [400, 'INVALID_ARGUMENT', message],
         });
       }
-      const large = await call(`${iam()}:setIamPolicy`, { body: { policy: { bindings: [] }, pad: 'x'.repeat(2 << 20) } });
-      expect(error(large)).toEqual([400, 'INVALID_ARGUMENT', 'The request body is larger than 1048576 bytes.']);
+      const large = await call(`${iam()}:setIamPolicy`, {
+        body: { policy: { bindings: [] }, pad: 'x'.repeat(2 << 20) },
+      });
+      expect(error(large)).toEqual([
+        400,
+        'INVALID_ARGUMENT',
+        'The request body is larger than 1048576 bytes.',
+      ]);
       // Exactly at the limit is not too large (and here not JSON).
-      expect(error(await call(`${iam()}:setIamPolicy`, { body: ' '.repeat(1 << 20) }))[2]).toMatch(/^Invalid JSON payload received\./);
+      expect(error(await call(`${iam()}:setIamPolicy`, { body: ' '.repeat(1 << 20) }))[2]).toMatch(
+        /^Invalid JSON payload received\./,
+      );
       expect(await getPolicy()).toEqual(before);
       // The caller's mistakes are answered, not logged as the API's failures.
       expect(lines.filter((line) => line.includes('"severity":"ERROR"'))).toEqual([]);
@@ -245,17 +311,28 @@ describe('the local Cloud Run Admin API, over real HTTP', () => {
 
     it('honours an update mask: without bindings in it, the bindings stay', async () => {
       const before = await getPolicy();
-      const answer = await setPolicy({ bindings: [], etag: before.etag! }, { updateMask: 'auditConfigs' });
+      const answer = await setPolicy(
+        { bindings: [], etag: before.etag! },
+        { updateMask: 'auditConfigs' },
+      );
       expect(answer.status).toBe(200);
       expect((await getPolicy()).bindings).toEqual(before.bindings);
       // An empty mask is the default one.
       const read = await getPolicy();
       expect(
-        (await setPolicy({ bindings: [{ role: 'roles/run.invoker', members: ['allUsers'] }], etag: read.etag! }, { updateMask: ' ' }))
-          .status,
+        (
+          await setPolicy(
+            { bindings: [{ role: 'roles/run.invoker', members: ['allUsers'] }], etag: read.etag! },
+            { updateMask: ' ' },
+          )
+        ).status,
       ).toBe(200);
-      expect((await getPolicy()).bindings).toEqual([{ role: 'roles/run.invoker', members: ['allUsers'] }]);
-      expect((await setPolicy({ bindings: [] }, { updateMask: 'bindings, etag' })).body).not.toHaveProperty('bindings');
+      expect((await getPolicy()).bindings).toEqual([
+        { role: 'roles/run.invoker', members: ['allUsers'] },
+      ]);
+      expect(
+        (await setPolicy({ bindings: [] }, { updateMask: 'bindings, etag' })).body,
+      ).not.toHaveProperty('bindings');
     });
 
     it('answers testIamPermissions with the Cloud Run permissions asked for', async () => {
@@ -263,7 +340,9 @@ describe('the local Cloud Run Admin API, over real HTTP', () => {
         body: { permissions: ['run.services.setIamPolicy', 'storage.buckets.get', 3] },
       });
       expect(answer.body).toEqual({ permissions: ['run.services.setIamPolicy'] });
-      expect((await call(`${iam()}:testIamPermissions`, { body: {} })).body).toEqual({ permissions: [] });
+      expect((await call(`${iam()}:testIamPermissions`, { body: {} })).body).toEqual({
+        permissions: [],
+      });
     });
 
     it('answers a policy store it cannot read with one clear 400 FAILED_PRECONDITION, serves on, and is repaired by a set without an etag', async () => {
@@ -277,7 +356,9 @@ describe('the local Cloud Run Admin API, over real HTTP', () => {
       expect(broken.body.error?.message).toContain('Restart npm start to rewrite it from deploy/');
       expect(error(await setPolicy({ bindings: [], etag: 'BwX=' }))).toEqual(error(broken));
       expect((await call(`${iam('calling')}:getIamPolicy`)).status).toBe(200);
-      expect((await setPolicy({ bindings: [{ role: 'roles/run.invoker', members: [SA] }] })).status).toBe(200);
+      expect(
+        (await setPolicy({ bindings: [{ role: 'roles/run.invoker', members: [SA] }] })).status,
+      ).toBe(200);
       expect((await getPolicy()).bindings).toEqual([{ role: 'roles/run.invoker', members: [SA] }]);
       expect(lines.filter((line) => line.includes('"severity":"ERROR"'))).toHaveLength(2);
     });
@@ -313,7 +394,12 @@ describe('the local Cloud Run Admin API, over real HTTP', () => {
           annotations: { 'run.googleapis.com/ingress': 'all' },
         },
         spec: {
-          template: { spec: { serviceAccountName: `cloudrun-receiving-sa@${PROJECT}.iam.gserviceaccount.com`, timeoutSeconds: 30 } },
+          template: {
+            spec: {
+              serviceAccountName: `cloudrun-receiving-sa@${PROJECT}.iam.gserviceaccount.com`,
+              timeoutSeconds: 30,
+            },
+          },
         },
         status: {
           observedGeneration: 1,
@@ -328,9 +414,14 @@ describe('the local Cloud Run Admin API, over real HTTP', () => {
         },
       });
       expect(body).toMatchObject({
-        metadata: { selfLink: `/apis/serving.knative.dev/v1/namespaces/${NUMBER}/services/receiving`, resourceVersion: '1' },
+        metadata: {
+          selfLink: `/apis/serving.knative.dev/v1/namespaces/${NUMBER}/services/receiving`,
+          resourceVersion: '1',
+        },
         spec: { traffic: [{ percent: 100, latestRevision: true }] },
-        status: { traffic: [{ revisionName: 'receiving-00001-loc', percent: 100, latestRevision: true }] },
+        status: {
+          traffic: [{ revisionName: 'receiving-00001-loc', percent: 100, latestRevision: true }],
+        },
       });
       // The project number names the namespace as well as the id; v1's path answers the same.
       expect((await call(knative('receiving', NUMBER))).body).toEqual(body);
@@ -338,7 +429,12 @@ describe('the local Cloud Run Admin API, over real HTTP', () => {
     });
 
     it("answers Resource Manager's projects.get for its project, by id or number", async () => {
-      const project = { projectNumber: NUMBER, projectId: PROJECT, lifecycleState: 'ACTIVE', name: PROJECT };
+      const project = {
+        projectNumber: NUMBER,
+        projectId: PROJECT,
+        lifecycleState: 'ACTIVE',
+        name: PROJECT,
+      };
       expect((await call(`/v1/projects/${PROJECT}?alt=json`)).body).toEqual(project);
       expect((await call(`/v1/projects/${NUMBER}`)).body).toEqual(project);
       expect(error(await call('/v1/projects/other-project'))[0]).toBe(404);
@@ -346,12 +442,19 @@ describe('the local Cloud Run Admin API, over real HTTP', () => {
     });
 
     it('lists the chain’s services, in its region or in all (-)', async () => {
-      for (const path of [`/apis/serving.knative.dev/v1/namespaces/${PROJECT}/services`, `/v1/projects/${PROJECT}/locations/-/services`]) {
+      for (const path of [
+        `/apis/serving.knative.dev/v1/namespaces/${PROJECT}/services`,
+        `/v1/projects/${PROJECT}/locations/-/services`,
+      ]) {
         const { body } = await call(path);
         expect(body).toMatchObject({ apiVersion: 'serving.knative.dev/v1', kind: 'ServiceList' });
-        expect((body.items as { metadata: { name: string } }[]).map((s) => s.metadata.name)).toEqual(['receiving', 'calling']);
+        expect(
+          (body.items as { metadata: { name: string } }[]).map((s) => s.metadata.name),
+        ).toEqual(['receiving', 'calling']);
       }
-      expect((await call(`/v1/projects/${PROJECT}/locations/europe-west1/services`)).body.items).toEqual([]);
+      expect(
+        (await call(`/v1/projects/${PROJECT}/locations/europe-west1/services`)).body.items,
+      ).toEqual([]);
     });
 
     it('says which project, region and services it has, as Google words a missing resource', async () => {
@@ -360,9 +463,9 @@ describe('the local Cloud Run Admin API, over real HTTP', () => {
         'NOT_FOUND',
         `Resource 'nope' of kind 'SERVICE' in region '${REGION}' in project '${PROJECT}' does not exist. The local chain runs receiving and calling in ${REGION}, from deploy/.`,
       ]);
-      expect(error(await call(`${iam('receiving', PROJECT, 'europe-west1')}:getIamPolicy`))[2]).toContain(
-        "Resource 'receiving' of kind 'SERVICE' in region 'europe-west1'",
-      );
+      expect(
+        error(await call(`${iam('receiving', PROJECT, 'europe-west1')}:getIamPolicy`))[2],
+      ).toContain("Resource 'receiving' of kind 'SERVICE' in region 'europe-west1'");
       expect(error(await call(`${iam('receiving', 'other-project')}:getIamPolicy`))).toEqual([
         404,
         'NOT_FOUND',
@@ -371,8 +474,12 @@ describe('the local Cloud Run Admin API, over real HTTP', () => {
       expect(error(await call(knative('receiving', 'other-project')))[0]).toBe(404);
       // A message that quotes the path shows no token in it.
       const pasted = await call(`/v1/${token}/eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl`);
-      expect(pasted.body.error?.message).toBe('/v1/[token]/[token] is not a method of the local Cloud Run Admin API.');
-      expect((await call(`/v1/projects/${'p'.repeat(5000)}`)).body.error!.message.length).toBeLessThanOrEqual(1001);
+      expect(pasted.body.error?.message).toBe(
+        '/v1/[token]/[token] is not a method of the local Cloud Run Admin API.',
+      );
+      expect(
+        (await call(`/v1/projects/${'p'.repeat(5000)}`)).body.error!.message.length,
+      ).toBeLessThanOrEqual(1001);
       for (const path of [
         '/',
         '/v1/projects',
@@ -390,14 +497,19 @@ describe('the local Cloud Run Admin API, over real HTTP', () => {
         `/apis/serving.knative.dev/v1/namespaces/${PROJECT}/services/receiving/x`,
       ]) {
         const answer = await call(path);
-        expect({ path, answer: error(answer).slice(0, 2), challenge: answer.headers.get('www-authenticate') }).toEqual({
+        expect({
+          path,
+          answer: error(answer).slice(0, 2),
+          challenge: answer.headers.get('www-authenticate'),
+        }).toEqual({
           path,
           answer: [404, 'NOT_FOUND'],
           challenge: null,
         });
       }
       expect(error(await call(`${iam()}:setIamPolicy`))[0]).toBe(404); // a GET
-      for (const method of ['DELETE', 'PUT', 'PATCH']) expect(error(await call(`${iam()}:getIamPolicy`, { method }))[0]).toBe(404);
+      for (const method of ['DELETE', 'PUT', 'PATCH'])
+        expect(error(await call(`${iam()}:getIamPolicy`, { method }))[0]).toBe(404);
       expect((await call(`${iam()}:getIamPolicy`, { method: 'POST', body: {} })).status).toBe(200);
     });
 
@@ -406,7 +518,13 @@ describe('the local Cloud Run Admin API, over real HTTP', () => {
       const metadata = current.metadata as { annotations: Record<string, string> };
       const opened = {
         ...current,
-        metadata: { ...metadata, annotations: { ...metadata.annotations, 'run.googleapis.com/invoker-iam-disabled': 'true' } },
+        metadata: {
+          ...metadata,
+          annotations: {
+            ...metadata.annotations,
+            'run.googleapis.com/invoker-iam-disabled': 'true',
+          },
+        },
       };
       const answer = await call(knative(), { method: 'PUT', body: opened });
       expect(error(answer)).toEqual([200, undefined, undefined]);
@@ -418,7 +536,13 @@ describe('the local Cloud Run Admin API, over real HTTP', () => {
       const audiences = '["https://receiving.example.com"]';
       const custom = {
         ...opened,
-        metadata: { ...metadata, annotations: { ...metadata.annotations, 'run.googleapis.com/custom-audiences': audiences } },
+        metadata: {
+          ...metadata,
+          annotations: {
+            ...metadata.annotations,
+            'run.googleapis.com/custom-audiences': audiences,
+          },
+        },
       };
       // Made from the read of generation 1, after generation 2: it would undo the change it never saw.
       expect(error(await call(knative(), { method: 'PUT', body: custom }))).toEqual([
@@ -428,14 +552,18 @@ describe('the local Cloud Run Admin API, over real HTTP', () => {
       ]);
       expect(services.get('receiving')!.manifest.invokerIamDisabled).toBe(true);
       custom.metadata = { ...custom.metadata, resourceVersion: '2' } as typeof custom.metadata;
-      expect((await call(knative(), { method: 'PUT', body: custom })).body).toMatchObject({ metadata: { generation: 3 } });
+      expect((await call(knative(), { method: 'PUT', body: custom })).body).toMatchObject({
+        metadata: { generation: 3 },
+      });
       expect(services.get('receiving')!.manifest).toMatchObject({
         invokerIamDisabled: false,
         customAudiences: ['https://receiving.example.com'],
       });
       // The same again changes nothing, as a replace of what runs does; without a resourceVersion it is not checked.
       delete (custom.metadata as { resourceVersion?: string }).resourceVersion;
-      expect((await call(knative(), { method: 'PUT', body: custom })).body).toMatchObject({ metadata: { generation: 3 } });
+      expect((await call(knative(), { method: 'PUT', body: custom })).body).toMatchObject({
+        metadata: { generation: 3 },
+      });
       expect(
         lines.some((line) =>
           line.includes(
@@ -446,7 +574,9 @@ describe('the local Cloud Run Admin API, over real HTTP', () => {
     });
 
     it('refuses a replace that needs a new revision, naming what differs, and changes nothing', async () => {
-      const current = (await call(knative())).body as { spec: { template: { spec: { containers: { env: unknown[] }[] } } } };
+      const current = (await call(knative())).body as {
+        spec: { template: { spec: { containers: { env: unknown[] }[] } } };
+      };
       const changedEnv = structuredClone(current);
       changedEnv.spec.template.spec.containers[0]!.env = [{ name: 'TOKEN_CHECK', value: 'verify' }];
       const answer = await call(knative(), { method: 'PUT', body: changedEnv });
@@ -457,10 +587,19 @@ describe('the local Cloud Run Admin API, over real HTTP', () => {
           'Applied live: run.googleapis.com/invoker-iam-disabled, run.googleapis.com/custom-audiences.',
       );
       const relabelled = { ...current, metadata: { name: 'receiving', labels: { team: 'x' } } };
-      expect((await call(knative(), { method: 'PUT', body: relabelled })).body.error?.message).toContain(
+      expect(
+        (await call(knative(), { method: 'PUT', body: relabelled })).body.error?.message,
+      ).toContain(
         'metadata.labels.cloud.googleapis.com/location, metadata.labels.team, metadata.annotations differ',
       );
-      expect(error(await call(knative(), { method: 'PUT', body: { ...current, metadata: { name: 'calling' } } }))).toEqual([
+      expect(
+        error(
+          await call(knative(), {
+            method: 'PUT',
+            body: { ...current, metadata: { name: 'calling' } },
+          }),
+        ),
+      ).toEqual([
         400,
         'INVALID_ARGUMENT',
         'metadata.name is calling, but the request replaces receiving.',
@@ -476,13 +615,27 @@ describe('the local Cloud Run Admin API, over real HTTP', () => {
         spec: Record<string, unknown> & { template: { metadata: Record<string, unknown> } };
       };
       const edits: [string, (doc: Doc) => void, string][] = [
-        ['template labels', (d) => (d.spec.template.metadata.labels = { a: 'b' }), 'spec.template.metadata.labels'],
-        ['revision name', (d) => (d.spec.template.metadata.name = 'receiving-00002-new'), 'spec.template.metadata.name'],
-        ['traffic', (d) => (d.spec.traffic = [{ percent: 100, revisionName: 'receiving-00001-loc' }]), 'spec.traffic'],
+        [
+          'template labels',
+          (d) => (d.spec.template.metadata.labels = { a: 'b' }),
+          'spec.template.metadata.labels',
+        ],
+        [
+          'revision name',
+          (d) => (d.spec.template.metadata.name = 'receiving-00002-new'),
+          'spec.template.metadata.name',
+        ],
+        [
+          'traffic',
+          (d) => (d.spec.traffic = [{ percent: 100, revisionName: 'receiving-00001-loc' }]),
+          'spec.traffic',
+        ],
         ['a new spec field', (d) => (d.spec.extra = 1), 'spec.extra'],
         [
           'a system-looking annotation',
-          (d) => ((d.metadata.annotations as Record<string, string>)['run.googleapis.com/launch-stage'] = 'BETA'),
+          (d) =>
+            ((d.metadata.annotations as Record<string, string>)['run.googleapis.com/launch-stage'] =
+              'BETA'),
           'metadata.annotations.run.googleapis.com/launch-stage',
         ],
       ];
@@ -490,26 +643,44 @@ describe('the local Cloud Run Admin API, over real HTTP', () => {
         const doc = structuredClone(current) as unknown as Doc;
         edit(doc);
         const refused = await call(knative(), { method: 'PUT', body: doc });
-        expect({ what, answer: error(refused).slice(0, 2) }).toEqual({ what, answer: [400, 'FAILED_PRECONDITION'] });
-        expect({ what, named: refused.body.error!.message.includes(`while it runs: ${path} differ`) }).toEqual({ what, named: true });
+        expect({ what, answer: error(refused).slice(0, 2) }).toEqual({
+          what,
+          answer: [400, 'FAILED_PRECONDITION'],
+        });
+        expect({
+          what,
+          named: refused.body.error!.message.includes(`while it runs: ${path} differ`),
+        }).toEqual({ what, named: true });
       }
       // Cloud Run's and gcloud's own annotations may come back changed or go; a look-alike key may not.
       const system = structuredClone(current) as unknown as Doc;
       const annotations = system.metadata.annotations as Record<string, string>;
       annotations['run.googleapis.com/client-name'] = 'gcloud';
       delete annotations['serving.knative.dev/creator'];
-      (system.spec.template.metadata.annotations as Record<string, string>)['client.knative.dev/user-image'] = 'x';
+      (system.spec.template.metadata.annotations as Record<string, string>)[
+        'client.knative.dev/user-image'
+      ] = 'x';
       expect((await call(knative(), { method: 'PUT', body: system })).status).toBe(200);
       for (const key of ['example.com/serving.knative.dev/x', 'x-run.googleapis.com/client-name']) {
         const lookalike = structuredClone(current) as unknown as Doc;
         (lookalike.metadata.annotations as Record<string, string>)[key] = 'x';
-        expect({ key, status: (await call(knative(), { method: 'PUT', body: lookalike })).status }).toEqual({ key, status: 400 });
+        expect({
+          key,
+          status: (await call(knative(), { method: 'PUT', body: lookalike })).status,
+        }).toEqual({ key, status: 400 });
         const inTemplate = structuredClone(current) as unknown as Doc;
         (inTemplate.spec.template.metadata.annotations as Record<string, string>)[key] = 'x';
-        expect({ key, status: (await call(knative(), { method: 'PUT', body: inTemplate })).status }).toEqual({ key, status: 400 });
+        expect({
+          key,
+          status: (await call(knative(), { method: 'PUT', body: inTemplate })).status,
+        }).toEqual({ key, status: 400 });
       }
       const invalid: [string, (doc: Doc) => void, string][] = [
-        ['another namespace', (d) => (d.metadata.namespace = 'other-project'), 'metadata.namespace is "other-project", not this project'],
+        [
+          'another namespace',
+          (d) => (d.metadata.namespace = 'other-project'),
+          'metadata.namespace is "other-project", not this project',
+        ],
         [
           'another apiVersion',
           (d) => (d.apiVersion = 'serving.knative.dev/v2'),
@@ -522,12 +693,18 @@ describe('the local Cloud Run Admin API, over real HTTP', () => {
         ],
         [
           'an object template annotation',
-          (d) => ((d.spec.template.metadata.annotations as Record<string, unknown>)['autoscaling.knative.dev/maxScale'] = {}),
+          (d) =>
+            ((d.spec.template.metadata.annotations as Record<string, unknown>)[
+              'autoscaling.knative.dev/maxScale'
+            ] = {}),
           `Invalid value at 'spec.template.metadata.annotations["autoscaling.knative.dev/maxScale"]' (TYPE_STRING): it must be a string.`,
         ],
         [
           'a boolean annotation',
-          (d) => ((d.metadata.annotations as Record<string, unknown>)['run.googleapis.com/invoker-iam-disabled'] = true),
+          (d) =>
+            ((d.metadata.annotations as Record<string, unknown>)[
+              'run.googleapis.com/invoker-iam-disabled'
+            ] = true),
           `Invalid value at 'metadata.annotations["run.googleapis.com/invoker-iam-disabled"]' (TYPE_STRING): it must be a string.`,
         ],
       ];
@@ -535,16 +712,24 @@ describe('the local Cloud Run Admin API, over real HTTP', () => {
         const doc = structuredClone(current) as unknown as Doc;
         edit(doc);
         const refused = await call(knative(), { method: 'PUT', body: doc });
-        expect({ what, answer: error(refused).slice(0, 2), said: refused.body.error?.message.includes(message) }).toEqual({
+        expect({
+          what,
+          answer: error(refused).slice(0, 2),
+          said: refused.body.error?.message.includes(message),
+        }).toEqual({
           what,
           answer: [400, 'INVALID_ARGUMENT'],
           said: true,
         });
       }
       expect(services.get('receiving')!.manifest.invokerIamDisabled).toBe(false);
-      expect(error(await call(`/apis/serving.knative.dev/v1/namespaces/${PROJECT}/services`, { body: current }))[2]).toContain(
-        'The local chain cannot create a service',
-      );
+      expect(
+        error(
+          await call(`/apis/serving.knative.dev/v1/namespaces/${PROJECT}/services`, {
+            body: current,
+          }),
+        )[2],
+      ).toContain('The local chain cannot create a service');
       expect((await call(knative())).body).toMatchObject({ metadata: { generation: 1 } });
     });
   });

@@ -1,12 +1,27 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, request as httpRequest, type IncomingHttpHeaders, type Server } from 'node:http';
+import {
+  createServer,
+  request as httpRequest,
+  type IncomingHttpHeaders,
+  type Server,
+} from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SignJWT, generateKeyPair, type JWTPayload } from 'jose';
 import { freePort } from '../../../scripts/lib/processes.js';
 import { connect, createServer as createNetServer } from 'node:net';
-import { GCLOUD_CLIENT_ID, HEADERS_TIMEOUT_MS, createCloudRunFront, shown } from '../../../local/cloud-run-front/front.js';
-import { PolicyStore, addBinding, removeBinding, type Policy } from '../../../local/cloud-run-front/policy.js';
+import {
+  GCLOUD_CLIENT_ID,
+  HEADERS_TIMEOUT_MS,
+  createCloudRunFront,
+  shown,
+} from '../../../local/cloud-run-front/front.js';
+import {
+  PolicyStore,
+  addBinding,
+  removeBinding,
+  type Policy,
+} from '../../../local/cloud-run-front/policy.js';
 import type { ServiceManifest } from '../../../local/cloud-run-front/service.js';
 import { capturingLogger } from '../../helpers/logs.js';
 import { nowS, startEmulator, type RunningEmulator } from '../../helpers/servers.js';
@@ -14,7 +29,9 @@ import { b64url, claimsFor } from '../../helpers/tokens.js';
 
 const CALLER = 'cloudrun-authenticated-sa@local-project.iam.gserviceaccount.com';
 const OTHER = 'someone-else@local-project.iam.gserviceaccount.com';
-const invokers = (...members: string[]): Policy => ({ bindings: [{ role: 'roles/run.invoker', members }] });
+const invokers = (...members: string[]): Policy => ({
+  bindings: [{ role: 'roles/run.invoker', members }],
+});
 
 /** A stand-in container: answers 200 with what it saw; /slow answers after 3 s. */
 async function container(): Promise<{
@@ -32,17 +49,32 @@ async function container(): Promise<{
       if (!res.writableEnded) closedEarly.push(req.url!);
     });
     const answer = () =>
-      res.writeHead(200, { 'content-type': 'text/plain', 'x-from': 'container' }).end(`Hello from ${req.method} ${req.url}`);
+      res
+        .writeHead(200, { 'content-type': 'text/plain', 'x-from': 'container' })
+        .end(`Hello from ${req.method} ${req.url}`);
     if (req.url === '/slow') setTimeout(answer, 3000).unref();
-    else if (req.url === '/stall') res.writeHead(200, { 'content-type': 'text/plain' }).write('part of an answer');
+    else if (req.url === '/stall')
+      res.writeHead(200, { 'content-type': 'text/plain' }).write('part of an answer');
     else if (req.url === '/reset') {
       res.writeHead(200, { 'content-type': 'text/plain' }).write('part of an answer');
       setTimeout(() => req.socket.destroy(), 50).unref();
     } else if (req.url === '/hop') {
-      res.writeHead(200, { 'keep-alive': 'timeout=99', 'proxy-connection': 'keep-alive', 'x-kept': 'yes' }).end('hop');
+      res
+        .writeHead(200, {
+          'keep-alive': 'timeout=99',
+          'proxy-connection': 'keep-alive',
+          'x-kept': 'yes',
+        })
+        .end('hop');
     } else if (req.url === '/named-hop') {
       res
-        .writeHead(200, { connection: 'keep-alive, X-Internal', 'x-internal': 'secret', 'x-kept': 'yes', upgrade: 'h2c', trailer: 'x-sum' })
+        .writeHead(200, {
+          connection: 'keep-alive, X-Internal',
+          'x-internal': 'secret',
+          'x-kept': 'yes',
+          upgrade: 'h2c',
+          trailer: 'x-sum',
+        })
         .end('hop');
     } else if (req.method === 'POST') {
       let body = '';
@@ -57,7 +89,8 @@ async function container(): Promise<{
     seen,
     closedEarly,
     server,
-    close: () => new Promise((resolve) => server.closeAllConnections() ?? server.close(() => resolve())),
+    close: () =>
+      new Promise((resolve) => server.closeAllConnections() ?? server.close(() => resolve())),
   };
 }
 
@@ -72,7 +105,9 @@ function raw(url: string, request: string): Promise<{ status: number; text: stri
     let text = '';
     socket.on('data', (chunk) => (text += chunk));
     socket.once('error', reject);
-    socket.once('close', () => resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0), text }));
+    socket.once('close', () =>
+      resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0), text }),
+    );
     socket.write(request.replace(/\r\n\r\n$/, '\r\nConnection: close\r\n\r\n'));
   });
 }
@@ -153,11 +188,19 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
     const body = await res.text();
     expect(body).toContain('<title>403 Forbidden</title>');
     expect(body).toContain('<h1>Error: Forbidden</h1>');
-    expect(body).toContain('Your client does not have permission to get URL <code>/</code> from this server.');
+    expect(body).toContain(
+      'Your client does not have permission to get URL <code>/</code> from this server.',
+    );
     expect(backend.seen).toEqual([]);
     expect(lines).toHaveLength(1);
-    expect(JSON.parse(lines[0]!)).toMatchObject({ severity: 'WARNING', rule: 'token-missing', status: 403 });
-    expect(lines[0]).toContain('receiving front refused GET / with 403: the request has no token: receiving is private');
+    expect(JSON.parse(lines[0]!)).toMatchObject({
+      severity: 'WARNING',
+      rule: 'token-missing',
+      status: 403,
+    });
+    expect(lines[0]).toContain(
+      'receiving front refused GET / with 403: the request has no token: receiving is private',
+    );
   });
 
   it('admits an invoker’s ID token and hands the container the token without its signature', async () => {
@@ -176,13 +219,19 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
     // A trace is started for a request that has none, in both of Cloud Run's formats.
     const traceparent = /^00-([\da-f]{32})-([\da-f]{16})-00$/.exec(String(seen!.traceparent));
     expect(traceparent).not.toBeNull();
-    expect(seen!['x-cloud-trace-context']).toBe(`${traceparent![1]}/${BigInt(`0x${traceparent![2]}`)};o=0`);
+    expect(seen!['x-cloud-trace-context']).toBe(
+      `${traceparent![1]}/${BigInt(`0x${traceparent![2]}`)};o=0`,
+    );
   });
 
   it('keeps a trace the request brings, and adds to X-Forwarded-For', async () => {
     const { url } = await front();
     const traceparent = `00-${'a'.repeat(32)}-${'b'.repeat(16)}-01`;
-    await get(`${url}/`, { Authorization: `Bearer ${await idToken(url)}`, traceparent, 'X-Forwarded-For': '203.0.113.7' });
+    await get(`${url}/`, {
+      Authorization: `Bearer ${await idToken(url)}`,
+      traceparent,
+      'X-Forwarded-For': '203.0.113.7',
+    });
     expect(backend.seen[0]!.traceparent).toBe(traceparent);
     expect(backend.seen[0]!['x-cloud-trace-context']).toBeUndefined();
     expect(backend.seen[0]!['x-forwarded-for']).toBe('203.0.113.7, 127.0.0.1');
@@ -191,7 +240,10 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
   it('checks X-Serverless-Authorization when present and leaves Authorization untouched', async () => {
     const { url } = await front();
     const token = await idToken(url);
-    const res = await get(`${url}/`, { 'X-Serverless-Authorization': `Bearer ${token}`, Authorization: 'Bearer app-level-token' });
+    const res = await get(`${url}/`, {
+      'X-Serverless-Authorization': `Bearer ${token}`,
+      Authorization: 'Bearer app-level-token',
+    });
     expect(res.status).toBe(200);
     expect(backend.seen[0]!['x-serverless-authorization']).toBe(
       `Bearer ${token.split('.').slice(0, 2).join('.')}.SIGNATURE_REMOVED_BY_GOOGLE`,
@@ -202,13 +254,23 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
   it('answers 401 to a header that is there but not "Bearer <token>", saying so', async () => {
     const { url, lines } = await front();
     for (const value of ['Basic dXNlcjpwYXNz', 'Bearer', 'Bearer a b']) {
-      expect({ value, status: (await get(`${url}/`, { Authorization: value })).status }).toEqual({ value, status: 401 });
+      expect({ value, status: (await get(`${url}/`, { Authorization: value })).status }).toEqual({
+        value,
+        status: 401,
+      });
     }
-    expect((await get(`${url}/`, { 'X-Serverless-Authorization': 'Token x', Authorization: `Bearer ${await idToken(url)}` })).status).toBe(
-      401,
-    );
+    expect(
+      (
+        await get(`${url}/`, {
+          'X-Serverless-Authorization': 'Token x',
+          Authorization: `Bearer ${await idToken(url)}`,
+        })
+      ).status,
+    ).toBe(401);
     expect(lines[0]).toContain('the Authorization header is not \\"Bearer <ID token>\\"');
-    expect(lines[3]).toContain('the X-Serverless-Authorization header is not \\"Bearer <ID token>\\"');
+    expect(lines[3]).toContain(
+      'the X-Serverless-Authorization header is not \\"Bearer <ID token>\\"',
+    );
     expect(JSON.parse(lines[0]!)).toMatchObject({ rule: 'token-invalid', status: 401 });
     expect(backend.seen).toEqual([]);
   });
@@ -216,15 +278,23 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
   it('takes an empty token header for no token (403), an empty X-Serverless-Authorization too', async () => {
     const { url, lines } = await front();
     for (const value of ['', '  ']) {
-      expect((await raw(url, `GET / HTTP/1.1\r\nHost: x\r\nAuthorization:${value}\r\n\r\n`)).status).toBe(403);
+      expect(
+        (await raw(url, `GET / HTTP/1.1\r\nHost: x\r\nAuthorization:${value}\r\n\r\n`)).status,
+      ).toBe(403);
     }
     expect(JSON.parse(lines[0]!)).toMatchObject({ rule: 'token-missing', status: 403 });
     // X-Serverless-Authorization is there, so it alone is checked, and it holds nothing.
     const token = await idToken(url);
-    const res = await raw(url, `GET / HTTP/1.1\r\nHost: x\r\nX-Serverless-Authorization: \r\nAuthorization: Bearer ${token}\r\n\r\n`);
+    const res = await raw(
+      url,
+      `GET / HTTP/1.1\r\nHost: x\r\nX-Serverless-Authorization: \r\nAuthorization: Bearer ${token}\r\n\r\n`,
+    );
     expect(res.status).toBe(403);
     // A no-break space is no HTTP blank: a header holding one is there, and is no Bearer token.
-    const nbsp = await raw(url, `GET / HTTP/1.1\r\nHost: x\r\nX-Serverless-Authorization: \xa0\r\nAuthorization: Bearer ${token}\r\n\r\n`);
+    const nbsp = await raw(
+      url,
+      `GET / HTTP/1.1\r\nHost: x\r\nX-Serverless-Authorization: \xa0\r\nAuthorization: Bearer ${token}\r\n\r\n`,
+    );
     expect(nbsp.status).toBe(401);
     expect(backend.seen).toEqual([]);
   });
@@ -240,22 +310,42 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
       expect({ header, status: res.status }).toEqual({ header, status: 401 });
     }
     // Node keeps only the first Authorization: an empty one first must not hide the second.
-    expect((await raw(url, `GET / HTTP/1.1\r\nHost: x\r\nAuthorization:\r\nAuthorization: Bearer ${token}\r\n\r\n`)).status).toBe(401);
+    expect(
+      (
+        await raw(
+          url,
+          `GET / HTTP/1.1\r\nHost: x\r\nAuthorization:\r\nAuthorization: Bearer ${token}\r\n\r\n`,
+        )
+      ).status,
+    ).toBe(401);
     expect(lines[0]).toContain('the request has 2 Authorization headers: send one');
     expect(lines[1]).toContain('the request has 2 X-Serverless-Authorization headers: send one');
     expect(lines[2]).toContain('the request has 2 Authorization headers: send one');
     lines.splice(2, 1);
-    for (const value of [`Bearer ${token} ${token}`, `Bearer ${token},${token}`, `Bearer ${token}, Bearer ${token}`]) {
+    for (const value of [
+      `Bearer ${token} ${token}`,
+      `Bearer ${token},${token}`,
+      `Bearer ${token}, Bearer ${token}`,
+    ]) {
       expect((await get(`${url}/`, { Authorization: value })).status).toBe(401);
     }
-    expect(lines.slice(2).every((line) => line.includes('the Authorization header holds several JWTs: send one ID token'))).toBe(true);
+    expect(
+      lines
+        .slice(2)
+        .every((line) =>
+          line.includes('the Authorization header holds several JWTs: send one ID token'),
+        ),
+    ).toBe(true);
     expect(lines).toHaveLength(5);
     expect(backend.seen).toEqual([]);
   });
 
   it('does not fall back to Authorization when X-Serverless-Authorization is present but bad', async () => {
     const { url, lines } = await front();
-    const res = await get(`${url}/`, { 'X-Serverless-Authorization': 'Bearer not-a-jwt', Authorization: `Bearer ${await idToken(url)}` });
+    const res = await get(`${url}/`, {
+      'X-Serverless-Authorization': 'Bearer not-a-jwt',
+      Authorization: `Bearer ${await idToken(url)}`,
+    });
     expect(res.status).toBe(401);
     expect(lines[0]).toContain('the X-Serverless-Authorization token is not a JWT');
     expect(backend.seen).toEqual([]);
@@ -272,7 +362,9 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
     );
     const body = await res.text();
     expect(body).toContain('<title>401 Unauthorized</title>');
-    expect(body).toContain('Your client does not have permission to the requested URL <code>/</code>.');
+    expect(body).toContain(
+      'Your client does not have permission to the requested URL <code>/</code>.',
+    );
     expect(lines[0]).toContain(
       `aud is \\"https://a.example\\" but this service accepts ${url} (its URL, with or without a trailing /), ` +
         `${GCLOUD_CLIENT_ID} (the gcloud CLI's tokens) and no custom audience`,
@@ -282,11 +374,17 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
 
   it.each([
     ['expired', { exp: nowS() - 10, iat: nowS() - 3610 }, 'token expired at'],
-    ['from another issuer', { iss: 'https://evil.example' }, 'iss is \\"https://evil.example\\", not Google\'s'],
+    [
+      'from another issuer',
+      { iss: 'https://evil.example' },
+      'iss is \\"https://evil.example\\", not Google\'s',
+    ],
     ['without an email', { email: undefined }, 'has no email claim'],
   ])('refuses a token %s with 401 and says so', async (_what, overrides, reason) => {
     const { url, lines } = await front();
-    const res = await get(`${url}/`, { Authorization: `Bearer ${await signed(claimsFor(emulator, url, overrides))}` });
+    const res = await get(`${url}/`, {
+      Authorization: `Bearer ${await signed(claimsFor(emulator, url, overrides))}`,
+    });
     expect(res.status).toBe(401);
     expect(lines[0]).toContain(reason);
     expect(backend.seen).toEqual([]);
@@ -328,18 +426,43 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
 
   it('accepts a custom audience from the manifest', async () => {
     const { url } = await front({ customAudiences: ['https://receiving.example.com'] });
-    expect((await get(`${url}/`, { Authorization: `Bearer ${await idToken('https://receiving.example.com')}` })).status).toBe(200);
+    expect(
+      (
+        await get(`${url}/`, {
+          Authorization: `Bearer ${await idToken('https://receiving.example.com')}`,
+        })
+      ).status,
+    ).toBe(200);
     // The URL itself, or with a trailing slash; with any other path it is another audience.
-    expect((await get(`${url}/`, { Authorization: `Bearer ${await idToken(`${url}/`)}` })).status).toBe(200);
-    expect((await get(`${url}/`, { Authorization: `Bearer ${await idToken(`${url}/x`)}` })).status).toBe(401);
-    expect((await get(`${url}/`, { Authorization: `Bearer ${await idToken(`${url}//`)}` })).status).toBe(401);
+    expect(
+      (await get(`${url}/`, { Authorization: `Bearer ${await idToken(`${url}/`)}` })).status,
+    ).toBe(200);
+    expect(
+      (await get(`${url}/`, { Authorization: `Bearer ${await idToken(`${url}/x`)}` })).status,
+    ).toBe(401);
+    expect(
+      (await get(`${url}/`, { Authorization: `Bearer ${await idToken(`${url}//`)}` })).status,
+    ).toBe(401);
     const { url: plain, lines } = await front();
-    expect((await get(`${plain}/`, { Authorization: `Bearer ${await idToken('https://receiving.example.com')}` })).status).toBe(401);
+    expect(
+      (
+        await get(`${plain}/`, {
+          Authorization: `Bearer ${await idToken('https://receiving.example.com')}`,
+        })
+      ).status,
+    ).toBe(401);
     expect(lines[0]).toContain('and no custom audience');
-    const { url: other, lines: otherLines } = await front({ customAudiences: ['https://x.example', 'https://y.example'] });
+    const { url: other, lines: otherLines } = await front({
+      customAudiences: ['https://x.example', 'https://y.example'],
+    });
     await get(`${other}/`, { Authorization: `Bearer ${await idToken('https://a.example')}` });
-    expect(otherLines[0]).toContain(`(the gcloud CLI's tokens) and its custom audiences https://x.example, https://y.example`);
-    expect((await get(`${other}/`, { Authorization: `Bearer ${await idToken('https://y.example')}` })).status).toBe(200);
+    expect(otherLines[0]).toContain(
+      `(the gcloud CLI's tokens) and its custom audiences https://x.example, https://y.example`,
+    );
+    expect(
+      (await get(`${other}/`, { Authorization: `Bearer ${await idToken('https://y.example')}` }))
+        .status,
+    ).toBe(200);
     // However many custom audiences a replace sets, a refusal's line shows 200 characters of them.
     const many = Array.from({ length: 500 }, (_, i) => `https://audience-${i}.example`);
     const { url: crowded, lines: crowdedLines } = await front({ customAudiences: many });
@@ -352,10 +475,14 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
   it('admits a project Editor (the tutorial’s default compute identity) through the project policy', async () => {
     const editor = { bindings: [{ role: 'roles/editor', members: [`serviceAccount:${CALLER}`] }] };
     const { url } = await front({}, () => [{ bindings: [] }, editor]);
-    expect((await get(`${url}/`, { Authorization: `Bearer ${await idToken(url)}` })).status).toBe(200);
+    expect((await get(`${url}/`, { Authorization: `Bearer ${await idToken(url)}` })).status).toBe(
+      200,
+    );
     const viewer = { bindings: [{ role: 'roles/viewer', members: [`serviceAccount:${CALLER}`] }] };
     const { url: url2 } = await front({}, () => [{ bindings: [] }, viewer]);
-    expect((await get(`${url2}/`, { Authorization: `Bearer ${await idToken(url2)}` })).status).toBe(403);
+    expect((await get(`${url2}/`, { Authorization: `Bearer ${await idToken(url2)}` })).status).toBe(
+      403,
+    );
   });
 
   it('allUsers admits anyone, token or not; allAuthenticatedUsers admits any valid Google token only', async () => {
@@ -384,12 +511,19 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
       store.reset('receiving', invokers(`serviceAccount:${OTHER}`));
       const { url } = await front({}, () => [store.current('receiving')]);
       const token = await idToken(url);
-      const status = async () => (await get(`${url}/`, { Authorization: `Bearer ${token}` })).status;
+      const status = async () =>
+        (await get(`${url}/`, { Authorization: `Bearer ${token}` })).status;
       expect(await status()).toBe(403);
 
-      store.set('receiving', addBinding(store.current('receiving'), 'roles/run.invoker', `serviceAccount:${CALLER}`));
+      store.set(
+        'receiving',
+        addBinding(store.current('receiving'), 'roles/run.invoker', `serviceAccount:${CALLER}`),
+      );
       expect(await status()).toBe(200);
-      store.set('receiving', removeBinding(store.current('receiving'), 'roles/run.invoker', `serviceAccount:${CALLER}`)!);
+      store.set(
+        'receiving',
+        removeBinding(store.current('receiving'), 'roles/run.invoker', `serviceAccount:${CALLER}`)!,
+      );
       expect(await status()).toBe(403);
 
       // A policy that cannot be read makes the front answer 500 and say why, not admit.
@@ -446,9 +580,17 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
     expect(res.headers.get('content-type')).toBe('text/html; charset=UTF-8');
     const page = await res.text();
     expect(page).toContain('<title>503 Service Unavailable</title>');
-    expect(page).toContain('The service you requested is not available yet. Please try again in 30 seconds.');
-    expect(lines[0]).toContain('could not reach its container at http://127.0.0.1:1 (ECONNREFUSED)');
-    expect(JSON.parse(lines[0]!)).toMatchObject({ rule: 'container-unreachable', status: 503, code: 'ECONNREFUSED' });
+    expect(page).toContain(
+      'The service you requested is not available yet. Please try again in 30 seconds.',
+    );
+    expect(lines[0]).toContain(
+      'could not reach its container at http://127.0.0.1:1 (ECONNREFUSED)',
+    );
+    expect(JSON.parse(lines[0]!)).toMatchObject({
+      rule: 'container-unreachable',
+      status: 503,
+      code: 'ECONNREFUSED',
+    });
   });
 
   it('keeps a token pasted into the path out of its log', async () => {
@@ -461,7 +603,9 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
   });
   it('accepts Google’s other issuer spelling, accounts.google.com', async () => {
     const { url } = await front();
-    const token = await signed(claimsFor(emulator, url, { iss: 'accounts.google.com', email: CALLER }));
+    const token = await signed(
+      claimsFor(emulator, url, { iss: 'accounts.google.com', email: CALLER }),
+    );
     expect((await get(`${url}/`, { Authorization: `Bearer ${token}` })).status).toBe(200);
   });
 
@@ -469,13 +613,19 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
     const { url } = await front();
     const token = await idToken(url);
     for (const value of [`bearer ${token}`, `BEARER  ${token}`, `Bearer\t${token} `]) {
-      expect({ value: value.slice(0, 8), status: (await get(`${url}/`, { Authorization: value })).status }).toEqual({
+      expect({
+        value: value.slice(0, 8),
+        status: (await get(`${url}/`, { Authorization: value })).status,
+      }).toEqual({
         value: value.slice(0, 8),
         status: 200,
       });
     }
     for (const value of [`xBearer ${token}`, `Bearer ${token} x`, `Bearer${token}`]) {
-      expect({ value: value.slice(0, 8), status: (await get(`${url}/`, { Authorization: value })).status }).toEqual({
+      expect({
+        value: value.slice(0, 8),
+        status: (await get(`${url}/`, { Authorization: value })).status,
+      }).toEqual({
         value: value.slice(0, 8),
         status: 401,
       });
@@ -484,26 +634,36 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
 
   it('does not forward hop-by-hop headers either way', async () => {
     const { url } = await front({ invokerIamDisabled: true });
-    const answer = await new Promise<{ headers: IncomingHttpHeaders; body: string }>((resolve, reject) => {
-      const req = httpRequest(
-        `${url}/hop`,
-        { headers: { 'keep-alive': 'timeout=1', 'proxy-connection': 'close', te: 'trailers', 'x-mine': 'kept' } },
-        (res) => {
-          let body = '';
-          res.on('data', (c) => (body += c));
-          res.on('end', () => resolve({ headers: res.headers, body }));
-        },
-      );
-      req.once('error', reject);
-      req.end();
-    });
+    const answer = await new Promise<{ headers: IncomingHttpHeaders; body: string }>(
+      (resolve, reject) => {
+        const req = httpRequest(
+          `${url}/hop`,
+          {
+            headers: {
+              'keep-alive': 'timeout=1',
+              'proxy-connection': 'close',
+              te: 'trailers',
+              'x-mine': 'kept',
+            },
+          },
+          (res) => {
+            let body = '';
+            res.on('data', (c) => (body += c));
+            res.on('end', () => resolve({ headers: res.headers, body }));
+          },
+        );
+        req.once('error', reject);
+        req.end();
+      },
+    );
     expect(answer.body).toBe('hop');
     expect(answer.headers['x-kept']).toBe('yes');
     expect(answer.headers['proxy-connection']).toBeUndefined();
     expect(answer.headers['keep-alive']).not.toBe('timeout=99');
     const [seen] = backend.seen;
     expect(seen!['x-mine']).toBe('kept');
-    for (const name of ['keep-alive', 'proxy-connection', 'te']) expect({ name, value: seen![name] }).toEqual({ name, value: undefined });
+    for (const name of ['keep-alive', 'proxy-connection', 'te'])
+      expect({ name, value: seen![name] }).toEqual({ name, value: undefined });
   });
 
   it('starts no trace when the request brings X-Cloud-Trace-Context only', async () => {
@@ -518,16 +678,26 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
     const token = await idToken(url);
     await get(`${url}/`, { Authorization: `Bearer ${token}` });
     const { url: open } = await front({ invokerIamDisabled: true });
-    await get(`${open}/`, { Authorization: `Bearer ${token}`, 'X-Serverless-Authorization': `Bearer ${token}` });
-    expect(backend.seen.map((h) => h.authorization)).toEqual([`Bearer ${token}`, `Bearer ${token}`]);
+    await get(`${open}/`, {
+      Authorization: `Bearer ${token}`,
+      'X-Serverless-Authorization': `Bearer ${token}`,
+    });
+    expect(backend.seen.map((h) => h.authorization)).toEqual([
+      `Bearer ${token}`,
+      `Bearer ${token}`,
+    ]);
     expect(backend.seen[1]!['x-serverless-authorization']).toBe(`Bearer ${token}`);
-    expect(backend.seen.flatMap((h) => Object.keys(h)).filter((name) => name === 'undefined')).toEqual([]);
+    expect(
+      backend.seen.flatMap((h) => Object.keys(h)).filter((name) => name === 'undefined'),
+    ).toEqual([]);
   });
 
   it('refuses everyone when the service has no policy at all (only the project’s)', async () => {
     const { url, lines } = await front({}, () => []);
     expect((await get(`${url}/`)).status).toBe(403);
-    expect((await get(`${url}/`, { Authorization: `Bearer ${await idToken(url)}` })).status).toBe(403);
+    expect((await get(`${url}/`, { Authorization: `Bearer ${await idToken(url)}` })).status).toBe(
+      403,
+    );
     expect(lines[1]).toContain('holds no roles/run.invoker on receiving');
   });
 
@@ -547,7 +717,10 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
     expect((await get(`${lying}/x`)).status).toBe(500);
     expect((await get(`${lying}/x`)).status).toBe(500);
     expect(lyingLines[0]).toContain('receiving front failed on GET /x');
-    expect(JSON.parse(lyingLines[0]!)).toMatchObject({ severity: 'ERROR', err: { type: 'TypeError' } });
+    expect(JSON.parse(lyingLines[0]!)).toMatchObject({
+      severity: 'ERROR',
+      err: { type: 'TypeError' },
+    });
     expect(backend.seen).toEqual([]);
   });
 
@@ -558,7 +731,9 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
       .setProtectedHeader({ alg: 'RS256', kid: 'f'.repeat(40) })
       .sign(privateKey);
     expect((await get(`${url}/`, { Authorization: `Bearer ${unknownKid}` })).status).toBe(401);
-    expect(lines[0]).toContain("the Authorization token is signed with a key that is not one of Google's (kid unknown)");
+    expect(lines[0]).toContain(
+      "the Authorization token is signed with a key that is not one of Google's (kid unknown)",
+    );
     expect(JSON.parse(lines[0]!)).toMatchObject({ rule: 'token-invalid', status: 401 });
 
     const { logger, lines: deadLines } = capturingLogger();
@@ -573,18 +748,34 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
     });
     await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
     fronts.push(server);
-    expect((await get(`http://127.0.0.1:${port}/`, { Authorization: `Bearer ${await idToken(`http://127.0.0.1:${port}`)}` })).status).toBe(
-      401,
+    expect(
+      (
+        await get(`http://127.0.0.1:${port}/`, {
+          Authorization: `Bearer ${await idToken(`http://127.0.0.1:${port}`)}`,
+        })
+      ).status,
+    ).toBe(401);
+    expect(deadLines[0]).toContain(
+      "Google's keys could not be fetched to check the Authorization token",
     );
-    expect(deadLines[0]).toContain("Google's keys could not be fetched to check the Authorization token");
   });
 
   it('names the time a token expired, and a token with an empty email', async () => {
     const { url, lines } = await front();
     const exp = nowS() - 100;
-    await get(`${url}/`, { Authorization: `Bearer ${await signed(claimsFor(emulator, url, { exp, iat: exp - 3600 }))}` });
-    expect(lines[0]).toContain(`the Authorization token expired at ${new Date(exp * 1000).toISOString()}; fetch a new one`);
-    expect((await get(`${url}/`, { Authorization: `Bearer ${await signed(claimsFor(emulator, url, { email: '' }))}` })).status).toBe(401);
+    await get(`${url}/`, {
+      Authorization: `Bearer ${await signed(claimsFor(emulator, url, { exp, iat: exp - 3600 }))}`,
+    });
+    expect(lines[0]).toContain(
+      `the Authorization token expired at ${new Date(exp * 1000).toISOString()}; fetch a new one`,
+    );
+    expect(
+      (
+        await get(`${url}/`, {
+          Authorization: `Bearer ${await signed(claimsFor(emulator, url, { email: '' }))}`,
+        })
+      ).status,
+    ).toBe(401);
     expect(lines[1]).toContain('the Authorization token has no email claim');
     expect(JSON.parse(lines[1]!)).toMatchObject({ rule: 'token-invalid', status: 401 });
   });
@@ -605,7 +796,9 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
 
   it('leaves no timeout behind an answer that came in time', async () => {
     const { url, lines } = await front({ timeoutSeconds: 1 });
-    expect((await get(`${url}/`, { Authorization: `Bearer ${await idToken(url)}` })).status).toBe(200);
+    expect((await get(`${url}/`, { Authorization: `Bearer ${await idToken(url)}` })).status).toBe(
+      200,
+    );
     await new Promise((resolve) => setTimeout(resolve, 1200));
     expect(lines).toEqual([]);
   });
@@ -633,7 +826,8 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
     await new Promise((resolve) => setTimeout(resolve, 200));
     aborted.abort();
     expect(await pending).toBe('aborted');
-    for (let i = 0; i < 50 && backend.closedEarly.length === 0; i += 1) await new Promise((resolve) => setTimeout(resolve, 20));
+    for (let i = 0; i < 50 && backend.closedEarly.length === 0; i += 1)
+      await new Promise((resolve) => setTimeout(resolve, 20));
     expect(backend.closedEarly).toEqual(['/slow']);
     // The container did nothing wrong: no 503, no line blaming it.
     await new Promise((resolve) => setTimeout(resolve, 100));
@@ -645,11 +839,12 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
     const badHeader = `bm90LWpzb24.${payload}.c2ln`;
     const future = await signed(claimsFor(emulator, url, { nbf: nowS() + 3600 }));
     // An unknown critical header is refused before the signature is looked at: no real signature needed.
-    const critHeader = Buffer.from(JSON.stringify({ alg: 'RS256', kid: emulator.key.kid, crit: ['x-ext'], 'x-ext': 1 })).toString(
-      'base64url',
-    );
+    const critHeader = Buffer.from(
+      JSON.stringify({ alg: 'RS256', kid: emulator.key.kid, crit: ['x-ext'], 'x-ext': 1 }),
+    ).toString('base64url');
     const crit = `${critHeader}.${payload}.c2ln`;
-    for (const token of [badHeader, future, crit]) expect((await get(`${url}/`, { Authorization: `Bearer ${token}` })).status).toBe(401);
+    for (const token of [badHeader, future, crit])
+      expect((await get(`${url}/`, { Authorization: `Bearer ${token}` })).status).toBe(401);
     expect(lines[0]).toContain('the Authorization token is not a JWT');
     expect(lines[1]).toContain('the Authorization token fails its nbf claim: ');
     expect(lines[2]).toContain('the Authorization token does not verify: ');
@@ -690,7 +885,10 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
         '/?next=//127.0.0.1',
       ];
       for (const target of targets) {
-        const res = await raw(url, `GET ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: session=1\r\n\r\n`);
+        const res = await raw(
+          url,
+          `GET ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: session=1\r\n\r\n`,
+        );
         expect({ target, status: res.status }).toEqual({ target, status: 200 });
         expect(res.text).toContain(`\r\nHello from GET ${target}\r\n`);
       }
@@ -724,17 +922,35 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
         expect(res.text.toLowerCase()).toContain('content-type: text/html; charset=utf-8');
         expect(res.text.toLowerCase()).toContain('connection: close');
       }
-      expect(lines.map((line) => JSON.parse(line) as { rule: string }).every((l) => l.rule === 'bad-request')).toBe(true);
-      expect(lines[0]).toContain(`names another host than this service (127.0.0.1:${new URL(url).port})`);
-      expect(lines[4]).toContain('the request target http://[::1 is neither a path nor an absolute URL');
+      expect(
+        lines
+          .map((line) => JSON.parse(line) as { rule: string })
+          .every((l) => l.rule === 'bad-request'),
+      ).toBe(true);
+      expect(lines[0]).toContain(
+        `names another host than this service (127.0.0.1:${new URL(url).port})`,
+      );
+      expect(lines[4]).toContain(
+        'the request target http://[::1 is neither a path nor an absolute URL',
+      );
       // Node's own parser refuses what is no request target at all, before the front sees it.
       expect((await raw(url, 'GET x HTTP/1.1\r\nHost: a\r\n\r\n')).status).toBe(400);
-      const connect = await raw(url, `CONNECT 127.0.0.1:${o} HTTP/1.1\r\nHost: 127.0.0.1:${o}\r\n\r\n`);
+      const connect = await raw(
+        url,
+        `CONNECT 127.0.0.1:${o} HTTP/1.1\r\nHost: 127.0.0.1:${o}\r\n\r\n`,
+      );
       expect(connect.status).toBe(400);
       expect(connect.text).toContain('<title>400 Bad Request</title>');
       expect(connect.text).toContain('Your client has issued a malformed or illegal request.');
-      expect(JSON.parse(lines.at(-1)!)).toMatchObject({ rule: 'bad-request', status: 400, method: 'CONNECT', path: `127.0.0.1:${o}` });
-      expect(lines.at(-1)).toContain(`refused CONNECT 127.0.0.1:${o} with 400: the front is not a forward proxy`);
+      expect(JSON.parse(lines.at(-1)!)).toMatchObject({
+        rule: 'bad-request',
+        status: 400,
+        method: 'CONNECT',
+        path: `127.0.0.1:${o}`,
+      });
+      expect(lines.at(-1)).toContain(
+        `refused CONNECT 127.0.0.1:${o} with 400: the front is not a forward proxy`,
+      );
       expect(backend.seen).toEqual([]);
       expect(other.connections).toBe(0);
     });
@@ -742,7 +958,10 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
     it('counts headers by name only: a value that spells a header name is no second copy', async () => {
       const { url } = await front();
       const token = await idToken(url);
-      const res = await raw(url, `GET / HTTP/1.1\r\nHost: a\r\nX-A: authorization\r\nX-B: host\r\nAuthorization: Bearer ${token}\r\n\r\n`);
+      const res = await raw(
+        url,
+        `GET / HTTP/1.1\r\nHost: a\r\nX-A: authorization\r\nX-B: host\r\nAuthorization: Bearer ${token}\r\n\r\n`,
+      );
       expect(res.status).toBe(200);
     });
 
@@ -754,7 +973,9 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
         const socket = connect(Number(new URL(url).port), '127.0.0.1');
         socket.on('error', () => undefined);
         socket.once('close', () => resolve());
-        socket.write(`GET / HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer ${token}\r\n\r\n`, () => socket.destroy());
+        socket.write(`GET / HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer ${token}\r\n\r\n`, () =>
+          socket.destroy(),
+        );
       });
       await new Promise((resolve) => setTimeout(resolve, 300));
       expect(lines).toEqual([]);
@@ -764,17 +985,25 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
 
     it('closes a CONNECT connection after its 400, even when the client keeps its side open', async () => {
       const { url, server } = await front();
-      const socket = connect({ port: Number(new URL(url).port), host: '127.0.0.1', allowHalfOpen: true });
+      const socket = connect({
+        port: Number(new URL(url).port),
+        host: '127.0.0.1',
+        allowHalfOpen: true,
+      });
       socket.on('error', () => undefined);
       let text = '';
       socket.on('data', (chunk) => (text += chunk));
       const ended = new Promise((resolve) => socket.once('end', resolve));
-      socket.write(`CONNECT 127.0.0.1:${other.port} HTTP/1.1\r\nHost: 127.0.0.1:${other.port}\r\n\r\n`);
+      socket.write(
+        `CONNECT 127.0.0.1:${other.port} HTTP/1.1\r\nHost: 127.0.0.1:${other.port}\r\n\r\n`,
+      );
       try {
         await ended;
         expect(text).toMatch(/^HTTP\/1\.1 400 Bad Request/);
-        const open = () => new Promise<number>((resolve) => server.getConnections((_err, count) => resolve(count)));
-        for (let i = 0; i < 50 && (await open()) > 0; i += 1) await new Promise((resolve) => setTimeout(resolve, 20));
+        const open = () =>
+          new Promise<number>((resolve) => server.getConnections((_err, count) => resolve(count)));
+        for (let i = 0; i < 50 && (await open()) > 0; i += 1)
+          await new Promise((resolve) => setTimeout(resolve, 20));
         expect(await open()).toBe(0);
       } finally {
         socket.destroy();
@@ -801,13 +1030,19 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
       );
       expect(https.text).toContain('Hello from GET /s');
       for (const scheme of ['xhttp', 'ws', 'ftp']) {
-        expect({ scheme, status: (await raw(url, `GET ${scheme}://${host}/ HTTP/1.1\r\nHost: ${host}\r\n\r\n`)).status }).toEqual({
+        expect({
+          scheme,
+          status: (await raw(url, `GET ${scheme}://${host}/ HTTP/1.1\r\nHost: ${host}\r\n\r\n`))
+            .status,
+        }).toEqual({
           scheme,
           status: 400,
         });
       }
       // A Host header naming another host than the target is not this host either.
-      expect((await raw(url, `GET http://${host}/ HTTP/1.1\r\nHost: other.example\r\n\r\n`)).status).toBe(400);
+      expect(
+        (await raw(url, `GET http://${host}/ HTTP/1.1\r\nHost: other.example\r\n\r\n`)).status,
+      ).toBe(400);
     });
 
     it('answers 400 to a repeated Host, and drops the headers Connection names, both ways', async () => {
@@ -815,7 +1050,10 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
       expect((await raw(url, 'GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n')).status).toBe(400);
       expect(lines[0]).toContain('the request has 2 Host headers');
       expect(backend.seen).toEqual([]);
-      const res = await raw(url, 'GET /named-hop HTTP/1.1\r\nHost: a\r\nX-Hop: 1\r\nX-Mine: 2\r\nConnection: keep-alive, X-Hop\r\n\r\n');
+      const res = await raw(
+        url,
+        'GET /named-hop HTTP/1.1\r\nHost: a\r\nX-Hop: 1\r\nX-Mine: 2\r\nConnection: keep-alive, X-Hop\r\n\r\n',
+      );
       expect(res.status).toBe(200);
       expect(backend.seen[0]!['x-hop']).toBeUndefined();
       expect(backend.seen[0]!['x-mine']).toBe('2');
@@ -828,7 +1066,10 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
 
     it('decides before 100 Continue: a refused client is never asked for its body', async () => {
       const { url } = await front();
-      const refused = await raw(url, 'POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n');
+      const refused = await raw(
+        url,
+        'POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n',
+      );
       expect(refused.status).toBe(403);
       expect(refused.text).not.toContain('100 Continue');
       const token = await idToken(url);
@@ -871,12 +1112,17 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
       const upgrade =
         'Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n';
       expect((await raw(url, `GET /ws HTTP/1.1\r\nHost: a\r\n${upgrade}\r\n`)).status).toBe(403);
-      const res = await raw(url, `GET /ws HTTP/1.1\r\nHost: a\r\n${upgrade}Authorization: Bearer ${await idToken(url)}\r\n\r\n`);
+      const res = await raw(
+        url,
+        `GET /ws HTTP/1.1\r\nHost: a\r\n${upgrade}Authorization: Bearer ${await idToken(url)}\r\n\r\n`,
+      );
       expect(res.status).toBe(501);
       expect(res.text).toContain('<title>501 Not Implemented</title>');
       expect(res.text).toContain('does not proxy protocol upgrades (WebSocket)');
       expect(JSON.parse(lines[1]!)).toMatchObject({ rule: 'upgrade', status: 501 });
-      expect(lines[1]).toContain('asks to upgrade to websocket: this local front does not proxy protocol upgrades');
+      expect(lines[1]).toContain(
+        'asks to upgrade to websocket: this local front does not proxy protocol upgrades',
+      );
       expect(backend.seen).toEqual([]);
     });
 
@@ -897,7 +1143,16 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
             socket.write(request, () => setTimeout(() => socket.destroy(), afterMs));
           });
         const auth = `Authorization: Bearer ${token}\r\n`;
-        const hostile = ['//', '///', 'http://[::1', `//127.0.0.1:${other.port}`, '/\\x', '*', 'http://a/', `/${'a'.repeat(8000)}`];
+        const hostile = [
+          '//',
+          '///',
+          'http://[::1',
+          `//127.0.0.1:${other.port}`,
+          '/\\x',
+          '*',
+          'http://a/',
+          `/${'a'.repeat(8000)}`,
+        ];
         const rounds: Promise<unknown>[] = [];
         for (let round = 0; round < 10; round += 1) {
           for (const target of hostile) {
@@ -905,7 +1160,9 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
             rounds.push(vanish(`GET ${target} HTTP/1.1\r\nHost: a\r\n${auth}\r\n`, 0));
           }
           rounds.push(vanish(`GET /slow HTTP/1.1\r\nHost: a\r\n${auth}\r\n`, 20));
-          rounds.push(vanish(`POST / HTTP/1.1\r\nHost: a\r\n${auth}Content-Length: 100\r\n\r\nhalf`, 5));
+          rounds.push(
+            vanish(`POST / HTTP/1.1\r\nHost: a\r\n${auth}Content-Length: 100\r\n\r\nhalf`, 5),
+          );
           rounds.push(vanish(`GET / HTTP/1.1\r\nHost: a\r\n${auth}\r\n`, 0));
           rounds.push(vanish('GET / HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer x\r\n\r\n', 0));
           rounds.push(vanish('GET / HTTP/1.1\r\nHost', 0));
@@ -941,15 +1198,27 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
     it.each([
       ['no exp', { exp: undefined }, 'fails its exp claim: missing required \\"exp\\" claim'],
       ['no iat', { iat: undefined }, 'fails its iat claim: missing required \\"iat\\" claim'],
-      ['a ten-year lifetime', { exp: nowS() + 10 * 365 * 86400 }, "fails Google's ID token rules: token is valid for more than a day"],
+      [
+        'a ten-year lifetime',
+        { exp: nowS() + 10 * 365 * 86400 },
+        "fails Google's ID token rules: token is valid for more than a day",
+      ],
       ['an iat two days ago', { iat: nowS() - 2 * 86400 }, 'was issued more than a day ago (iat)'],
-      ['a list of audiences', 'list', "fails Google's ID token rules: token audience must be one string, not a list"],
+      [
+        'a list of audiences',
+        'list',
+        "fails Google's ID token rules: token audience must be one string, not a list",
+      ],
       ['no subject', { sub: undefined }, "fails Google's ID token rules: token has no subject"],
       ['no audience', { aud: undefined }, 'fails its aud claim: missing required \\"aud\\" claim'],
       ['no issuer', { iss: undefined }, 'fails its iss claim: missing required \\"iss\\" claim'],
     ])('refuses a token with %s with 401 and says so', async (_what, overrides, reason) => {
       const { url, lines } = await front();
-      const claims = claimsFor(emulator, url, overrides === 'list' ? { aud: [url, 'https://other.example'] } : (overrides as JWTPayload));
+      const claims = claimsFor(
+        emulator,
+        url,
+        overrides === 'list' ? { aud: [url, 'https://other.example'] } : (overrides as JWTPayload),
+      );
       const res = await get(`${url}/`, { Authorization: `Bearer ${await signed(claims)}` });
       expect(res.status).toBe(401);
       expect(lines[0]).toContain(reason);
@@ -965,9 +1234,14 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
         ['true', 200],
       ] as const) {
         const token = await signed(claimsFor(emulator, url, { email_verified: value }));
-        expect({ value, status: (await get(`${url}/`, { Authorization: `Bearer ${token}` })).status }).toEqual({ value, status });
+        expect({
+          value,
+          status: (await get(`${url}/`, { Authorization: `Bearer ${token}` })).status,
+        }).toEqual({ value, status });
       }
-      expect(lines[0]).toContain(`the Authorization token's email is not verified (email_verified): IAM cannot take it for ${CALLER}`);
+      expect(lines[0]).toContain(
+        `the Authorization token's email is not verified (email_verified): IAM cannot take it for ${CALLER}`,
+      );
     });
 
     it('admits the gcloud CLI’s own ID token (its OAuth client as audience), signature removed', async () => {
@@ -975,9 +1249,13 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
       const token = await idToken(GCLOUD_CLIENT_ID);
       const res = await get(`${url}/`, { Authorization: `Bearer ${token}` });
       expect(res.status).toBe(200);
-      expect(backend.seen[0]!.authorization).toBe(`Bearer ${token.split('.').slice(0, 2).join('.')}.SIGNATURE_REMOVED_BY_GOOGLE`);
+      expect(backend.seen[0]!.authorization).toBe(
+        `Bearer ${token.split('.').slice(0, 2).join('.')}.SIGNATURE_REMOVED_BY_GOOGLE`,
+      );
       // Another OAuth client's id (ADC's, say) is not the gcloud CLI's.
-      const adc = await idToken('764086051850-6qr4p6gpi6hn506pt8ejuq83di341hur.apps.googleusercontent.com');
+      const adc = await idToken(
+        '764086051850-6qr4p6gpi6hn506pt8ejuq83di341hur.apps.googleusercontent.com',
+      );
       expect((await get(`${url}/`, { Authorization: `Bearer ${adc}` })).status).toBe(401);
     });
   });
@@ -989,7 +1267,12 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
       const [line] = lines;
       const keys = [...line!.matchAll(/"([^"]+)":/g)].map((m) => m[1]);
       expect(keys.filter((key, i) => keys.indexOf(key) !== i)).toEqual([]);
-      expect(JSON.parse(line!)).toMatchObject({ rule: 'token-missing', status: 403, method: 'GET', path: '/p' });
+      expect(JSON.parse(line!)).toMatchObject({
+        rule: 'token-missing',
+        status: 403,
+        method: 'GET',
+        path: '/p',
+      });
       expect(JSON.parse(line!).reason).toContain('the request has no token');
     });
 
@@ -997,7 +1280,9 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
       const { url, lines } = await front();
       const planted = await idToken('https://planted.example');
       const aud = `${'a'.repeat(5000)} ${planted}`;
-      await get(`${url}/`, { Authorization: `Bearer ${await signed(claimsFor(emulator, url, { aud }))}` });
+      await get(`${url}/`, {
+        Authorization: `Bearer ${await signed(claimsFor(emulator, url, { aud }))}`,
+      });
       await get(`${url}/`, {
         Authorization: `Bearer ${await signed(claimsFor(emulator, url, { iss: `x ${planted} ${'i'.repeat(5000)}` }))}`,
       });
@@ -1014,7 +1299,11 @@ describe('the local Cloud Run front door, over real HTTP: client, front, stand-i
     it('never quotes jose’s words whole: a token hidden in an unknown crit header is shown as [token]', async () => {
       const { url, lines } = await front();
       const inner = await idToken('https://planted.example');
-      const header = b64url({ alg: 'RS256', kid: emulator.key.kid, crit: [inner, 'x'.repeat(1000)] });
+      const header = b64url({
+        alg: 'RS256',
+        kid: emulator.key.kid,
+        crit: [inner, 'x'.repeat(1000)],
+      });
       const token = `${header}.${b64url(claimsFor(emulator, url))}.c2ln`;
       expect((await get(`${url}/`, { Authorization: `Bearer ${token}` })).status).toBe(401);
       expect(lines[0]).toContain('the Authorization token does not verify: ');

@@ -6,8 +6,11 @@ import { readDeployDir, renderDeploy } from '../../../scripts/lib/deploy-manifes
 import { SAMPLE_VALUES } from '../../helpers/deploy-values.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
-const rendered = new Map(renderDeploy(readDeployDir(join(root, 'deploy')), SAMPLE_VALUES).map((f) => [f.name, f.text]));
-const minimal = (extra = '') => `apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: svc\n${extra}`;
+const rendered = new Map(
+  renderDeploy(readDeployDir(join(root, 'deploy')), SAMPLE_VALUES).map((f) => [f.name, f.text]),
+);
+const minimal = (extra = '') =>
+  `apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: svc\n${extra}`;
 
 describe('what the front reads from a Cloud Run manifest', () => {
   it("reads deploy/'s two services as they deploy", () => {
@@ -28,7 +31,10 @@ describe('what the front reads from a Cloud Run manifest', () => {
       customAudiences: [],
       timeoutSeconds: 30,
       serviceAccount: 'cloudrun-authenticated-sa@my-project.iam.gserviceaccount.com',
-      env: { URL: 'https://receiving-123456789012.us-central1.run.app', NODE_OPTIONS: '--max-semi-space-size=16' },
+      env: {
+        URL: 'https://receiving-123456789012.us-central1.run.app',
+        NODE_OPTIONS: '--max-semi-space-size=16',
+      },
       document: parse(rendered.get('calling.yaml')!),
     });
   });
@@ -42,13 +48,27 @@ describe('what the front reads from a Cloud Run manifest', () => {
       timeoutSeconds: 300,
       serviceAccount: undefined,
       env: {},
-      document: { apiVersion: 'serving.knative.dev/v1', kind: 'Service', metadata: { name: 'svc' } },
+      document: {
+        apiVersion: 'serving.knative.dev/v1',
+        kind: 'Service',
+        metadata: { name: 'svc' },
+      },
     });
-    expect(parseServiceManifest(minimal('spec:\n  template:\n    spec:\n      containers: []\n'), 'm.yaml').env).toEqual({});
+    expect(
+      parseServiceManifest(
+        minimal('spec:\n  template:\n    spec:\n      containers: []\n'),
+        'm.yaml',
+      ).env,
+    ).toEqual({});
     expect(parseServiceManifest(minimal('spec: {}\n'), 'm.yaml').timeoutSeconds).toBe(300);
     expect(parseServiceManifest(minimal('spec:\n  template: {}\n'), 'm.yaml').env).toEqual({});
     expect(
-      parseServiceManifest(minimal('spec:\n  template:\n    spec:\n      timeoutSeconds: "30"\n      serviceAccountName: 7\n'), 'm.yaml'),
+      parseServiceManifest(
+        minimal(
+          'spec:\n  template:\n    spec:\n      timeoutSeconds: "30"\n      serviceAccountName: 7\n',
+        ),
+        'm.yaml',
+      ),
     ).toMatchObject({
       timeoutSeconds: 300,
       serviceAccount: undefined,
@@ -57,15 +77,18 @@ describe('what the front reads from a Cloud Run manifest', () => {
 
   it('reads the invoker check annotation as gcloud writes it ("True") or as YAML does (true)', () => {
     const disabled = (value: string) =>
-      parseServiceManifest(minimal(`  annotations:\n    run.googleapis.com/invoker-iam-disabled: ${value}\n`), 'm.yaml').invokerIamDisabled;
-    expect([disabled("'true'"), disabled("'True'"), disabled('true'), disabled("'false'"), disabled('false'), disabled("'yes'")]).toEqual([
-      true,
-      true,
-      true,
-      false,
-      false,
-      false,
-    ]);
+      parseServiceManifest(
+        minimal(`  annotations:\n    run.googleapis.com/invoker-iam-disabled: ${value}\n`),
+        'm.yaml',
+      ).invokerIamDisabled;
+    expect([
+      disabled("'true'"),
+      disabled("'True'"),
+      disabled('true'),
+      disabled("'false'"),
+      disabled('false'),
+      disabled("'yes'"),
+    ]).toEqual([true, true, true, false, false, false]);
   });
 
   it('reads the container env: strings kept, numbers as text, a missing value as empty, entries without a name skipped', () => {
@@ -80,16 +103,35 @@ describe('what the front reads from a Cloud Run manifest', () => {
 
   it('reads custom audiences, and refuses any that are not a JSON list of strings', () => {
     const audiences = (value: string) =>
-      parseServiceManifest(minimal(`  annotations:\n    run.googleapis.com/custom-audiences: ${value}\n`), 'm.yaml').customAudiences;
+      parseServiceManifest(
+        minimal(`  annotations:\n    run.googleapis.com/custom-audiences: ${value}\n`),
+        'm.yaml',
+      ).customAudiences;
     expect(audiences(`'["https://a.example", "b"]'`)).toEqual(['https://a.example', 'b']);
-    for (const bad of [`'https://a.example'`, `'[]'`, `'[""]'`, `'[1]'`, `'{"a": "b"}'`, `'["a"'`, '3']) {
-      expect(() => audiences(bad)).toThrow('m.yaml: run.googleapis.com/custom-audiences must be a JSON list of strings');
+    for (const bad of [
+      `'https://a.example'`,
+      `'[]'`,
+      `'[""]'`,
+      `'[1]'`,
+      `'{"a": "b"}'`,
+      `'["a"'`,
+      '3',
+    ]) {
+      expect(() => audiences(bad)).toThrow(
+        'm.yaml: run.googleapis.com/custom-audiences must be a JSON list of strings',
+      );
     }
   });
 
   it('refuses what is not a Cloud Run service, naming the file', () => {
     expect(() => parseServiceManifest('kind: [', 'm.yaml')).toThrow(/^m\.yaml: not valid YAML: \S/);
-    for (const text of ['', 'kind: Service', 'kind: Pod\nmetadata:\n  name: p', 'kind: Service\nmetadata:\n  name: 3', '- a']) {
+    for (const text of [
+      '',
+      'kind: Service',
+      'kind: Pod\nmetadata:\n  name: p',
+      'kind: Service\nmetadata:\n  name: 3',
+      '- a',
+    ]) {
       expect(() => parseServiceManifest(text, 'm.yaml')).toThrow(
         'm.yaml: not a Cloud Run service manifest (kind: Service with metadata.name)',
       );

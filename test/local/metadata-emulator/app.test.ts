@@ -14,11 +14,15 @@ describe('metadata emulator', () => {
   let clock: number;
   beforeAll(async () => {
     clock = nowS();
-    emulator = await startEmulator({ PROJECT_ID: 'my-project', PROJECT_NUMBER: '555000111222' }, { now: () => clock });
+    emulator = await startEmulator(
+      { PROJECT_ID: 'my-project', PROJECT_NUMBER: '555000111222' },
+      { now: () => clock },
+    );
   });
   afterAll(() => emulator.close());
 
-  const get = (path: string, headers: Record<string, string> = FLAVOR) => fetch(`${emulator.url}${path}`, { headers });
+  const get = (path: string, headers: Record<string, string> = FLAVOR) =>
+    fetch(`${emulator.url}${path}`, { headers });
   /** A request as written, which fetch() cannot send: its own Host, any request target. */
   const rawGet = (path: string, headers: Record<string, string>) =>
     new Promise<{ status: number; body: string }>((resolve, reject) => {
@@ -38,7 +42,11 @@ describe('metadata emulator', () => {
 
   describe('header rules of the real server', () => {
     it('refuses requests without Metadata-Flavor: Google with 403', async () => {
-      const variants: Record<string, string>[] = [{}, { 'Metadata-Flavor': 'google' }, { 'Metadata-Flavor': 'Microsoft' }];
+      const variants: Record<string, string>[] = [
+        {},
+        { 'Metadata-Flavor': 'google' },
+        { 'Metadata-Flavor': 'Microsoft' },
+      ];
       for (const headers of variants) {
         const res = await get(`${V1}/project/project-id`, headers);
         expect(res.status).toBe(403);
@@ -61,7 +69,10 @@ describe('metadata emulator', () => {
       '[::2]:80',
     ])('refuses a request whose Host is %s with 403, minting nothing', async (host) => {
       const before = emulator.stats.identityRequests;
-      const res = await getWithHost(`${V1}/instance/service-accounts/default/identity?audience=a`, host);
+      const res = await getWithHost(
+        `${V1}/instance/service-accounts/default/identity?audience=a`,
+        host,
+      );
       expect(res.status).toBe(403);
       expect(res.body).toMatch(/answers only requests addressed to a loopback address/);
       expect(res.body).not.toContain(host);
@@ -79,7 +90,10 @@ describe('metadata emulator', () => {
       'metadata:80',
       '[::1]:8082',
     ])('answers a request whose Host is %s', async (host) => {
-      const res = await getWithHost(`${V1}/instance/service-accounts/default/identity?audience=a`, host);
+      const res = await getWithHost(
+        `${V1}/instance/service-accounts/default/identity?audience=a`,
+        host,
+      );
       expect(res.status).toBe(200);
     });
 
@@ -135,11 +149,11 @@ describe('metadata emulator', () => {
         expect([path, res.headers.get('metadata-flavor')]).toEqual([path, 'Google']);
         expect(res.headers.get('content-type')).toBeTruthy();
         // The real server's other headers; not Express's.
-        expect([res.headers.get('server'), res.headers.get('x-xss-protection'), res.headers.get('x-frame-options')]).toEqual([
-          'Metadata Server for VM',
-          '0',
-          'SAMEORIGIN',
-        ]);
+        expect([
+          res.headers.get('server'),
+          res.headers.get('x-xss-protection'),
+          res.headers.get('x-frame-options'),
+        ]).toEqual(['Metadata Server for VM', '0', 'SAMEORIGIN']);
         expect(res.headers.get('x-powered-by')).toBeNull();
       }
       const rejected = emulator.stats.rejectedRequests;
@@ -148,9 +162,15 @@ describe('metadata emulator', () => {
     });
 
     it('answers 500 in the same form when minting fails, with no stack trace', async () => {
-      const failing = await startEmulator({}, { key: { ...emulator.key, sign: () => Promise.reject(new Error('no key')) } });
+      const failing = await startEmulator(
+        {},
+        { key: { ...emulator.key, sign: () => Promise.reject(new Error('no key')) } },
+      );
       try {
-        const res = await fetch(`${failing.url}${V1}/instance/service-accounts/default/identity?audience=a`, { headers: FLAVOR });
+        const res = await fetch(
+          `${failing.url}${V1}/instance/service-accounts/default/identity?audience=a`,
+          { headers: FLAVOR },
+        );
         expect([res.status, res.headers.get('content-type'), await res.text()]).toEqual([
           500,
           'text/html; charset=UTF-8',
@@ -166,9 +186,13 @@ describe('metadata emulator', () => {
     const ETAG = /^[\da-f]{16}$/;
 
     it('takes repeated slashes as one on every path, and leaves the query alone', async () => {
-      const token = await (await get(`${V1}//instance/service-accounts/default//identity?audience=https://x//y`)).text();
+      const token = await (
+        await get(`${V1}//instance/service-accounts/default//identity?audience=https://x//y`)
+      ).text();
       expect(decodeJwt(token).aud).toBe('https://x//y');
-      expect(await (await get('//computeMetadata//v1///project//project-id')).text()).toBe('my-project');
+      expect(await (await get('//computeMetadata//v1///project//project-id')).text()).toBe(
+        'my-project',
+      );
       expect((await get('/oauth2//v3/certs', {})).status).toBe(200);
       // Every rule still holds on such a path.
       expect((await get(`${V1}//project/project-id`, {})).status).toBe(403);
@@ -187,7 +211,8 @@ describe('metadata emulator', () => {
         expect(first.headers.get('etag')).toMatch(ETAG);
         tags.add(first.headers.get('etag')!);
         // The same value, the same tag; the access token differs each time, and so does its tag.
-        if (!path.endsWith('/token')) expect(second.headers.get('etag')).toBe(first.headers.get('etag'));
+        if (!path.endsWith('/token'))
+          expect(second.headers.get('etag')).toBe(first.headers.get('etag'));
         else expect(second.headers.get('etag')).not.toBe(first.headers.get('etag'));
       }
       expect(tags.size).toBe(paths.length);
@@ -196,15 +221,23 @@ describe('metadata emulator', () => {
 
     it('wait_for_change with a last_etag that is not the current one answers at once', async () => {
       // A 300 s wait would outlast this test's timeout.
-      const res = await get(`${V1}/project/project-id?wait_for_change=true&timeout_sec=300&last_etag=0000000000000000`);
+      const res = await get(
+        `${V1}/project/project-id?wait_for_change=true&timeout_sec=300&last_etag=0000000000000000`,
+      );
       expect([res.status, await res.text()]).toEqual([200, 'my-project']);
     });
 
     it('wait_for_change with the current etag holds the request until timeout_sec, then answers the value', async () => {
       const now = await get(`${V1}/instance/id`);
       const etag = now.headers.get('etag')!;
-      const res = await get(`${V1}/instance/id?wait_for_change=true&timeout_sec=1&last_etag=${etag}`);
-      expect([res.status, res.headers.get('etag'), await res.text()]).toEqual([200, etag, await now.text()]);
+      const res = await get(
+        `${V1}/instance/id?wait_for_change=true&timeout_sec=1&last_etag=${etag}`,
+      );
+      expect([res.status, res.headers.get('etag'), await res.text()]).toEqual([
+        200,
+        etag,
+        await now.text(),
+      ]);
     });
 
     it('holds a wait (without last_etag too) until it ends; a client that leaves costs nothing; once ended, waits answer at once', async () => {
@@ -221,20 +254,28 @@ describe('metadata emulator', () => {
           return res.text();
         });
         const left = new AbortController();
-        const gone = fetch(`${logged.url}${V1}/instance/?recursive=true&wait_for_change=true`, { headers: FLAVOR, signal: left.signal });
+        const gone = fetch(`${logged.url}${V1}/instance/?recursive=true&wait_for_change=true`, {
+          headers: FLAVOR,
+          signal: left.signal,
+        });
         await new Promise((resolve) => setTimeout(resolve, 300));
         expect(answered).toBe(false);
         expect([own.stats.heldRequests, logged.stats.heldRequests]).toEqual([1, 1]);
         left.abort();
         await expect(gone).rejects.toThrow();
-        for (let i = 0; i < 100 && logged.stats.heldRequests > 0; i += 1) await new Promise((resolve) => setTimeout(resolve, 10));
+        for (let i = 0; i < 100 && logged.stats.heldRequests > 0; i += 1)
+          await new Promise((resolve) => setTimeout(resolve, 10));
         expect(logged.stats.heldRequests).toBe(0);
         expect(await (await ownGet(`${V1}/project/project-id`)).text()).toBe('my-project');
         own.endWaits();
         expect(await held).toBe('my-project');
         expect(own.stats.heldRequests).toBe(0);
         // A 60 s wait would outlast this test's timeout.
-        expect(await (await ownGet(`${V1}/project/project-id?wait_for_change=true&timeout_sec=60`)).text()).toBe('my-project');
+        expect(
+          await (
+            await ownGet(`${V1}/project/project-id?wait_for_change=true&timeout_sec=60`)
+          ).text(),
+        ).toBe('my-project');
         // Leaving a wait is no problem, and logged as none.
         await new Promise((resolve) => setTimeout(resolve, 50));
         expect(lines.filter((line) => line.includes('"severity":"WARNING"'))).toEqual([]);
@@ -263,7 +304,10 @@ describe('metadata emulator', () => {
       });
       try {
         let answered = false;
-        const held = fetch(`${own.url}${V1}/project/project-id?wait_for_change=true&timeout_sec=3600`, { headers: FLAVOR }).then((res) => {
+        const held = fetch(
+          `${own.url}${V1}/project/project-id?wait_for_change=true&timeout_sec=3600`,
+          { headers: FLAVOR },
+        ).then((res) => {
           answered = true;
           return res.text();
         });
@@ -283,12 +327,18 @@ describe('metadata emulator', () => {
 
     it('refuses wait_for_change on a directory listing, as it is not a value (recursive=true is)', async () => {
       const res = await get(`${V1}/instance/?wait_for_change=true`);
-      expect([res.status, await res.text()]).toEqual([400, 'wait_for_change on a directory needs recursive=true\n']);
+      expect([res.status, await res.text()]).toEqual([
+        400,
+        'wait_for_change on a directory needs recursive=true\n',
+      ]);
     });
 
     it.each(['-1', '1.5', 'soon', ''])('refuses timeout_sec=%s with 400', async (timeout) => {
       const res = await get(`${V1}/project/project-id?wait_for_change=true&timeout_sec=${timeout}`);
-      expect([res.status, await res.text()]).toEqual([400, 'timeout_sec must be a whole number of seconds\n']);
+      expect([res.status, await res.text()]).toEqual([
+        400,
+        'timeout_sec must be a whole number of seconds\n',
+      ]);
     });
   });
 
@@ -296,7 +346,10 @@ describe('metadata emulator', () => {
     it.each([
       ['/project/project-id', 'my-project'],
       ['/project/numeric-project-id', '555000111222'],
-      ['/instance/service-accounts/default/email', '555000111222-compute@developer.gserviceaccount.com'],
+      [
+        '/instance/service-accounts/default/email',
+        '555000111222-compute@developer.gserviceaccount.com',
+      ],
       ['/instance/zone', 'projects/555000111222/zones/us-central1-1'],
       ['/instance/region', 'projects/555000111222/regions/us-central1'],
       ['/universe/universe-domain', 'googleapis.com'],
@@ -317,7 +370,9 @@ describe('metadata emulator', () => {
     it('lists directories with or without the trailing slash', async () => {
       for (const path of ['/instance', '/instance/']) {
         const text = await (await get(`${V1}${path}`)).text();
-        expect(text.split('\n')).toEqual(expect.arrayContaining(['service-accounts/', 'zone', 'id']));
+        expect(text.split('\n')).toEqual(
+          expect.arrayContaining(['service-accounts/', 'zone', 'id']),
+        );
       }
     });
 
@@ -330,31 +385,45 @@ describe('metadata emulator', () => {
         expect([path, (await get(`${V1}${path}`)).status]).toEqual([path, 404]);
       }
       expect((await get(`${V1}/project/project-id`)).status).toBe(200);
-      expect((await get('/COMPUTEMETADATA/v1/instance/service-accounts/default/identity?audience=a')).status).toBe(404);
+      expect(
+        (await get('/COMPUTEMETADATA/v1/instance/service-accounts/default/identity?audience=a'))
+          .status,
+      ).toBe(404);
       expect((await get(`${V1}/PROJECT/project-id`)).status).toBe(404);
       // The root listing, with or without its slash.
-      for (const path of [V1, `${V1}/`]) expect((await (await get(path)).text()).split('\n')).toContain('instance/');
+      for (const path of [V1, `${V1}/`])
+        expect((await (await get(path)).text()).split('\n')).toContain('instance/');
     });
 
     it('answers a malformed %-escape with 400 of its own kind, no stack trace', async () => {
       const res = await get(`${V1}/instance/service-accounts/%ZZ/identity?audience=a`);
-      expect([res.status, res.headers.get('content-type'), res.headers.get('metadata-flavor')]).toEqual([
-        400,
-        'text/html; charset=UTF-8',
-        'Google',
-      ]);
+      expect([
+        res.status,
+        res.headers.get('content-type'),
+        res.headers.get('metadata-flavor'),
+      ]).toEqual([400, 'text/html; charset=UTF-8', 'Google']);
       expect(res.headers.get('etag')).toMatch(/^[\da-f]{16}$/);
       expect(await res.text()).toBe('Bad Request\n');
     });
 
     it('answers in full whatever If-None-Match says (no bodiless 304)', async () => {
       const first = await get(`${V1}/project/project-id`);
-      const again = await get(`${V1}/project/project-id`, { ...FLAVOR, 'If-None-Match': first.headers.get('etag')! });
-      expect([again.status, again.headers.get('content-type'), await again.text()]).toEqual([200, 'application/text', 'my-project']);
+      const again = await get(`${V1}/project/project-id`, {
+        ...FLAVOR,
+        'If-None-Match': first.headers.get('etag')!,
+      });
+      expect([again.status, again.headers.get('content-type'), await again.text()]).toEqual([
+        200,
+        'application/text',
+        'my-project',
+      ]);
     });
 
     it('leaves the path of an absolute-form target as it is (its authority is not path)', async () => {
-      const answer = await rawGet('http://computeMetadata/v1/project/project-id', { ...FLAVOR, Host: 'localhost' });
+      const answer = await rawGet('http://computeMetadata/v1/project/project-id', {
+        ...FLAVOR,
+        Host: 'localhost',
+      });
       // Its path is /v1/project/project-id: no such path, where collapsing "//" would have made one.
       expect(answer.status).toBe(404);
     });
@@ -374,9 +443,19 @@ describe('metadata emulator', () => {
         scopes: ['https://www.googleapis.com/auth/cloud-platform'],
       });
       const project = await (await get(`${V1}/project/?recursive=true`)).json();
-      expect(project).toEqual({ attributes: {}, numericProjectId: 555000111222, projectId: 'my-project' });
-      const instance = (await (await get(`${V1}/instance/?recursive=true`)).json()) as Record<string, unknown>;
-      expect(Object.keys(instance.serviceAccounts as object)).toEqual(['default', '555000111222-compute@developer.gserviceaccount.com']);
+      expect(project).toEqual({
+        attributes: {},
+        numericProjectId: 555000111222,
+        projectId: 'my-project',
+      });
+      const instance = (await (await get(`${V1}/instance/?recursive=true`)).json()) as Record<
+        string,
+        unknown
+      >;
+      expect(Object.keys(instance.serviceAccounts as object)).toEqual([
+        'default',
+        '555000111222-compute@developer.gserviceaccount.com',
+      ]);
     });
 
     it('answers an access token for gcloud, by alias or email', async () => {
@@ -384,16 +463,24 @@ describe('metadata emulator', () => {
         const res = await get(`${V1}/instance/service-accounts/${account}/token`);
         expect(res.headers.get('content-type')).toBe('application/json');
         const body = (await res.json()) as { access_token: string };
-        expect(body).toEqual({ access_token: expect.stringMatching(/^ya29\./), expires_in: 3599, token_type: 'Bearer' });
+        expect(body).toEqual({
+          access_token: expect.stringMatching(/^ya29\./),
+          expires_in: 3599,
+          token_type: 'Bearer',
+        });
         // For the emulator's account, checkable by whoever holds its key (the local Admin API).
-        expect(emulator.key.accessTokens.verify(body.access_token, Math.floor(Date.now() / 1000))).toBe(emulator.config.serviceAccount);
+        expect(
+          emulator.key.accessTokens.verify(body.access_token, Math.floor(Date.now() / 1000)),
+        ).toBe(emulator.config.serviceAccount);
       }
     });
 
     it('answers 404 for an unknown service account, tokens included, and counts only what it mints', async () => {
       const before = { ...emulator.stats };
       for (const what of ['identity?audience=a', 'token']) {
-        expect((await get(`${V1}/instance/service-accounts/someone@else.com/${what}`)).status).toBe(404);
+        expect((await get(`${V1}/instance/service-accounts/someone@else.com/${what}`)).status).toBe(
+          404,
+        );
       }
       expect((await get(`${V1}/instance/service-accounts/default/token`)).status).toBe(200);
       expect(emulator.stats).toMatchObject({
@@ -412,7 +499,8 @@ describe('metadata emulator', () => {
         'application/json',
         ['attributes/', 'numeric-project-id', 'project-id'],
       ]);
-      for (const path of ['/computeMetadata', '/computeMetadata/']) expect(await (await get(path)).text()).toBe('v1/\n');
+      for (const path of ['/computeMetadata', '/computeMetadata/'])
+        expect(await (await get(path)).text()).toBe('v1/\n');
     });
   });
 
@@ -425,14 +513,30 @@ describe('metadata emulator', () => {
     });
 
     it('answers 400 for an unknown format', async () => {
-      expect((await get(`${V1}/instance/service-accounts/default/identity?audience=a&format=tiny`)).status).toBe(400);
+      expect(
+        (await get(`${V1}/instance/service-accounts/default/identity?audience=a&format=tiny`))
+          .status,
+      ).toBe(400);
     });
 
     it('mints an RS256 token shaped like Google (standard format)', async () => {
       const token = await identity('audience=https%3A%2F%2Freceiving.example');
-      expect(decodeProtectedHeader(token)).toEqual({ alg: 'RS256', kid: emulator.key.kid, typ: 'JWT' });
+      expect(decodeProtectedHeader(token)).toEqual({
+        alg: 'RS256',
+        kid: emulator.key.kid,
+        typ: 'JWT',
+      });
       const claims = decodeJwt(token);
-      expect(Object.keys(claims).sort()).toEqual(['aud', 'azp', 'email', 'email_verified', 'exp', 'iat', 'iss', 'sub']);
+      expect(Object.keys(claims).sort()).toEqual([
+        'aud',
+        'azp',
+        'email',
+        'email_verified',
+        'exp',
+        'iat',
+        'iss',
+        'sub',
+      ]);
       expect(claims).toMatchObject({
         aud: 'https://receiving.example',
         iss: 'https://accounts.google.com',
@@ -464,7 +568,10 @@ describe('metadata emulator', () => {
         },
       });
       const licensed = decodeJwt(await identity('audience=a&format=full&licenses=TRUE'));
-      expect((licensed.google as { compute_engine: object }).compute_engine).toHaveProperty('license_id', []);
+      expect((licensed.google as { compute_engine: object }).compute_engine).toHaveProperty(
+        'license_id',
+        [],
+      );
       const standard = decodeJwt(await identity('audience=a&format=standard&licenses=FALSE'));
       expect(standard.google).toBeUndefined();
     });
@@ -489,16 +596,29 @@ describe('metadata emulator', () => {
       const res = await get('/oauth2/v3/certs', {});
       expect(res.status).toBe(200);
       expect(await res.json()).toEqual({
-        keys: [{ kty: 'RSA', alg: 'RS256', use: 'sig', kid: emulator.key.kid, n: expect.any(String), e: 'AQAB' }],
+        keys: [
+          {
+            kty: 'RSA',
+            alg: 'RS256',
+            use: 'sig',
+            kid: emulator.key.kid,
+            n: expect.any(String),
+            e: 'AQAB',
+          },
+        ],
       });
     });
 
     it('publishes X.509 certificates like https://www.googleapis.com/oauth2/v1/certs: one per kid, self-signed, for the JWKS key', async () => {
       const certs = (await (await get('/oauth2/v1/certs', {})).json()) as Record<string, string>;
-      const jwks = (await (await get('/oauth2/v3/certs', {})).json()) as { keys: { kid: string }[] };
+      const jwks = (await (await get('/oauth2/v3/certs', {})).json()) as {
+        keys: { kid: string }[];
+      };
       expect(Object.keys(certs)).toEqual(jwks.keys.map((k) => k.kid));
       const pem = certs[emulator.key.kid]!;
-      expect(pem).toMatch(/^-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+\n-----END CERTIFICATE-----\n$/);
+      expect(pem).toMatch(
+        /^-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+\n-----END CERTIFICATE-----\n$/,
+      );
       const certificate = new X509Certificate(pem);
       const jwk = createPublicKey({ key: jwks.keys[0]!, format: 'jwk' });
       expect(certificate.publicKey.equals(jwk)).toBe(true);
@@ -506,8 +626,12 @@ describe('metadata emulator', () => {
       expect(certificate.subject).toBe('CN=metadata-emulator.local');
       expect(certificate.subject).toBe(certificate.issuer);
       // Verifiers cache the keys as Cache-Control says (Java refetches with 5 minutes or less left).
-      expect((await get('/oauth2/v1/certs', {})).headers.get('cache-control')).toBe('public, max-age=300');
-      expect((await get('/oauth2/v3/certs', {})).headers.get('cache-control')).toBe('public, max-age=300');
+      expect((await get('/oauth2/v1/certs', {})).headers.get('cache-control')).toBe(
+        'public, max-age=300',
+      );
+      expect((await get('/oauth2/v3/certs', {})).headers.get('cache-control')).toBe(
+        'public, max-age=300',
+      );
       expect(certificate.ca).toBe(false);
       const now = Date.now();
       expect(Date.parse(certificate.validFrom)).toBeLessThanOrEqual(now);

@@ -35,24 +35,40 @@ describe('loadEmulatorConfig', () => {
   });
 
   it('derives the default identity from PROJECT_NUMBER and takes SERVICE_ACCOUNT as given', () => {
-    expect(loadEmulatorConfig({ PROJECT_NUMBER: '42' }).serviceAccount).toBe('42-compute@developer.gserviceaccount.com');
-    expect(loadEmulatorConfig({ SERVICE_ACCOUNT: 'cloudrun-authenticated-sa@p-1234.iam.gserviceaccount.com' }).serviceAccount).toBe(
-      'cloudrun-authenticated-sa@p-1234.iam.gserviceaccount.com',
+    expect(loadEmulatorConfig({ PROJECT_NUMBER: '42' }).serviceAccount).toBe(
+      '42-compute@developer.gserviceaccount.com',
     );
+    expect(
+      loadEmulatorConfig({
+        SERVICE_ACCOUNT: 'cloudrun-authenticated-sa@p-1234.iam.gserviceaccount.com',
+      }).serviceAccount,
+    ).toBe('cloudrun-authenticated-sa@p-1234.iam.gserviceaccount.com');
   });
 
   it('takes SIGNING_KEY_FILE as given, and has none by default', () => {
-    expect(loadEmulatorConfig({ SIGNING_KEY_FILE: '/tmp/k.pem' }).signingKeyFile).toBe('/tmp/k.pem');
+    expect(loadEmulatorConfig({ SIGNING_KEY_FILE: '/tmp/k.pem' }).signingKeyFile).toBe(
+      '/tmp/k.pem',
+    );
     expect('signingKeyFile' in loadEmulatorConfig({ SIGNING_KEY_FILE: ' ' })).toBe(false);
   });
 
   it('names every bad variable', () => {
     let error: ConfigError | undefined;
     try {
-      loadEmulatorConfig({ PROJECT_ID: 'X', PROJECT_NUMBER: 'abc', SERVICE_ACCOUNT: 'nobody', PORT: '-1' });
+      loadEmulatorConfig({
+        PROJECT_ID: 'X',
+        PROJECT_NUMBER: 'abc',
+        SERVICE_ACCOUNT: 'nobody',
+        PORT: '-1',
+      });
     } catch (err) {
       error = err as ConfigError;
     }
-    expect(error?.problems.map((p) => p.split(' ')[0])).toEqual(['PROJECT_ID', 'PROJECT_NUMBER', 'SERVICE_ACCOUNT', 'PORT']);
+    expect(error?.problems.map((p) => p.split(' ')[0])).toEqual([
+      'PROJECT_ID',
+      'PROJECT_NUMBER',
+      'SERVICE_ACCOUNT',
+      'PORT',
+    ]);
   });
 });

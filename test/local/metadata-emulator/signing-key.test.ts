@@ -3,7 +3,10 @@ import { decodeProtectedHeader, importJWK, jwtVerify } from 'jose';
 import { createSigningKey, loadSigningKey } from '../../../local/metadata-emulator/signing-key.js';
 
 describe('the emulator signing key', () => {
-  const pem = () => generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+  const pem = () =>
+    generateKeyPairSync('rsa', { modulusLength: 2048 })
+      .privateKey.export({ type: 'pkcs8', format: 'pem' })
+      .toString();
 
   it('one key file gives every emulator the same key set: the same kid, JWKS and signatures that verify', async () => {
     const file = pem();
@@ -23,7 +26,11 @@ describe('the emulator signing key', () => {
 
   it('mints access tokens that only the same key verifies, for the account minted, until they expire', async () => {
     const file = pem();
-    const [a, b, other] = await Promise.all([loadSigningKey(file), loadSigningKey(file), createSigningKey()]);
+    const [a, b, other] = await Promise.all([
+      loadSigningKey(file),
+      loadSigningKey(file),
+      createSigningKey(),
+    ]);
     const token = a.accessTokens.mint('dev@example.com', 2000);
     expect(token).toMatch(/^ya29\.emulator-[\w-]+\.[\w-]{43}$/);
     expect(a.accessTokens.mint('dev@example.com', 2000)).not.toBe(token); // each one fresh
@@ -32,7 +39,9 @@ describe('the emulator signing key', () => {
     expect(other.accessTokens.verify(token, 1999)).toBeUndefined();
     const [body, mac] = token.slice('ya29.emulator-'.length).split('.') as [string, string];
     const claims = JSON.parse(Buffer.from(body, 'base64url').toString()) as Record<string, unknown>;
-    const forged = Buffer.from(JSON.stringify({ ...claims, email: 'evil@example.com' })).toString('base64url');
+    const forged = Buffer.from(JSON.stringify({ ...claims, email: 'evil@example.com' })).toString(
+      'base64url',
+    );
     expect(b.accessTokens.verify(`ya29.emulator-${forged}.${mac}`, 1999)).toBeUndefined();
     for (const bad of [
       '',
@@ -50,7 +59,9 @@ describe('the emulator signing key', () => {
 
   it('refuses what is not an RSA private key', async () => {
     await expect(loadSigningKey('not a key')).rejects.toThrow('not a PEM private key');
-    const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+      .privateKey.export({ type: 'pkcs8', format: 'pem' })
+      .toString();
     await expect(loadSigningKey(ec)).rejects.toThrow('an RSA key is needed for RS256, not ec');
   });
 });
