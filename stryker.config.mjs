@@ -2,8 +2,10 @@
  * Mutation testing of the security- and fault-handling code (`npm run test:mutation`): Stryker
  * plants one deliberate bug at a time and checks that some test fails. Report: reports/mutation/.
  *
- * main.ts files are left out: they run only as processes (test/scripts), which Stryker cannot
- * plant a bug in; their wiring lives in modules that are mutated (each service's app.ts).
+ * Left out: the main.ts files and services/shared/server.ts (listen, refuse to start, shutdown on a
+ * signal) run only as processes (test/scripts), from bundles Stryker cannot plant a bug in. The
+ * wiring lives in modules that are mutated (each service's app.ts). Static mutants (code run when
+ * a module loads) are skipped: each needs the whole suite, which under ESM jest takes hours.
  */
 export default {
   testRunner: 'jest',
@@ -13,6 +15,7 @@ export default {
     // Everything that ships.
     'services/**/*.ts',
     '!services/*/main.ts',
+    '!services/shared/server.ts',
     // The local Cloud Run front door: it decides who gets through, like the code it stands in front of.
     'local/cloud-run-front/*.ts',
     // The local Admin API: it decides who may change who gets through.
@@ -31,6 +34,7 @@ export default {
     enableFindRelatedTests: true,
   },
   ignorePatterns: ['dist', 'reports', '.stryker-tmp', 'test/containers'],
+  ignoreStatic: true,
   concurrency: 2,
   // Jest with ESM grows by tens of MB per run and slows to a crawl past a few hundred runs: start afresh.
   maxTestRunnerReuse: 25,
