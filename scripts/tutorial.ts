@@ -1,6 +1,6 @@
 /**
- * `npm run tutorial`: replays the four stages of the "Service to service authentication" tutorial
- * (meteatamel/cloudrun-tutorial, docs/auth.md) on this machine in the production topology: each
+ * `npm run tutorial`: replays the four stages of the Cloud Run tutorial "Service to service
+ * authentication" on this machine in the production topology: each
  * service started from deploy/, behind a local Cloud Run front door that checks tokens and IAM as
  * Cloud Run does and says why it refused. Exits non-zero if any stage ends differently.
  */
@@ -249,7 +249,7 @@ function messageOf(line: string): string {
 say(bold('Service-to-service authentication on Cloud Run, replayed on this machine'));
 say(
   dim(
-    '(meteatamel/cloudrun-tutorial, docs/auth.md; services started from deploy/, behind a local Cloud Run front door)',
+    '(the tutorial "Service to service authentication"; services started from deploy/, behind a local Cloud Run front door)',
   ),
 );
 say();

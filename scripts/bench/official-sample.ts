@@ -1,6 +1,6 @@
 /**
- * The pattern of Google's Node samples for calling a private Cloud Run service (google-auth-library
- * samples/idtokens-serverless.js, nodejs-docs-samples run/markdown-preview/editor/render.js): an
+ * The pattern of Google's Node samples for calling a private Cloud Run service (google-auth-library's
+ * ID-token sample for serverless, the Cloud Run Markdown preview sample's renderer): an
  * IdTokenClient made once, its request headers asked for on every request, and an HTTP client
  * used as it comes (Node's fetch, untuned). The benchmark's baseline for calling; not shipped.
  */
