@@ -268,6 +268,7 @@ describe('graceful shutdown (real processes)', () => {
   it.each([
     ['a connection that never sent a request', ''],
     ['a connection that sent half a request', 'GET / HTTP/1.1\r\nHost: x\r\n'],
+    ['a kept-alive connection, idle after its answer', 'GET /health HTTP/1.1\r\nHost: x\r\n\r\n'],
     [
       'a kept-alive connection answered once, then sent half a request',
       'GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n',
