@@ -1,4 +1,4 @@
-import type { IncomingMessage, Server } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Express } from 'express';
 import { ConfigError } from './env.js';
@@ -57,18 +57,26 @@ const GRACE_MS = 8000;
 
 /**
  * On SIGTERM (Cloud Run's stop signal) or SIGINT, the first one and any after it alike: stop
- * accepting, let requests being answered finish and exit 0; after GRACE_MS, exit 1. Node's close()
- * ends a kept-alive connection once its answers are done; one that never brought a request (idle
- * since it opened, or half a request) Node would wait on, so it is closed here.
+ * accepting, let requests being answered finish, close every other connection (kept alive
+ * between requests, or open without a whole request yet) and exit 0; after GRACE_MS, exit 1.
  */
 export function exitOnSignals(server: Server, logger: Logger): void {
   const connections = new Set<Socket>();
-  const requested = new WeakSet<Socket>();
+  // Requests being answered on each connection: pipelined ones wait behind the first.
+  const answering = new Map<Socket, number>();
   server.on('connection', (socket: Socket) => {
     connections.add(socket);
     socket.once('close', () => connections.delete(socket));
   });
-  server.on('request', (req: IncomingMessage) => requested.add(req.socket));
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const socket = req.socket;
+    answering.set(socket, (answering.get(socket) ?? 0) + 1);
+    res.once('close', () => {
+      const left = answering.get(socket)! - 1;
+      if (left === 0) answering.delete(socket);
+      else answering.set(socket, left);
+    });
+  });
   let stopping = false;
   const stop = (signal: NodeJS.Signals) => {
     if (stopping) return;
@@ -82,7 +90,12 @@ export function exitOnSignals(server: Server, logger: Logger): void {
       logger.info('stopped');
       process.exit(0);
     });
-    for (const socket of connections) if (!requested.has(socket)) socket.destroy();
+    // Each connection as soon as it has no request being answered.
+    const closeQuiet = () => {
+      for (const socket of connections) if (!answering.has(socket)) socket.destroy();
+    };
+    closeQuiet();
+    setInterval(closeQuiet, 50).unref();
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);

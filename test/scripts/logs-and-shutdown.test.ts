@@ -192,7 +192,11 @@ describe('graceful shutdown (real processes)', () => {
       }
       expect(refused).toBe(true);
       expect(await inFlight).toEqual([200, 'Second service says: slow hello']);
+      const answeredAt = Date.now();
       expect(await calling.exited).toBe(0);
+      // fetch keeps its connection alive: the service closes it once the answer is done. Left to
+      // Node, it would stay for the 5 s keep-alive timeout, and the exit with it.
+      expect(Date.now() - answeredAt).toBeLessThan(4000);
       expect(lines.filter((line) => line.includes('"shutting down"'))).toHaveLength(1);
     } finally {
       await calling.stop();
@@ -284,8 +288,11 @@ describe('graceful shutdown (real processes)', () => {
       socket.on('error', () => undefined);
       if (bytes !== '') socket.write(bytes);
       await new Promise((resolve) => setTimeout(resolve, 100));
+      const signalledAt = Date.now();
       receiving.child.kill('SIGTERM');
       expect(await receiving.exited).toBe(0);
+      // Closed by the service at once, not by Node's 5 s keep-alive or headers timeouts.
+      expect(Date.now() - signalledAt).toBeLessThan(4000);
     } finally {
       socket.destroy();
       await receiving.stop();
