@@ -10,9 +10,12 @@ export const CLOUD_RUN_METADATA_HOST = '169.254.169.254';
 /** A project id, or a domain-scoped one (example.com:my-project). */
 const PROJECT_ID = /^(?:[a-z\d][a-z\d.-]{0,61}[a-z\d]:)?[a-z][a-z\d-]{4,28}[a-z\d]$/;
 
-/** A URL or host as a problem may quote it: a user and password before an @ never are. */
+/**
+ * A URL or host as a problem may quote it: everything between the scheme and the last @ is hidden,
+ * as a password may hold / ? or # and a URL parser may read user info after one slash.
+ */
 function withoutUser(value: string): string {
-  return value.replace(/^([a-z][\w+.-]*:\/\/)?[^/?#]*@/i, '$1…@');
+  return value.replace(/^([a-z][\w+.-]*:\/+)?.*@/i, '$1…@');
 }
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;

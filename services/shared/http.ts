@@ -36,7 +36,8 @@ export class HttpFailure extends Error {
   }
 }
 
-const TLS_CODE = /CERT|^ERR_TLS_|^ERR_SSL_|^HOSTNAME_MISMATCH$/;
+// Node's and OpenSSL's TLS codes; EPROTO is an https request answered by a plain-HTTP server.
+const TLS_CODE = /CERT|^ERR_TLS_|^ERR_SSL_|^HOSTNAME_MISMATCH$|^UNABLE_TO_|^EPROTO$/;
 
 /** A failure of the connection, in words: refused, reset, DNS, TLS, or the code when nothing better is known. */
 function connectionFailure(err: unknown): HttpFailure {

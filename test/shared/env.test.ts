@@ -92,16 +92,27 @@ describe('EnvReader', () => {
     expect(new EnvReader('svc', {}).common().onCloudRun).toBe(false);
   });
 
-  it('hides only a user and password before the host when it quotes a value', () => {
+  it('hides everything up to the last @ when it quotes a value, whatever the password holds', () => {
     const read = new EnvReader('svc', {});
     read.httpUrl('A', 'ftp://host/a@b');
     read.httpUrl('B', 'user:pw@host:x');
     read.httpUrl('C', 'ftp://user:pw@host/');
+    for (const value of [
+      'http:/u:secret@h:99999',
+      'http://u:p#secret@h/',
+      'http://u:p/secret@h/',
+      'http://u:p?secret@h/',
+    ])
+      read.httpUrl('D', value);
     expect(() => read.done({})).toThrow(
       new ConfigError('svc', [
-        'A must be an http(s) URL, got "ftp://host/a@b"',
+        'A must be an http(s) URL, got "ftp://…@b"',
         'B must be an http(s) URL, got "…@host:x"',
         'C must be an http(s) URL, got "ftp://…@host/"',
+        'D must be an absolute http(s) URL, got "http:/…@h:99999"',
+        'D must be an absolute http(s) URL, got "http://…@h/"',
+        'D must be an absolute http(s) URL, got "http://…@h/"',
+        'D must be an absolute http(s) URL, got "http://…@h/"',
       ]),
     );
   });

@@ -133,6 +133,8 @@ describe('httpGet: the one HTTP client of the services', () => {
     ['EAI_AGAIN', 'dns', 'its host name does not resolve'],
     ['EPIPE', 'reset', 'the connection was reset'],
     ['ERR_TLS_CERT_ALTNAME_INVALID', 'tls', 'TLS failed: ERR_TLS_CERT_ALTNAME_INVALID'],
+    ['UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'tls', 'TLS failed: UNABLE_TO_VERIFY_LEAF_SIGNATURE'],
+    ['EPROTO', 'tls', 'TLS failed: EPROTO'],
     ['EHOSTUNREACH', 'network', 'a network error (EHOSTUNREACH)'],
     [undefined, 'network', 'a network error (no code)'],
   ])('a connection failing with %s: %s, in words', async (code, kind, words) => {
