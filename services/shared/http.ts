@@ -59,8 +59,8 @@ function connectionFailure(err: unknown): HttpFailure {
  * GETs url and reads the whole body. Resolves with any status (redirects are not followed);
  * rejects with HttpFailure when no whole answer came: at once when the connection fails or the
  * body is cut short, after timeoutMs when the server is silent. A request that meets a kept-alive
- * connection the server had closed (reset before a byte of answer) is sent again once, on a new
- * one, as GET is safe to repeat.
+ * connection the server had closed (reset before a byte of answer) is sent again once, on the
+ * agent's next socket, as GET is safe to repeat.
  */
 export function httpGet(url: URL, options: HttpGetOptions): Promise<HttpAnswer> {
   return new Promise((resolve, reject) => {
