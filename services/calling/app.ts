@@ -1,5 +1,9 @@
+import http from 'node:http';
+import https from 'node:https';
 import express, { type Express } from 'express';
 import { errorHandler, notFound } from '../shared/error-handler.js';
+import { UpstreamTimeoutError, UpstreamUnreachableError } from '../shared/errors.js';
+import { httpGet, type HttpAnswer, type HttpFailure } from '../shared/http.js';
 import type { Logger } from '../shared/logger.js';
 import { projectIdFrom } from '../shared/project-id.js';
 import { requestLog } from '../shared/request-log.js';
@@ -8,12 +12,16 @@ import { outboundTraceHeaders } from '../shared/trace-context.js';
 import type { CallingConfig } from './config.js';
 import { explainRefusal } from './diagnosis.js';
 import { createIdTokenSource } from './id-token-source.js';
-import { createUpstreamClient } from './upstream-client.js';
+
+const MAX_UPSTREAM_BYTES = 1024 * 1024;
 
 /** calling as its config says: main.ts serves it, and so do the tests. */
 export function createCalling(config: CallingConfig, logger: Logger): Express {
+  const { url, upstreamTimeoutMs: timeoutMs } = config;
   const idTokens = createIdTokenSource(config.tokenOrigin, logger);
-  const upstream = createUpstreamClient(config.url, config.upstreamTimeoutMs);
+  // One keep-alive agent for every call to receiving; Node hands out the most recently used socket
+  // first. Certificates to trust besides Node's go in NODE_EXTRA_CA_CERTS.
+  const agent = new (url.protocol === 'https:' ? https : http).Agent({ keepAlive: true });
   const app = express();
   app.disable('x-powered-by');
   app.disable('etag');
@@ -30,15 +38,23 @@ export function createCalling(config: CallingConfig, logger: Logger): Express {
       if (config.tokenHeader !== 'authorization')
         headers['x-serverless-authorization'] = `Bearer ${token}`;
     }
-    const answer = await upstream(headers);
+    let answer: HttpAnswer;
+    try {
+      answer = await httpGet(url, { agent, headers, timeoutMs, maxBytes: MAX_UPSTREAM_BYTES });
+    } catch (err) {
+      const failure = err as HttpFailure;
+      if (failure.kind === 'timeout')
+        throw new UpstreamTimeoutError(url.href, timeoutMs, { cause: failure });
+      throw new UpstreamUnreachableError(url.href, failure.message, { cause: failure });
+    }
     if (answer.status < 200 || answer.status > 299) {
       throw explainRefusal({
-        url: config.url,
+        url,
         upstreamStatus: answer.status,
         audience: config.audience,
         auth: config.auth,
         token,
-        ...(answer.challenge === undefined ? {} : { challenge: answer.challenge }),
+        challenge: answer.headers['www-authenticate'],
       });
     }
     sendText(res, `Second service says: ${answer.body}`);

@@ -11,7 +11,7 @@ interface Refusal {
   /** The token calling sent, read here only for its email; never echoed. */
   token: string | null;
   /** The receiving service's WWW-Authenticate header, if any. */
-  challenge?: string;
+  challenge?: string | undefined;
 }
 
 /**
