@@ -1,6 +1,6 @@
 import { decodeJwt } from 'jose';
 import { IdTokenUnavailableError } from '../shared/errors.js';
-import { IdTokenFetchError, type FetchIdToken } from './id-token-fetchers.js';
+import type { FetchIdToken, IdTokenFetchError } from './id-token-fetchers.js';
 
 /** Where calling gets the ID tokens it sends. */
 export interface IdTokenSource {
@@ -13,20 +13,16 @@ const REFRESH_AHEAD_MS = 5 * 60_000;
 /** Never send a token with less than this left: wait for a fresh one. */
 const MIN_VALIDITY_MS = 30_000;
 
+/** Attempts per fetch, the first included, each bounded by ATTEMPT_TIMEOUT_MS and all by DEADLINE_MS. */
+const ATTEMPTS = 3;
+const ATTEMPT_TIMEOUT_MS = 2000;
+const DEADLINE_MS = 5000;
+/** Backoff before retry n is a random delay up to BASE_DELAY_MS * 2^(n-1) (full jitter). */
+const BASE_DELAY_MS = 100;
+
 interface IdTokenCacheOptions {
   /** What to check when no token can be had; ends the 503 message. */
   hint: string;
-  /** Attempts per fetch, the first included (default 3). */
-  attempts?: number;
-  /** Per-attempt timeout (default 2 s). */
-  attemptTimeoutMs?: number;
-  /** Backoff before retry n is a random delay up to min(maxDelayMs, baseDelayMs * 2^n) (full jitter). */
-  baseDelayMs?: number;
-  maxDelayMs?: number;
-  /** Bound on one fetch, retries included (default 5 s). */
-  deadlineMs?: number;
-  /** Epoch milliseconds; tests move it. */
-  now?: () => number;
   onBackgroundRefreshError: (audience: string, error: Error) => void;
 }
 
@@ -44,37 +40,28 @@ export function createCachingIdTokenSource(
   fetchIdToken: FetchIdToken,
   options: IdTokenCacheOptions,
 ): IdTokenSource {
-  const attempts = options.attempts ?? 3;
-  const attemptTimeoutMs = options.attemptTimeoutMs ?? 2000;
-  const baseDelayMs = options.baseDelayMs ?? 100;
-  const maxDelayMs = options.maxDelayMs ?? 1000;
-  const deadlineMs = options.deadlineMs ?? 5000;
-  const now = options.now ?? Date.now;
   const cache = new Map<string, Cached>();
   const inFlight = new Map<string, Promise<Cached>>();
   const quietUntil = new Map<string, number>();
 
   const fetchWithRetries = async (audience: string): Promise<Cached> => {
-    const started = now();
-    const deadline = started + deadlineMs;
+    const started = Date.now();
+    const deadline = started + DEADLINE_MS;
     for (let attempt = 1; ; attempt += 1) {
       try {
         const token = await fetchIdToken(
           audience,
-          Math.max(1, Math.min(attemptTimeoutMs, deadline - now())),
+          Math.max(1, Math.min(ATTEMPT_TIMEOUT_MS, deadline - Date.now())),
         );
-        return { token, expiresAtMs: expiryOf(token, now()) };
+        return { token, expiresAtMs: expiryOf(token) };
       } catch (err) {
-        const error =
-          err instanceof IdTokenFetchError
-            ? err
-            : new IdTokenFetchError(String(err), false, { cause: err });
-        const delay = Math.random() * Math.min(maxDelayMs, baseDelayMs * 2 ** (attempt - 1));
-        if (!error.transient || attempt >= attempts || now() + delay >= deadline) {
+        const error = err as IdTokenFetchError; // what every FetchIdToken rejects with
+        const delay = Math.random() * BASE_DELAY_MS * 2 ** (attempt - 1);
+        if (!error.transient || attempt >= ATTEMPTS || Date.now() + delay >= deadline) {
           const reason =
             error.silent === undefined
               ? error.reason
-              : `${error.silent} did not answer within ${Math.round(now() - started)} ms ` +
+              : `${error.silent} did not answer within ${Math.round(Date.now() - started)} ms ` +
                 `(${attempt} ${attempt === 1 ? 'attempt' : 'attempts'})`;
           throw new IdTokenUnavailableError(audience, reason, options.hint, { cause: error });
         }
@@ -101,7 +88,7 @@ export function createCachingIdTokenSource(
   return {
     async getIdToken(audience) {
       const cached = cache.get(audience);
-      const at = now();
+      const at = Date.now();
       if (cached !== undefined && at < cached.expiresAtMs - MIN_VALIDITY_MS) {
         if (
           at >= cached.expiresAtMs - REFRESH_AHEAD_MS &&
@@ -110,7 +97,7 @@ export function createCachingIdTokenSource(
         ) {
           refresh(audience).catch((err: Error) => {
             // The cached token is still good; try again a little later rather than on every request.
-            quietUntil.set(audience, now() + 5000);
+            quietUntil.set(audience, Date.now() + 5000);
             options.onBackgroundRefreshError(audience, err);
           });
         }
@@ -122,12 +109,12 @@ export function createCachingIdTokenSource(
 }
 
 /** When a token expires, from its own exp claim; a token without one is kept for a minute. */
-function expiryOf(token: string, at: number): number {
+function expiryOf(token: string): number {
   try {
     const { exp } = decodeJwt(token);
     if (typeof exp === 'number') return exp * 1000;
   } catch {
     // Fall through: an opaque token.
   }
-  return at + 60_000;
+  return Date.now() + 60_000;
 }

@@ -1,3 +1,5 @@
+import { jest } from '@jest/globals';
+
 /**
  * Runs fn while watching the timers it sets for exactly ms, and answers how many were set and how
  * many of them were never cleared. Watching the calls, not the process's timers, keeps other test
@@ -26,4 +28,31 @@ export async function timersOf(
     globalThis.clearTimeout = realClear;
   }
   return { set: created.length, uncleared: created.filter((timer) => !cleared.has(timer)).length };
+}
+
+const TIMER_APIS = [
+  'hrtime',
+  'nextTick',
+  'performance',
+  'queueMicrotask',
+  'requestAnimationFrame',
+  'cancelAnimationFrame',
+  'requestIdleCallback',
+  'cancelIdleCallback',
+  'setImmediate',
+  'clearImmediate',
+  'setInterval',
+  'clearInterval',
+] as const;
+
+/**
+ * Fakes Date, and setTimeout and clearTimeout when timeouts is set, and nothing else: I/O,
+ * setImmediate and the rest stay real. Move the clock with jest.setSystemTime, or with
+ * jest.advanceTimersByTime to fire the faked timeouts that fall due; undo with jest.useRealTimers.
+ */
+export function fakeClock(now: number, { timeouts = false } = {}): void {
+  jest.useFakeTimers({
+    now,
+    doNotFake: timeouts ? [...TIMER_APIS] : [...TIMER_APIS, 'setTimeout', 'clearTimeout'],
+  });
 }
