@@ -19,20 +19,12 @@ interface SigningKeySet {
   current(): object | undefined;
 }
 
-export interface SigningKeySetOptions {
-  url: URL;
-  /** The least time between two key requests, whatever happens (default 30 s). */
-  cooldownMs?: number;
-  /** While the key server keeps failing the wait doubles from cooldownMs up to this (default 5 min). */
-  maxBackoffMs?: number;
-  /** One key request's bound (default 5 s). */
-  timeoutMs?: number;
-  /** Epoch milliseconds; tests move it. */
-  now?: () => number;
-  /** Certificates to trust besides Node's for an https key server (tests: a loopback one). */
-  ca?: string | Buffer;
-}
-
+/** The least time between two key requests, whatever happens. */
+const COOLDOWN_MS = 30_000;
+/** While the key server keeps failing, the wait doubles from COOLDOWN_MS up to this. */
+const MAX_BACKOFF_MS = 5 * 60_000;
+/** One key request's bound. */
+const TIMEOUT_MS = 5000;
 /** Keys are kept for the key server's Cache-Control max-age, within these bounds. */
 const MIN_MAX_AGE_S = 30;
 const MAX_MAX_AGE_S = 24 * 60 * 60;
@@ -53,14 +45,9 @@ interface Cached {
  * at most one key request per cooldown, doubling while the key server fails, and concurrent
  * requests share the one in flight.
  */
-export function createSigningKeySet(options: SigningKeySetOptions): SigningKeySet {
-  const cooldownMs = options.cooldownMs ?? 30_000;
-  const maxBackoffMs = Math.max(cooldownMs, options.maxBackoffMs ?? 5 * 60_000);
-  const timeoutMs = options.timeoutMs ?? 5000;
-  const now = options.now ?? Date.now;
-  // ca undefined: Node's own list.
-  const agent =
-    options.url.protocol === 'https:' ? new https.Agent({ ca: options.ca }) : new http.Agent();
+export function createSigningKeySet(url: URL): SigningKeySet {
+  // Node's own CA list; certificates to trust besides it go in NODE_EXTRA_CA_CERTS.
+  const agent = new (url.protocol === 'https:' ? https : http).Agent();
 
   let cached: Cached | undefined;
   let inFlight: Promise<void> | undefined;
@@ -71,18 +58,19 @@ export function createSigningKeySet(options: SigningKeySetOptions): SigningKeySe
   /** The one fetch in flight, started now if the cooldown allows; it never rejects. */
   const refresh = (): Promise<void> | undefined => {
     if (inFlight !== undefined) return inFlight;
-    if (now() < nextFetchAtMs) return undefined;
-    inFlight = fetchKeys(options.url, agent, timeoutMs).then(
+    if (Date.now() < nextFetchAtMs) return undefined;
+    inFlight = fetchKeys(url, agent).then(
       (fetched) => {
         failures = 0;
-        cached = { ...fetched, staleAtMs: now() + fetched.maxAgeS * 1000 };
-        nextFetchAtMs = now() + cooldownMs;
+        cached = { ...fetched, staleAtMs: Date.now() + fetched.maxAgeS * 1000 };
+        nextFetchAtMs = Date.now() + COOLDOWN_MS;
         inFlight = undefined;
       },
       (err: unknown) => {
         failures += 1;
         lastFailure = (err as Error).message;
-        nextFetchAtMs = now() + Math.min(maxBackoffMs, cooldownMs * 2 ** (failures - 1));
+        nextFetchAtMs =
+          Date.now() + Math.min(MAX_BACKOFF_MS, COOLDOWN_MS * 2 ** (failures - 1));
         inFlight = undefined;
       },
     );
@@ -91,13 +79,13 @@ export function createSigningKeySet(options: SigningKeySetOptions): SigningKeySe
 
   const unavailable = () =>
     new SigningKeysUnavailableError(
-      options.url.href,
+      url.href,
       lastFailure!,
-      Math.max(1, Math.ceil((nextFetchAtMs - now()) / 1000)),
+      Math.max(1, Math.ceil((nextFetchAtMs - Date.now()) / 1000)),
     );
 
   const refreshIfStale = () => {
-    if (cached !== undefined && now() >= cached.staleAtMs) void refresh();
+    if (cached !== undefined && Date.now() >= cached.staleAtMs) void refresh();
   };
 
   return {
@@ -125,11 +113,10 @@ export function createSigningKeySet(options: SigningKeySetOptions): SigningKeySe
 async function fetchKeys(
   url: URL,
   agent: http.Agent,
-  timeoutMs: number,
 ): Promise<{ getKey: JWTVerifyGetKey; kids: ReadonlySet<string>; maxAgeS: number }> {
   let answer: HttpAnswer;
   try {
-    answer = await httpGet(url, { agent, timeoutMs, maxBytes: MAX_BODY_BYTES });
+    answer = await httpGet(url, { agent, timeoutMs: TIMEOUT_MS, maxBytes: MAX_BODY_BYTES });
   } catch (err) {
     throw new Error((err as HttpFailure).message); // what the key server did, for SigningKeysUnavailableError
   }

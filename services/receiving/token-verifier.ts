@@ -1,7 +1,7 @@
 import { decodeJwt, errors, type JWTPayload } from 'jose';
 import { SigningKeysUnavailableError, TokenInvalidError } from '../shared/errors.js';
 import { verifyIdToken, type IdTokenClaims } from '../shared/google-id-token.js';
-import { createSigningKeySet, type SigningKeySetOptions } from './signing-keys.js';
+import { createSigningKeySet } from './signing-keys.js';
 
 /** Who a verified token says the caller is. */
 export interface Caller {
@@ -24,10 +24,6 @@ interface JwksVerifierOptions {
   jwksUrl: URL;
   audiences: readonly string[];
   issuers: readonly string[];
-  /** The key cache's rules (signing-keys.ts): cooldown, backoff, timeout, clock, CA. */
-  keys?: Omit<SigningKeySetOptions, 'url'>;
-  /** For tests: the current time. */
-  now?: () => Date;
 }
 
 /**
@@ -35,7 +31,7 @@ interface JwksVerifierOptions {
  * Keys come from a cache that outlives the key server (signing-keys.ts).
  */
 export function createJwksTokenVerifier(options: JwksVerifierOptions): TokenVerifier {
-  const keySet = createSigningKeySet({ url: options.jwksUrl, ...options.keys });
+  const keySet = createSigningKeySet(options.jwksUrl);
   // A token that verified once verifies again, until it expires, against the same keys: the
   // signature check is deterministic. Remembering it (never a failure) spares the RSA check, about
   // twice the rest of a request's cost, on every request of a token's hour. It is remembered with
@@ -45,7 +41,7 @@ export function createJwksTokenVerifier(options: JwksVerifierOptions): TokenVeri
     string,
     { caller: Caller; fromS: number; expS: number; keys: object | undefined }
   >();
-  const nowS = () => Math.floor((options.now?.() ?? new Date()).getTime() / 1000);
+  const nowS = () => Math.floor(Date.now() / 1000);
 
   return {
     async verify(token) {
@@ -70,7 +66,6 @@ export function createJwksTokenVerifier(options: JwksVerifierOptions): TokenVeri
           audiences: options.audiences,
           issuers: options.issuers,
           clockToleranceS: CLOCK_TOLERANCE_S,
-          now: options.now?.(),
         });
       } catch (err) {
         if (err instanceof SigningKeysUnavailableError || err instanceof TokenInvalidError)
@@ -103,7 +98,6 @@ export function createPlatformTokenVerifier(options: {
   issuers: readonly string[];
   /** Verifies tokens that still carry a signature; null when AUDIENCES is not set. */
   signedTokens: TokenVerifier | null;
-  now?: () => Date;
 }): TokenVerifier {
   return {
     async verify(token) {
@@ -121,7 +115,7 @@ export function createPlatformTokenVerifier(options: {
       } catch {
         throw new TokenInvalidError('token is malformed');
       }
-      const nowS = Math.floor((options.now?.() ?? new Date()).getTime() / 1000);
+      const nowS = Math.floor(Date.now() / 1000);
       if (typeof claims.iss !== 'string' || !options.issuers.includes(claims.iss)) {
         throw new TokenInvalidError('token issuer is not trusted');
       }

@@ -20,8 +20,6 @@ interface IdTokenRules {
   issuers: readonly string[];
   /** Seconds of clock skew forgiven on exp, nbf and iat. */
   clockToleranceS: number;
-  /** For tests: the current time. */
-  now?: Date | undefined;
 }
 
 /** A payload that passed the rules: one audience, an issue and an expiry time, a subject. */
@@ -47,7 +45,6 @@ export async function verifyIdToken(
     requiredClaims: ['exp'],
     maxTokenAge: MAX_TOKEN_LIFETIME_S,
     clockTolerance: rules.clockToleranceS,
-    ...(rules.now === undefined ? {} : { currentDate: rules.now }),
   });
   // Google's ID tokens carry one audience; google-auth-library refuses a list, and so do we.
   if (typeof payload.aud !== 'string')

@@ -1,4 +1,5 @@
 import { createHmac, createPublicKey } from 'node:crypto';
+import { jest } from '@jest/globals';
 import express from 'express';
 import { createSigningKey, type SigningKey } from '../../local/metadata-emulator/signing-key.js';
 import { SigningKeysUnavailableError, TokenInvalidError } from '../../services/shared/errors.js';
@@ -14,7 +15,10 @@ import {
   type Running,
   type RunningEmulator,
 } from '../helpers/servers.js';
+import { fakeClock } from '../helpers/timers.js';
 import { b64url, claimsFor } from '../helpers/tokens.js';
+
+afterEach(() => jest.useRealTimers());
 
 const AUDIENCE = 'https://receiving-abc123-uc.a.run.app';
 
@@ -185,58 +189,55 @@ describe('createJwksTokenVerifier with the emulator keys', () => {
   });
 
   it('accepts a token (remembered or not) until its exp plus 30 s of clock tolerance, to the second', async () => {
-    let now = new Date();
+    fakeClock(Date.now());
     const clocked = createJwksTokenVerifier({
       jwksUrl: emulator.jwksUrl,
       audiences: [AUDIENCE],
       issuers: ['https://accounts.google.com'],
-      now: () => now,
     });
     const exp = nowS() + 120;
     const token = await sign({ exp });
     await clocked.verify(token);
-    now = new Date((exp + 29) * 1000);
+    jest.setSystemTime((exp + 29) * 1000);
     await expect(clocked.verify(token)).resolves.toMatchObject({ emailVerified: true });
-    now = new Date((exp + 30) * 1000);
+    jest.setSystemTime((exp + 30) * 1000);
     expect(await reasonFor(clocked, token)).toBe('token has expired');
     // And one never seen before, at the same instants.
     const fresh = await sign({ exp, sub: 'other' });
-    now = new Date((exp + 29) * 1000);
+    jest.setSystemTime((exp + 29) * 1000);
     await expect(clocked.verify(fresh)).resolves.toMatchObject({ subject: 'other' });
   });
 
   it('refuses a remembered token when the clock steps back before its iat or nbf, as a fresh check would', async () => {
-    let now = new Date();
+    fakeClock(Date.now());
     const clocked = createJwksTokenVerifier({
       jwksUrl: emulator.jwksUrl,
       audiences: [AUDIENCE],
       issuers: ['https://accounts.google.com'],
-      now: () => now,
     });
     const iat = nowS();
     const withIat = await sign({ iat, exp: iat + 600 });
     const withNbf = await sign({ iat: iat - 60, nbf: iat, exp: iat + 600, sub: 'nbf' });
     for (const token of [withIat, withNbf]) await clocked.verify(token);
-    now = new Date((iat - 30) * 1000); // within the tolerance: still admitted
+    jest.setSystemTime((iat - 30) * 1000); // within the tolerance: still admitted
     for (const token of [withIat, withNbf])
       await expect(clocked.verify(token)).resolves.toMatchObject({ emailVerified: true });
-    now = new Date((iat - 31) * 1000);
+    jest.setSystemTime((iat - 31) * 1000);
     expect(await reasonFor(clocked, withIat)).toBe('token is issued in the future');
     expect(await reasonFor(clocked, withNbf)).toBe('token is not valid yet (nbf)');
   });
 
   it('stops accepting a remembered token once it expires', async () => {
-    let now = new Date();
+    fakeClock(Date.now());
     const clocked = createJwksTokenVerifier({
       jwksUrl: emulator.jwksUrl,
       audiences: [AUDIENCE],
       issuers: ['https://accounts.google.com'],
-      now: () => now,
     });
     const token = await sign({ exp: nowS() + 120 });
     await expect(clocked.verify(token)).resolves.toMatchObject({ emailVerified: true });
     await expect(clocked.verify(token)).resolves.toMatchObject({ emailVerified: true });
-    now = new Date(Date.now() + 10 * 60_000);
+    jest.setSystemTime(Date.now() + 10 * 60_000);
     expect(await reasonFor(clocked, token)).toBe('token has expired');
   });
 
@@ -282,25 +283,26 @@ describe('createJwksTokenVerifier key fetching', () => {
     iat: nowS(),
     exp: nowS() + 3600,
   });
-  const verifierWith = (cooldownS: number) =>
+  const verifierWith = () =>
     createJwksTokenVerifier({
       jwksUrl: new URL(`${jwks.url}/certs`),
       audiences: [AUDIENCE],
       issuers: ['https://accounts.google.com'],
-      keys: { cooldownMs: cooldownS * 1000 },
     });
 
   it('fetches the key set once for many verifications', async () => {
-    const verifier = verifierWith(30);
+    const verifier = verifierWith();
     const token = await keys[0]!.sign(claims());
     await Promise.all(Array.from({ length: 50 }, () => verifier.verify(token)));
     await verifier.verify(token);
     expect(fetches).toBe(1);
   });
 
-  it('refetches on an unknown kid, so rotated keys are picked up', async () => {
-    const verifier = verifierWith(0);
+  it('refetches on an unknown kid once the 30 s cooldown is over, so rotated keys are picked up', async () => {
+    fakeClock(Date.now());
+    const verifier = verifierWith();
     await verifier.verify(await keys[0]!.sign(claims()));
+    jest.setSystemTime(Date.now() + 30_000);
     const rotated = await createSigningKey();
     keys.push(rotated);
     await expect(verifier.verify(await rotated.sign(claims()))).resolves.toMatchObject({
@@ -310,7 +312,7 @@ describe('createJwksTokenVerifier key fetching', () => {
   });
 
   it('refetches at most once per cooldown however many unknown kids arrive', async () => {
-    const verifier = verifierWith(60);
+    const verifier = verifierWith();
     await verifier.verify(await keys[0]!.sign(claims()));
     const strangers = await Promise.all([
       createSigningKey(),
@@ -328,7 +330,7 @@ describe('createJwksTokenVerifier key fetching', () => {
   it('answers SigningKeysUnavailable, not an invalid token, when the key server is down', async () => {
     const token = await keys[0]!.sign(claims());
     await jwks.close();
-    const error = await verifierWith(30)
+    const error = await verifierWith()
       .verify(token)
       .catch((err: unknown) => err);
     expect(error).toBeInstanceOf(SigningKeysUnavailableError);

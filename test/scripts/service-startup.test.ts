@@ -1,16 +1,20 @@
 import { execFile } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { createSigningKey } from '../../local/metadata-emulator/signing-key.js';
 import {
   nodeArgsOf,
   freePort,
   startService,
   type ServiceName,
 } from '../../scripts/lib/processes.js';
+import { nowS } from '../helpers/servers.js';
 
 const run = promisify(execFile);
 
@@ -192,5 +196,48 @@ describe('services stop on SIGTERM (real processes)', () => {
     const code = await service.exited;
     clearTimeout(timer);
     expect(code).toBe(0);
+  });
+});
+
+describe('receiving trusts an https key server through NODE_EXTRA_CA_CERTS (a real process)', () => {
+  it('verifies a token against keys fetched over https from a server that certificate signs', async () => {
+    const key = await createSigningKey();
+    const fixtures = new URL('../fixtures/tls/', import.meta.url);
+    const keyServer = https.createServer(
+      {
+        key: readFileSync(new URL('loopback.key', fixtures)),
+        cert: readFileSync(new URL('loopback.crt', fixtures)),
+      },
+      (_req, res) => {
+        res.setHeader('Content-Type', 'application/json');
+        res.end(JSON.stringify(key.jwks));
+      },
+    );
+    await new Promise<void>((resolve) => keyServer.listen(0, '127.0.0.1', resolve));
+    const audience = 'https://receiving.example';
+    const receiving = await startService('receiving', {
+      env: {
+        PATH: process.env.PATH,
+        AUDIENCES: audience,
+        JWKS_URL: `https://127.0.0.1:${(keyServer.address() as { port: number }).port}/certs`,
+        NODE_EXTRA_CA_CERTS: fileURLToPath(new URL('loopback.crt', fixtures)),
+      },
+      port: await freePort(),
+    });
+    try {
+      const token = await key.sign({
+        aud: audience,
+        iss: 'https://accounts.google.com',
+        sub: '1',
+        iat: nowS(),
+        exp: nowS() + 3600,
+      });
+      const answer = await fetch(receiving.url, { headers: { authorization: `Bearer ${token}` } });
+      expect([answer.status, await answer.text()]).toEqual([200, 'Hello World!']);
+    } finally {
+      await receiving.stop();
+      keyServer.closeAllConnections();
+      keyServer.close();
+    }
   });
 });
