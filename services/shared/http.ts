@@ -29,9 +29,9 @@ export class HttpFailure extends Error {
   constructor(
     readonly kind: HttpFailureKind,
     message: string,
-    options?: { cause?: unknown },
+    cause?: unknown,
   ) {
-    super(message, options);
+    super(message, cause === undefined ? undefined : { cause });
     this.name = 'HttpFailure';
   }
 }
@@ -52,7 +52,7 @@ function connectionFailure(err: unknown): HttpFailure {
           : typeof code === 'string' && TLS_CODE.test(code)
             ? ['tls', `TLS failed: ${code}`]
             : ['network', `a network error (${typeof code === 'string' ? code : 'no code'})`];
-  return new HttpFailure(kind, `could not be reached (${words})`, { cause: err });
+  return new HttpFailure(kind, `could not be reached (${words})`, err);
 }
 
 /**
@@ -76,8 +76,10 @@ export function httpGet(url: URL, options: HttpGetOptions): Promise<HttpAnswer> 
         reject(failure);
       }
     };
+    const fail = (kind: HttpFailureKind, message: string, cause?: unknown) =>
+      settle(new HttpFailure(kind, message, cause));
     const timer = setTimeout(
-      () => settle(new HttpFailure('timeout', `did not answer within ${options.timeoutMs} ms`)),
+      () => fail('timeout', `did not answer within ${options.timeoutMs} ms`),
       options.timeoutMs,
     );
     const send = (mayRetry: boolean) => {
@@ -87,14 +89,8 @@ export function httpGet(url: URL, options: HttpGetOptions): Promise<HttpAnswer> 
         req = http.get(url, { agent: options.agent, headers: options.headers ?? {} });
       } catch (err) {
         // A header Node refuses to send (a control character in a value): nothing went out.
-        settle(
-          new HttpFailure(
-            'network',
-            `was not asked: Node refused the request (${(err as Error).message})`,
-            { cause: err },
-          ),
-        );
-        return;
+        const refused = `was not asked: Node refused the request (${(err as Error).message})`;
+        return fail('network', refused, err);
       }
       request = req;
       // Bytes the socket had read before this request: any more, and the server began to answer.
@@ -105,14 +101,8 @@ export function httpGet(url: URL, options: HttpGetOptions): Promise<HttpAnswer> 
         let size = 0;
         res.on('data', (chunk: Buffer) => {
           size += chunk.length;
-          if (size > options.maxBytes) {
-            settle(
-              new HttpFailure(
-                'too-large',
-                `answered more than ${Math.floor(options.maxBytes / 1024)} KB`,
-              ),
-            );
-          } else chunks.push(chunk);
+          if (size <= options.maxBytes) chunks.push(chunk);
+          else fail('too-large', `answered more than ${Math.floor(options.maxBytes / 1024)} KB`);
         });
         res.on('end', () =>
           settle(undefined, {
@@ -122,15 +112,8 @@ export function httpGet(url: URL, options: HttpGetOptions): Promise<HttpAnswer> 
           }),
         );
         // The connection closed before the whole body arrived (Content-Length or chunked alike).
-        res.on('error', (err) =>
-          settle(
-            new HttpFailure(
-              'reset',
-              'could not be reached (the connection was reset before the whole answer came)',
-              { cause: err },
-            ),
-          ),
-        );
+        const cut = 'could not be reached (the connection was reset before the whole answer came)';
+        res.on('error', (err) => fail('reset', cut, err));
       });
       req.on('error', (err) => {
         if (settled) return;
