@@ -90,6 +90,11 @@ class KeyServer {
     this.running = await serve(app, this.port);
   }
 
+  /** Resolves once the server has had n requests in all. */
+  async seen(n: number): Promise<void> {
+    while (this.requests < n) await sleep(5);
+  }
+
   get url(): URL {
     return new URL(`http://127.0.0.1:${this.port}/certs`);
   }
@@ -228,7 +233,7 @@ describe('signing keys: a cache that outlives the key server', () => {
         Array.from({ length: 200 }, (_v, i) => outcome(verifier, forgedWithKid(`forged-${i}`))),
       );
       if (mode === 'silent') {
-        await sleep(50); // the key request reaches the server, which never answers it
+        await server.seen(before + 1); // which it never answers
         advance(5000);
       }
       const concurrent = await flood;
@@ -301,7 +306,7 @@ describe('signing keys: a cache that outlives the key server', () => {
   it('names a silent key server by its 5 s timeout and a refused one by the refusal', async () => {
     await server.setMode('silent');
     const waiting = verifier.verify(await key.sign(claims())).catch((e: Error) => e);
-    await sleep(50); // the key request reaches the server
+    await server.seen(1);
     advance(5000);
     expect(((await waiting) as Error).message).toContain('did not answer within 5000 ms');
     advance(COOLDOWN_MS);
