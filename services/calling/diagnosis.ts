@@ -62,10 +62,7 @@ export function explainRefusal(refusal: Refusal): UpstreamRefusedError {
     return new UpstreamRefusedError(
       'UPSTREAM_UNAUTHORIZED',
       `${head}: it did not accept the token; ${as}.${receivingSaid}\nFix: ${fix}.`,
-      {
-        ...extensions,
-        fix,
-      },
+      { ...extensions, fix },
     );
   }
   return new UpstreamRefusedError('UPSTREAM_ERROR', `${head}.`, extensions);

@@ -82,19 +82,9 @@ export function createGoogleAuthIdTokenFetcher(makeAuth: () => Promise<GoogleAut
   return async (audience, timeoutMs) => {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(
-        () =>
-          reject(
-            new IdTokenFetchError(
-              `google-auth-library did not get a token within ${timeoutMs} ms`,
-              true,
-              {
-                silent: 'google-auth-library',
-              },
-            ),
-          ),
-        timeoutMs,
-      );
+      const message = `google-auth-library did not get a token within ${timeoutMs} ms`;
+      const error = new IdTokenFetchError(message, true, { silent: 'google-auth-library' });
+      timer = setTimeout(reject, timeoutMs, error);
     });
     try {
       return await Promise.race([

@@ -69,8 +69,7 @@ export function createSigningKeySet(url: URL): SigningKeySet {
       (err: unknown) => {
         failures += 1;
         lastFailure = (err as Error).message;
-        nextFetchAtMs =
-          Date.now() + Math.min(MAX_BACKOFF_MS, COOLDOWN_MS * 2 ** (failures - 1));
+        nextFetchAtMs = Date.now() + Math.min(MAX_BACKOFF_MS, COOLDOWN_MS * 2 ** (failures - 1));
         inFlight = undefined;
       },
     );

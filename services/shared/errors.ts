@@ -116,10 +116,7 @@ export class IdTokenUnavailableError extends ServiceError {
       'ID_TOKEN_UNAVAILABLE',
       503,
       `could not get an identity token for audience ${audience}: ${reason}. ${hint}`,
-      {
-        ...options,
-        headers: { 'Retry-After': '5' },
-      },
+      { ...options, headers: { 'Retry-After': '5' } },
     );
   }
 }

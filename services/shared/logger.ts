@@ -26,9 +26,7 @@ export function createLogger(
       messageKey: 'message',
       base: { service },
       timestamp: pino.stdTimeFunctions.isoTime,
-      formatters: {
-        level: (label) => ({ severity: SEVERITY[label] ?? 'DEFAULT' }),
-      },
+      formatters: { level: (label) => ({ severity: SEVERITY[label] ?? 'DEFAULT' }) },
     },
     destination,
   );
