@@ -9,8 +9,6 @@ const TOKEN_HEADERS = ['authorization', 'x-serverless-authorization', 'both'] as
 export type TokenHeader = (typeof TOKEN_HEADERS)[number];
 
 export interface CallingConfig extends CommonConfig {
-  host: string;
-  port: number;
   /** The receiving service's URL, called on every request. */
   url: URL;
   /** The audience ID tokens are minted for: the receiving service's origin unless set. */
@@ -38,8 +36,6 @@ export function loadCallingConfig(env: Env): CallingConfig {
   const common = read.common();
   return read.done({
     ...common,
-    host: read.raw('HOST') ?? '0.0.0.0',
-    port: read.port('PORT', 8080),
     url: url ?? new URL('http://invalid'),
     audience,
     auth: read.oneOf('AUTH', AUTH_MODES, 'id-token'),

@@ -14,8 +14,6 @@ const GOOGLE_JWKS_URL = 'https://www.googleapis.com/oauth2/v3/certs';
 export type Invokers = ReadonlySet<string>;
 
 export interface ReceivingConfig extends CommonConfig {
-  host: string;
-  port: number;
   /**
    * verify: check every token here; platform: trust tokens whose signature Cloud Run removed after
    * checking them, verify the others; none: trust Cloud Run IAM alone (the tutorial's service).
@@ -51,8 +49,6 @@ export function loadReceivingConfig(env: Env): ReceivingConfig {
   }
   return read.done({
     ...read.common(),
-    host: read.raw('HOST') ?? '0.0.0.0',
-    port: read.port('PORT', 8080),
     tokenCheck,
     audiences,
     jwksUrl: jwksUrl ?? new URL(GOOGLE_JWKS_URL),

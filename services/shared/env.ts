@@ -22,6 +22,9 @@ export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', '
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
 export interface CommonConfig {
+  /** HOST and PORT: where the service listens (Cloud Run sets PORT). */
+  host: string;
+  port: number;
   logLevel: LogLevel;
   /** GOOGLE_CLOUD_PROJECT: the project for Cloud Logging's trace field. */
   projectId: string | undefined;
@@ -162,6 +165,8 @@ export class EnvReader {
   /** What every service reads besides its own variables. */
   common(): CommonConfig {
     return {
+      host: this.raw('HOST') ?? '0.0.0.0',
+      port: this.port('PORT', 8080),
       logLevel: this.oneOf('LOG_LEVEL', LOG_LEVELS, 'info'),
       projectId: this.matching(
         'GOOGLE_CLOUD_PROJECT',

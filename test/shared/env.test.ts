@@ -83,6 +83,8 @@ describe('EnvReader', () => {
 
   it('knows it is on Cloud Run by K_SERVICE, which Cloud Run sets', () => {
     expect(new EnvReader('svc', { K_SERVICE: 'calling' }).common()).toEqual({
+      host: '0.0.0.0',
+      port: 8080,
       logLevel: 'info',
       projectId: undefined,
       metadataHost: undefined,
