@@ -154,25 +154,18 @@ export class EnvReader {
     return ip ?? host;
   }
 
-  /** The value when it matches pattern; else undefined, and a problem saying what it must be. */
-  private matching(name: string, pattern: RegExp, what: string): string | undefined {
-    const value = this.raw(name);
-    if (value !== undefined && !pattern.test(value))
-      this.problem(`${name} must be ${what}, got "${value}"`);
-    return value;
-  }
-
   /** What every service reads besides its own variables. */
   common(): CommonConfig {
+    const projectId = this.raw('GOOGLE_CLOUD_PROJECT');
+    if (projectId !== undefined && !PROJECT_ID.test(projectId)) {
+      const what = 'a Google Cloud project id (6-30 of a-z, 0-9, -)';
+      this.problem(`GOOGLE_CLOUD_PROJECT must be ${what}, got "${projectId}"`);
+    }
     return {
       host: this.raw('HOST') ?? '0.0.0.0',
       port: this.port('PORT', 8080),
       logLevel: this.oneOf('LOG_LEVEL', LOG_LEVELS, 'info'),
-      projectId: this.matching(
-        'GOOGLE_CLOUD_PROJECT',
-        PROJECT_ID,
-        'a Google Cloud project id (6-30 of a-z, 0-9, -)',
-      ),
+      projectId,
       metadataHost: this.metadataHost(),
       onCloudRun: this.raw('K_SERVICE') !== undefined,
     };
