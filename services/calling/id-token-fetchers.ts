@@ -103,9 +103,15 @@ export function createGoogleAuthIdTokenFetcher(makeAuth: () => Promise<GoogleAut
       ]);
     } catch (err) {
       if (err instanceof IdTokenFetchError) throw err;
-      const status = (err as { status?: number; response?: { status?: number } }).response?.status;
+      // Whatever it rejected with: undefined, null and an object without a prototype too.
+      const status = (err as { response?: { status?: number } } | null)?.response?.status;
       const transient = status === undefined || status >= 500 || status === 429;
-      const message = err instanceof Error ? err.message : String(err);
+      let message: string;
+      try {
+        message = err instanceof Error ? err.message : String(err);
+      } catch {
+        message = 'a rejection that cannot be turned into words'; // an object without a prototype
+      }
       throw new IdTokenFetchError(`google-auth-library failed: ${message}`, transient, {
         cause: err,
       });

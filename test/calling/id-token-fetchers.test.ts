@@ -351,6 +351,26 @@ describe('createGoogleAuthIdTokenFetcher (its failures, with stand-in credential
     }
   });
 
+  it('words a rejection that is no Error, and retries it', async () => {
+    const reasons: string[] = [];
+    for (const thrown of [undefined, null, Object.create(null) as object, 'went wrong']) {
+      const error = await failureOf(
+        createGoogleAuthIdTokenFetcher(authWith(() => Promise.reject(thrown as unknown as Error)))(
+          'a',
+          1000,
+        ),
+      );
+      expect(error.transient).toBe(true);
+      reasons.push(error.reason);
+    }
+    expect(reasons).toEqual([
+      'google-auth-library failed: undefined',
+      'google-auth-library failed: null',
+      'google-auth-library failed: a rejection that cannot be turned into words',
+      'google-auth-library failed: went wrong',
+    ]);
+  });
+
   it('calls a failure transient when there was no answer, a 5xx or a 429, and not on another 4xx', async () => {
     const failing = (status?: number) =>
       createGoogleAuthIdTokenFetcher(
