@@ -15,7 +15,7 @@ const PROJECT_ID = /^(?:[a-z\d][a-z\d.-]{0,61}[a-z\d]:)?[a-z][a-z\d-]{4,28}[a-z\
  * as a password may hold / ? or # and a URL parser may read user info after one slash.
  */
 function withoutUser(value: string): string {
-  return value.replace(/^([a-z][\w+.-]*:\/+)?.*@/i, '$1…@');
+  return value.replace(/^([a-z][\w+.-]*:\/+)?.*@/is, '$1…@');
 }
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
@@ -156,18 +156,19 @@ export class EnvReader {
 
   /** What every service reads besides its own variables. */
   common(): CommonConfig {
+    const logLevel = this.oneOf('LOG_LEVEL', LOG_LEVELS, 'info');
     const projectId = this.raw('GOOGLE_CLOUD_PROJECT');
     if (projectId !== undefined && !PROJECT_ID.test(projectId)) {
       const what = 'a Google Cloud project id (6-30 of a-z, 0-9, -)';
       this.problem(`GOOGLE_CLOUD_PROJECT must be ${what}, got "${projectId}"`);
     }
     return {
-      host: this.raw('HOST') ?? '0.0.0.0',
-      port: this.port('PORT', 8080),
-      logLevel: this.oneOf('LOG_LEVEL', LOG_LEVELS, 'info'),
+      logLevel,
       projectId,
       metadataHost: this.metadataHost(),
       onCloudRun: this.raw('K_SERVICE') !== undefined,
+      host: this.raw('HOST') ?? '0.0.0.0',
+      port: this.port('PORT', 8080),
     };
   }
 

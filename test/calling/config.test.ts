@@ -110,12 +110,21 @@ describe('loadCallingConfig', () => {
         AUTH: 'token',
         TOKEN_HEADER: 'cookie',
         UPSTREAM_TIMEOUT_MS: '0',
+        PORT: 'x',
+        LOG_LEVEL: 'loud',
+        GOOGLE_CLOUD_PROJECT: 'A',
+        GCE_METADATA_HOST: 'a/b',
       });
     } catch (err) {
       error = err as ConfigError;
     }
+    // In the order they are read, the variables every service reads first.
     expect(error?.problems.map((p) => p.split(' ')[0])).toEqual([
       'URL',
+      'LOG_LEVEL',
+      'GOOGLE_CLOUD_PROJECT',
+      'GCE_METADATA_HOST',
+      'PORT',
       'AUTH',
       'TOKEN_HEADER',
       'UPSTREAM_TIMEOUT_MS',

@@ -104,6 +104,7 @@ describe('EnvReader', () => {
       'http://u:p#secret@h/',
       'http://u:p/secret@h/',
       'http://u:p?secret@h/',
+      'http://u:p\nsecret@h:99999',
     ])
       read.httpUrl('D', value);
     expect(() => read.done({})).toThrow(
@@ -115,6 +116,7 @@ describe('EnvReader', () => {
         'D must be an absolute http(s) URL, got "http://…@h/"',
         'D must be an absolute http(s) URL, got "http://…@h/"',
         'D must be an absolute http(s) URL, got "http://…@h/"',
+        'D must be an absolute http(s) URL, got "http://…@h:99999"',
       ]),
     );
   });
