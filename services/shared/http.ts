@@ -31,7 +31,7 @@ export class HttpFailure extends Error {
     message: string,
     cause?: unknown,
   ) {
-    super(message, cause === undefined ? undefined : { cause });
+    super(message, { cause });
     this.name = 'HttpFailure';
   }
 }

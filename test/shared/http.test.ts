@@ -15,7 +15,7 @@ const get = (url: URL, agent = keepAlive(), timeoutMs = 2000, maxBytes = 1024) =
 /** The failure a call ends with, as kind and message, and how long it took. */
 async function failureOf(
   call: Promise<unknown>,
-): Promise<{ kind: HttpFailure['kind']; message: string; ms: number }> {
+): Promise<{ kind: HttpFailure['kind']; message: string; cause: unknown; ms: number }> {
   const started = Date.now();
   const err = await call.then(
     () => undefined,
@@ -25,6 +25,7 @@ async function failureOf(
   return {
     kind: (err as HttpFailure).kind,
     message: (err as HttpFailure).message,
+    cause: (err as HttpFailure).cause,
     ms: Date.now() - started,
   };
 }
@@ -157,6 +158,7 @@ describe('httpGet: the one HTTP client of the services', () => {
         const failure = await failureOf(get(dying.url, keepAlive(), 20_000));
         expect(failure.kind).toBe('reset');
         expect(failure.message).toContain('the connection was reset');
+        expect((failure.cause as { code?: string }).code).toBe('ECONNRESET');
         expect(failure.ms).toBeLessThan(10_000);
         expect(dying.requests()).toBe(1);
       } finally {
@@ -180,6 +182,7 @@ describe('httpGet: the one HTTP client of the services', () => {
         /^was not asked: Node refused the request \(.*authorization/i,
       );
       expect(failure?.message).not.toContain('secret');
+      expect((failure?.cause as { code?: string }).code).toBe('ERR_INVALID_CHAR');
       expect(timers.uncleared).toBe(0);
       expect(server.requests()).toBe(0);
     } finally {
