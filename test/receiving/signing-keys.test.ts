@@ -163,7 +163,7 @@ describe('signing keys: a cache that outlives the key server', () => {
   afterEach(() => server.close());
 
   /** Lets a background refresh finish (a silent server's, once advance has fired its timeout). */
-  const settle = () => sleep(100);
+  const settle = () => sleep(200);
 
   it('fetches the key set once for a burst of verifications', async () => {
     const token = await key.sign(claims());
