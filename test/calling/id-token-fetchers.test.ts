@@ -354,12 +354,8 @@ describe('createGoogleAuthIdTokenFetcher (its failures, with stand-in credential
   it('words a rejection that is no Error, and retries it', async () => {
     const reasons: string[] = [];
     for (const thrown of [undefined, null, Object.create(null) as object, 'went wrong']) {
-      const error = await failureOf(
-        createGoogleAuthIdTokenFetcher(authWith(() => Promise.reject(thrown as unknown as Error)))(
-          'a',
-          1000,
-        ),
-      );
+      const rejecting = authWith(() => Promise.reject(thrown));
+      const error = await failureOf(createGoogleAuthIdTokenFetcher(rejecting)('a', 1000));
       expect(error.transient).toBe(true);
       reasons.push(error.reason);
     }
